@@ -1,0 +1,45 @@
+# `make run` and `make test` work from a fresh clone; every other target is a step of theirs.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+FLASK := $(BIN)/flask --app app
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: install run migrate seed test lint format clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed
+
+migrate: install
+	PROGRESS_ENV=development $(FLASK) db upgrade
+
+seed: migrate
+	PROGRESS_ENV=development $(FLASK) seed
+
+# The embedded default: SQLite under instance/, flags in the same database, one worker.
+run: seed
+	@PROGRESS_ENV=development $(FLASK) users demo
+	PROGRESS_ENV=development HOST=$(HOST) PORT=$(PORT) WEB_CONCURRENCY=1 GUNICORN_THREADS=8 \
+		$(BIN)/gunicorn -c gunicorn.conf.py app:app
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf $(VENV) instance .pytest_cache .ruff_cache test-artifacts

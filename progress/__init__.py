@@ -1,0 +1,83 @@
+"""The lesson progress service: `create_app` builds it in named steps."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Flask
+
+from . import cli, faults, logs, metrics, worker
+from .api import health, learner, spec
+from .config import load_settings
+from .errors import register_errorhandlers
+from .extensions import db, migrate
+from .paths import legacy
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app; `overrides` are environment variables (by name) for tests and tools."""
+    instance_path = Path(os.environ.get("PROGRESS_INSTANCE_PATH", ROOT / "instance"))
+    app = Flask(__name__, instance_path=str(instance_path))
+    configure(app, overrides or {})
+    register_extensions(app)
+    register_paths(app)
+    register_blueprints(app)
+    register_errorhandlers(app)
+    register_commands(app)
+    return app
+
+
+def configure(app: Flask, overrides: Mapping[str, Any]) -> None:
+    env = {**os.environ, **{name: str(value) for name, value in overrides.items()}}
+    app.config.update(load_settings(Path(app.instance_path), env))
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(app.config["SQLALCHEMY_DATABASE_URI"])
+    app.json.sort_keys = False
+    logs.configure_logging(app.config["PROGRESS_LOG_LEVEL"])
+    faults.configure(app.config["PROGRESS_FAULTS"])
+
+
+def engine_options(url: str) -> dict[str, Any]:
+    if url.startswith("sqlite"):
+        # Wait for a writer instead of failing at once; the embedded default is one process.
+        return {"connect_args": {"timeout": 15}}
+    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 10}
+
+
+def register_extensions(app: Flask) -> None:
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            sa.event.listen(db.engine, "connect", _sqlite_pragmas)
+    worker.init_app(app)
+    metrics.create_series_at_zero()
+    logs.init_app(app)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers don't wait for the writer
+    cursor.close()
+
+
+def register_paths(app: Flask) -> None:
+    """Each path is a blueprint that installs its implementation."""
+    app.register_blueprint(legacy.bp)
+
+
+def register_blueprints(app: Flask) -> None:
+    app.register_blueprint(health.bp)
+    app.register_blueprint(learner.bp)
+    spec.init_app(app)  # last: the OpenAPI document lists the routes above
+
+
+def register_commands(app: Flask) -> None:
+    cli.init_app(app)

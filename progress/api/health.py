@@ -1,0 +1,39 @@
+"""Liveness and readiness for load balancers and orchestrators."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask import Blueprint, current_app
+from spectree import Response as Resp
+
+from ..extensions import db
+from .schemas import HealthOut, ReadyOut
+from .spec import api_spec
+
+bp = Blueprint("health", __name__)
+READINESS_CHECKS_KEY = "progress.readiness"
+
+
+@bp.get("/healthz")
+@api_spec.validate(resp=Resp(HTTP_200=HealthOut), tags=["health"])
+def healthz() -> dict:
+    """The process is alive."""
+    return {"status": "ok"}
+
+
+@bp.get("/readyz")
+@api_spec.validate(resp=Resp(HTTP_200=ReadyOut, HTTP_503=ReadyOut), tags=["health"])
+def readyz() -> tuple[dict, int]:
+    """Ready when the database answers and every registered check passes."""
+    checks: dict[str, str] = {}
+    try:
+        db.session.execute(sa.text("SELECT 1"))
+        db.session.rollback()
+        checks["database"] = "ok"
+    except Exception as exc:  # readiness reports; it never raises
+        db.session.rollback()
+        checks["database"] = f"unavailable: {type(exc).__name__}"
+    for name, check in current_app.extensions.get(READINESS_CHECKS_KEY, {}).items():
+        checks[name] = check()
+    ready = all(value == "ok" or value.startswith("ok") for value in checks.values())
+    return {"status": "ready" if ready else "unready", "checks": checks}, 200 if ready else 503

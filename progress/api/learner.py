@@ -1,0 +1,155 @@
+"""Learner routes under /api/v1. Each reads top to bottom: auth, the flag picks the path,
+the path answers. No business logic here."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, g
+from spectree import Response as Resp
+
+from ..auth import authenticate
+from ..curriculum import LessonRef, accessible_lessons
+from ..errors import ApiError
+from ..paths import primary_confirms_locked, record_false_lock, serving_path
+from ..worker import worker_state
+from .schemas import (
+    AccessOut,
+    AccessQuery,
+    CompletionOut,
+    CurriculumOut,
+    ErrorOut,
+    LockScreenIn,
+    LockScreenOut,
+    ProgressOut,
+    ProgressQuery,
+)
+from .spec import api_spec
+
+bp = Blueprint("learner_api", __name__, url_prefix="/api/v1")
+
+AUTH = {"bearer": []}
+ERRORS = {f"HTTP_{code}": ErrorOut for code in (401, 403, 404, 503)}
+
+
+def find_lesson(module_id: str, lesson_id: str) -> LessonRef:
+    curriculum = worker_state().curriculum()
+    lesson = curriculum.find(module_id, lesson_id)
+    if lesson is not None:
+        return lesson
+    if not curriculum.has_module(module_id):
+        raise ApiError(404, "module_not_found", f"Module {module_id!r} doesn't exist.", "moduleId")
+    raise ApiError(
+        404, "lesson_not_found", f"Lesson {lesson_id!r} doesn't exist in {module_id!r}.", "lessonId"
+    )
+
+
+@bp.after_request
+def tag_path(response: Response) -> Response:
+    if "progress_path" in g:
+        response.headers["X-Progress-Path"] = g.progress_path
+    return response
+
+
+@bp.get("/curriculum")
+@api_spec.validate(resp=Resp(HTTP_200=CurriculumOut, HTTP_503=ErrorOut), tags=["curriculum"])
+def get_curriculum() -> dict:
+    """Modules in order, each with its lessons in order."""
+    curriculum = worker_state().curriculum()
+    return {
+        "modules": [
+            {
+                "id": module.slug,
+                "title": module.title,
+                "lessons": [
+                    {"id": lesson.slug, "title": lesson.title} for lesson in module.lessons
+                ],
+            }
+            for module in curriculum.modules
+        ]
+    }
+
+
+@bp.get("/progress")
+@api_spec.validate(
+    query=ProgressQuery, resp=Resp(HTTP_200=ProgressOut, **ERRORS), tags=["progress"], security=AUTH
+)
+def get_progress(query: ProgressQuery) -> dict:
+    """The learner's completed lessons and which lessons are open."""
+    identity = authenticate()
+    path = serving_path(identity.user_id)
+    snapshot = path.read_progress(identity.user_id, query.minVersion)
+    curriculum = worker_state().curriculum()
+    completed = []
+    for lesson_id, completed_at in sorted(snapshot.completed.items(), key=lambda i: i[1]):
+        lesson = curriculum.by_id(lesson_id)
+        if lesson is not None:
+            completed.append(
+                {
+                    "moduleId": lesson.module_slug,
+                    "lessonId": lesson.slug,
+                    "completedAt": completed_at,
+                }
+            )
+    return {
+        "version": snapshot.version,
+        "completed": completed,
+        "lessons": [
+            {"moduleId": lesson.module_slug, "lessonId": lesson.slug, "accessible": accessible}
+            for lesson, accessible in accessible_lessons(curriculum, snapshot.completed)
+        ],
+    }
+
+
+@bp.post("/modules/<moduleId>/lessons/<lessonId>/complete")
+@api_spec.validate(
+    resp=Resp(HTTP_200=CompletionOut, HTTP_409=ErrorOut, **ERRORS), tags=["progress"], security=AUTH
+)
+def complete_lesson(moduleId: str, lessonId: str) -> dict:  # noqa: N803 - path names
+    """Mark a lesson complete; completing it again changes nothing."""
+    identity = authenticate(write=True)
+    lesson = find_lesson(moduleId, lessonId)
+    path = serving_path(identity.user_id)
+    answer = path.complete_lesson(identity.user_id, lesson)
+    return {
+        "success": answer.success,
+        "dbUpdated": answer.db_updated,
+        "cacheUpdated": answer.cache_updated,
+        "version": answer.version,
+        "path": path.name,
+    }
+
+
+@bp.get("/modules/<moduleId>/lessons/<lessonId>/access")
+@api_spec.validate(
+    query=AccessQuery, resp=Resp(HTTP_200=AccessOut, **ERRORS), tags=["progress"], security=AUTH
+)
+def check_access(moduleId: str, lessonId: str, query: AccessQuery) -> dict:  # noqa: N803
+    """Is this lesson open for the learner? Send the last version seen as minVersion."""
+    identity = authenticate()
+    lesson = find_lesson(moduleId, lessonId)
+    path = serving_path(identity.user_id)
+    answer = path.check_access(identity.user_id, lesson, query.minVersion)
+    return {
+        "accessible": answer.accessible,
+        "source": answer.source,
+        "cacheAgeMs": answer.cache_age_ms,
+        "version": answer.version,
+        "path": path.name,
+    }
+
+
+@bp.post("/events/lock-screen")
+@api_spec.validate(
+    json=LockScreenIn,
+    resp=Resp(HTTP_202=LockScreenOut, **ERRORS),
+    tags=["events"],
+    security=AUTH,
+)
+def report_lock_screen(json: LockScreenIn) -> tuple[dict, int]:
+    """A client showed a lock screen; the primary says whether it was false."""
+    identity = authenticate()
+    lesson = find_lesson(json.moduleId, json.lessonId)
+    path = serving_path(identity.user_id)
+    false_lock = not primary_confirms_locked(identity.user_id, lesson)
+    if false_lock:
+        record_false_lock(path.name, identity.user_id, lesson, "client_report")
+    return {"falseLock": false_lock}, 202

@@ -1,0 +1,100 @@
+"""Bearer JWTs shaped like Supabase access tokens (HS256, aud=authenticated)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from flask import current_app, g, request
+
+from . import store
+from .errors import ApiError
+from .worker import worker_state
+
+AUDIENCE = "authenticated"
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    user_id: uuid.UUID
+    email: str
+    email_verified: bool
+    is_admin: bool
+
+
+def issue_token(
+    user_id: uuid.UUID,
+    email: str,
+    *,
+    secret: str,
+    email_verified: bool = True,
+    admin: bool = False,
+    ttl_s: int = 3600,
+) -> str:
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "sub": str(user_id),
+        "email": email,
+        "email_verified": email_verified,
+        "aud": AUDIENCE,
+        "role": "authenticated",
+        "iat": now,
+        "exp": now + ttl_s,
+    }
+    if admin:
+        claims["roles"] = ["admin"]
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def decode_token(token: str, secret: str) -> Identity:
+    """Check signature, expiry, audience and claim types; 401 on anything wrong."""
+    try:
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=["HS256"],
+            audience=AUDIENCE,
+            options={"require": ["exp", "sub", "aud"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise ApiError(401, "token_expired", "The access token has expired.") from None
+    except jwt.InvalidTokenError as exc:
+        raise ApiError(401, "invalid_token", f"The access token is invalid: {exc}.") from None
+    try:
+        user_id = uuid.UUID(claims["sub"])
+    except (ValueError, TypeError, AttributeError):
+        raise ApiError(401, "invalid_token", "The token's sub is not a UUID.") from None
+    email, verified = claims.get("email"), claims.get("email_verified", False)
+    roles = claims.get("roles", [])
+    if claims.get("role") != "authenticated" or not isinstance(email, str):
+        raise ApiError(401, "invalid_token", "The token lacks role or email.")
+    if not isinstance(verified, bool) or not isinstance(roles, list):
+        raise ApiError(401, "invalid_token", "The token's claims have the wrong types.")
+    return Identity(user_id, email, verified, "admin" in roles)
+
+
+def authenticate(*, write: bool = False, admin: bool = False) -> Identity:
+    """The request's identity; creates the learner on first sight.
+
+    401 without a valid token; 403 for writes by an unverified email and for non-admins
+    on admin routes.
+    """
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(401, "unauthenticated", "An Authorization: Bearer token is required.")
+    identity = decode_token(token.strip(), current_app.config["PROGRESS_JWT_SECRET"])
+    g.learner_id = str(identity.user_id)
+    if admin and not identity.is_admin:
+        raise ApiError(403, "forbidden", "This route is for admins.")
+    if write and not identity.email_verified:
+        raise ApiError(403, "email_unverified", "Verify your email address before saving progress.")
+    known = worker_state().known_identities
+    key = (identity.user_id, identity.email, identity.email_verified)
+    if not known.contains(key):
+        store.ensure_user(identity.user_id, identity.email, identity.email_verified)
+        known.add(key)
+    return identity

@@ -1,0 +1,114 @@
+"""The per-process progress cache: snapshots, the version rule, one lock.
+
+It knows nothing of the database or HTTP: a snapshot is whatever the store read.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from types import MappingProxyType
+
+from cachetools import TTLCache
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressSnapshot:
+    """A learner's completed lessons at one progress version."""
+
+    learner_id: uuid.UUID
+    version: int
+    completed: Mapping[int, datetime]  # lesson id -> completed at
+    loaded_at: float = field(default_factory=time.monotonic)
+
+    def age_ms(self, now: float | None = None) -> int:
+        return int(((time.monotonic() if now is None else now) - self.loaded_at) * 1000)
+
+    def with_completion(
+        self, lesson_id: int, completed_at: datetime, version: int
+    ) -> ProgressSnapshot:
+        """The optimistic copy after one more completion (progress only grows)."""
+        completed = dict(self.completed)
+        completed.setdefault(lesson_id, completed_at)
+        return replace(
+            self, completed=MappingProxyType(completed), version=max(self.version, version)
+        )
+
+
+class ProgressCache:
+    """A TTLCache of snapshots per learner, guarded by a lock (cachetools is not thread-safe).
+
+    The version rule lives here: an entry is only replaced by a snapshot of an equal or
+    higher version, so two concurrent completions can't erase each other. `floor` keeps
+    the highest version known to be committed per learner, so an entry behind it can be
+    told apart from a fresh one.
+    """
+
+    def __init__(
+        self, maxsize: int, ttl_s: float, timer: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._entries: TTLCache[uuid.UUID, ProgressSnapshot] = TTLCache(
+            maxsize=maxsize, ttl=ttl_s, timer=timer
+        )
+        self._floors: TTLCache[uuid.UUID, int] = TTLCache(maxsize=maxsize, ttl=ttl_s, timer=timer)
+        self._lock = threading.Lock()
+
+    def get(self, learner_id: uuid.UUID) -> ProgressSnapshot | None:
+        with self._lock:
+            return self._entries.get(learner_id)
+
+    def put(self, snapshot: ProgressSnapshot) -> bool:
+        """Store `snapshot` unless the entry holds a newer version; True if stored."""
+        with self._lock:
+            current = self._entries.get(snapshot.learner_id)
+            if current is not None and current.version > snapshot.version:
+                return False
+            self._entries[snapshot.learner_id] = snapshot
+            return True
+
+    def apply(
+        self,
+        learner_id: uuid.UUID,
+        change: Callable[[ProgressSnapshot], ProgressSnapshot],
+    ) -> ProgressSnapshot | None:
+        """Replace an existing entry with `change(entry)` atomically; None if absent."""
+        with self._lock:
+            current = self._entries.get(learner_id)
+            if current is None:
+                return None
+            updated = change(current)
+            if updated.version >= current.version:
+                self._entries[learner_id] = updated
+            return self._entries[learner_id]
+
+    def raise_floor(self, learner_id: uuid.UUID, version: int) -> None:
+        """Remember that `version` is committed; entries below it are behind."""
+        with self._lock:
+            if self._floors.get(learner_id, -1) < version:
+                self._floors[learner_id] = version
+
+    def floor(self, learner_id: uuid.UUID) -> int:
+        with self._lock:
+            return self._floors.get(learner_id, 0)
+
+    def invalidate(self, learner_id: uuid.UUID, below_version: int | None = None) -> bool:
+        """Drop the entry (only if older than `below_version`, when given)."""
+        with self._lock:
+            current = self._entries.get(learner_id)
+            if current is None or (below_version is not None and current.version >= below_version):
+                return False
+            del self._entries[learner_id]
+            return True
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._floors.clear()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)

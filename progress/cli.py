@@ -1,0 +1,94 @@
+"""Command-line verbs: seed, users create, token issue."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import click
+import sqlalchemy as sa
+from flask import Flask, current_app
+from flask.cli import AppGroup
+
+from . import store
+from .auth import issue_token
+from .curriculum import CurriculumFileError, read_curriculum_file, seed_curriculum
+from .extensions import db
+from .models import User
+from .worker import worker_state
+
+
+@click.command("seed")
+@click.argument(
+    "file", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+def seed_command(file: Path | None) -> None:
+    """Load a curriculum file (the bundled Spanish A1 sample by default); idempotent."""
+    try:
+        data = read_curriculum_file(file)
+    except CurriculumFileError as exc:
+        raise click.ClickException(f"{file}: {exc}") from None
+    counts = seed_curriculum(data)
+    worker_state().reset()
+    click.echo(json.dumps(counts))
+
+
+users = AppGroup("users", help="Learners and admins.")
+
+
+@users.command("create")
+@click.option("--email", required=True)
+@click.option("--unverified", is_flag=True, help="The email is not verified (writes get 403).")
+@click.option("--admin", is_flag=True, help="Issue a token with the admin role.")
+def create_user(email: str, unverified: bool, admin: bool) -> None:
+    """Create a user and print {id, email, token} as one JSON object."""
+    if "@" not in email or len(email) > 320:
+        raise click.BadParameter("not an email address", param_hint="--email")
+    user_id = uuid.uuid4()
+    store.ensure_user(user_id, email, email_verified=not unverified)
+    click.echo(json.dumps({"id": str(user_id), "email": email, "token": _token(user_id, admin)}))
+
+
+DEMO_NAMESPACE = uuid.UUID("6f1d4a4e-3f7b-4c8e-9a59-1b2f0c6d8e21")
+
+
+@users.command("demo")
+def demo_users() -> None:
+    """Create (once) a demo learner and a demo admin and print their tokens."""
+    for email, admin in (("learner@example.com", False), ("admin@example.com", True)):
+        user_id = uuid.uuid5(DEMO_NAMESPACE, email)
+        store.ensure_user(user_id, email, email_verified=True)
+        role = "admin" if admin else "learner"
+        click.echo(f"{role:8} {email:20} {user_id}\n         token: {_token(user_id, admin)}")
+
+
+token = AppGroup("token", help="Access tokens for local use and tests.")
+
+
+@token.command("issue")
+@click.argument("user_id", type=click.UUID)
+@click.option("--admin", is_flag=True, help="Add the admin role.")
+def issue_command(user_id: uuid.UUID, admin: bool) -> None:
+    """Print an access token for an existing user."""
+    if db.session.get(User, user_id) is None:
+        raise click.ClickException(f"no user {user_id}")
+    click.echo(_token(user_id, admin))
+
+
+def _token(user_id: uuid.UUID, admin: bool) -> str:
+    user = db.session.scalar(sa.select(User).where(User.id == user_id))
+    return issue_token(
+        user_id,
+        user.email,
+        secret=current_app.config["PROGRESS_JWT_SECRET"],
+        email_verified=user.email_verified,
+        admin=admin,
+        ttl_s=current_app.config["PROGRESS_TOKEN_TTL_S"],
+    )
+
+
+def init_app(app: Flask) -> None:
+    app.cli.add_command(seed_command)
+    app.cli.add_command(users)
+    app.cli.add_command(token)

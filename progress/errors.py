@@ -1,0 +1,72 @@
+"""One JSON error shape for every error: {"error": {"code", "message"[, "field"]}}."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, jsonify
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from werkzeug.exceptions import HTTPException
+
+from .extensions import db
+from .store import LessonLocked
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """An answer the client should see, with the contract's error shape."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.field = status, code, message, field
+
+
+def error_response(status: int, code: str, message: str, field: str | None = None) -> Response:
+    body: dict[str, str] = {"code": code, "message": message}
+    if field is not None:
+        body["field"] = field
+    response = jsonify(error=body)
+    response.status_code = status
+    return response
+
+
+def _http_code(exc: HTTPException) -> str:
+    return (exc.name or "error").lower().replace(" ", "_").replace("'", "")
+
+
+def register_errorhandlers(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def api_error(exc: ApiError) -> Response:
+        response = error_response(exc.status, exc.code, exc.message, exc.field)
+        if exc.status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="progress"'
+        return response
+
+    @app.errorhandler(LessonLocked)
+    def lesson_locked(exc: LessonLocked) -> Response:
+        return error_response(409, "lesson_locked", "Complete the previous lesson first.")
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        if exc.response is not None and exc.response.is_json:  # spectree's own 4xx
+            return exc.response
+        return error_response(exc.code or 500, _http_code(exc), exc.description or "")
+
+    @app.errorhandler(OperationalError)
+    def database_unavailable(exc: OperationalError) -> Response:
+        db.session.rollback()
+        log.error("database unavailable", extra={"error": str(exc.orig)[:500]})
+        return error_response(503, "database_unavailable", "The database is unavailable; retry.")
+
+    @app.errorhandler(SQLAlchemyError)
+    def database_error(exc: SQLAlchemyError) -> Response:
+        db.session.rollback()
+        log.exception("database error")
+        return error_response(500, "database_error", "A database error occurred.")
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Response:
+        db.session.rollback()
+        log.exception("unhandled error")
+        return error_response(500, "internal_error", "An unexpected error occurred.")

@@ -1,0 +1,77 @@
+"""Prometheus metric families (design.md "Metric families"), each series created at zero."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+PATHS = ("legacy", "verified")
+
+completions = Counter("progress_completions", "Lesson completions answered", ["path", "outcome"])
+cache_updates = Counter(
+    "progress_cache_updates", "Cache updates after a completion", ["path", "result"]
+)
+cache_update_seconds = Histogram(
+    "progress_cache_update_seconds",
+    "From DB commit to cache updated (and verified, on the verified path)",
+    ["path"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0),
+)
+cache_lookups = Counter("progress_cache_lookups", "Cache lookups", ["path", "result"])
+staleness_incidents = Counter(
+    "progress_cache_staleness_incidents",
+    "Cache entries found older than the stale threshold or behind a known version",
+    ["path"],
+)
+access_checks = Counter(
+    "progress_access_checks", "Access checks answered", ["path", "source", "result"]
+)
+false_lock_screens = Counter(
+    "progress_false_lock_screens",
+    "Locked answers that the primary contradicts",
+    ["path", "detected_by"],
+)
+cache_mismatches = Counter(
+    "progress_cache_mismatches",
+    "The cache said locked, the DB said accessible, and the DB answer was used",
+    ["path"],
+)
+circuit_breaker_open = Gauge(
+    "progress_circuit_breaker_open", "1 while the cache is bypassed", multiprocess_mode="max"
+)
+circuit_breaker_trips = Counter("progress_circuit_breaker_trips", "Times the breaker opened")
+db_retries = Counter("progress_db_retries", "DB read retries", ["reason"])
+rollout_percentage = Gauge(
+    "progress_rollout_percentage", "The flag's current percentage", multiprocess_mode="mostrecent"
+)
+rollout_stage = Gauge(
+    "progress_rollout_stage",
+    "The rollout guard's current stage index",
+    multiprocess_mode="mostrecent",
+)
+rollout_guard_decisions = Counter(
+    "progress_rollout_guard_decisions", "Rollout guard decisions", ["decision"]
+)
+
+LABEL_VALUES = {
+    completions: [(p, o) for p in PATHS for o in ("success", "error")],
+    cache_updates: [
+        (p, r) for p in PATHS for r in ("verified", "applied", "failed", "timeout", "skipped")
+    ],
+    cache_update_seconds: [(p,) for p in PATHS],
+    cache_lookups: [(p, r) for p in PATHS for r in ("hit", "miss", "stale")],
+    staleness_incidents: [(p,) for p in PATHS],
+    access_checks: [
+        (p, s, r) for p in PATHS for s in ("cache", "db") for r in ("accessible", "locked")
+    ],
+    false_lock_screens: [(p, d) for p in PATHS for d in ("double_check", "audit", "client_report")],
+    cache_mismatches: [(p,) for p in PATHS],
+    db_retries: [(r,) for r in ("replica_lag", "db_error")],
+    rollout_guard_decisions: [(d,) for d in ("advance", "hold", "pause", "rollback")],
+}
+
+
+def create_series_at_zero() -> None:
+    """So dashboards and rate() see every series before its first event."""
+    for family, combinations in LABEL_VALUES.items():
+        for labels in combinations:
+            family.labels(*labels)

@@ -1,0 +1,88 @@
+"""The two progress paths, and the one place that picks which serves a learner."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from flask import Flask, current_app, g
+
+from .. import metrics, store
+from ..cache import ProgressSnapshot
+from ..curriculum import LessonRef, is_lesson_accessible
+from ..worker import worker_state
+
+PATHS_KEY = "progress.paths"
+PathName = Literal["legacy", "verified"]
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionAnswer:
+    success: bool
+    db_updated: bool
+    cache_updated: bool
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class AccessAnswer:
+    accessible: bool
+    source: Literal["cache", "db"]
+    cache_age_ms: int | None
+    version: int
+
+
+class ProgressPath(Protocol):
+    name: PathName
+
+    def complete_lesson(self, learner_id: uuid.UUID, lesson: LessonRef) -> CompletionAnswer: ...
+
+    def check_access(
+        self, learner_id: uuid.UUID, lesson: LessonRef, min_version: int
+    ) -> AccessAnswer: ...
+
+    def read_progress(self, learner_id: uuid.UUID, min_version: int) -> ProgressSnapshot: ...
+
+
+def install_path(app: Flask, path: ProgressPath) -> None:
+    app.extensions.setdefault(PATHS_KEY, {})[path.name] = path
+
+
+def serving_path(learner_id: uuid.UUID) -> ProgressPath:
+    """The one dispatch point: the flag picks the path for this learner."""
+    from ..flags import path_for_learner  # flags import paths' names, not the reverse
+
+    name = path_for_learner(learner_id)
+    g.progress_path = name
+    return current_app.extensions[PATHS_KEY][name]
+
+
+def primary_confirms_locked(learner_id: uuid.UUID, lesson: LessonRef) -> bool:
+    """Ask the primary whether `lesson` really is locked for the learner."""
+    snapshot = store.load_progress(learner_id)
+    return not is_lesson_accessible(worker_state().curriculum(), snapshot.completed, lesson)
+
+
+def count_access(path: PathName, answer: AccessAnswer) -> AccessAnswer:
+    metrics.access_checks.labels(
+        path, answer.source, "accessible" if answer.accessible else "locked"
+    ).inc()
+    return answer
+
+
+def record_false_lock(
+    path: PathName, learner_id: uuid.UUID, lesson: LessonRef, detected_by: str
+) -> None:
+    metrics.false_lock_screens.labels(path, detected_by).inc()
+    log.warning(
+        "false lock screen",
+        extra={
+            "progress_path": path,
+            "detected_by": detected_by,
+            "module_id": lesson.module_slug,
+            "lesson_id": lesson.slug,
+        },
+    )

@@ -1,0 +1,130 @@
+"""Progress reads and writes against the database: the primary, an optional replica, versions.
+
+It knows nothing of HTTP, flags or the cache's policy; it returns snapshots.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from types import MappingProxyType
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from . import faults
+from .cache import ProgressSnapshot
+from .curriculum import Curriculum, LessonRef, is_lesson_accessible
+from .extensions import db
+from .models import LessonProgress, ProgressVersion, User, utcnow
+
+
+class LessonLocked(Exception):
+    """The learner may not complete a lesson whose predecessor is incomplete."""
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    version: int
+    completed_at: datetime
+    newly_completed: bool
+
+
+def _insert(table: type[db.Model]) -> postgresql.Insert | sqlite.Insert:
+    dialect = postgresql if db.engine.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
+
+
+def ensure_user(user_id: uuid.UUID, email: str, email_verified: bool) -> None:
+    """Create the learner (and their version row) the first time the identity provider
+    vouches for them; keep email and verification in step afterwards."""
+    upsert = _insert(User).values(id=user_id, email=email, email_verified=email_verified)
+    db.session.execute(
+        upsert.on_conflict_do_update(
+            index_elements=[User.id],
+            set_={"email": email, "email_verified": email_verified},
+        )
+    )
+    db.session.execute(
+        _insert(ProgressVersion)
+        .values(user_id=user_id, version=0, updated_at=utcnow())
+        .on_conflict_do_nothing(index_elements=[ProgressVersion.user_id])
+    )
+    db.session.commit()
+
+
+def load_progress(learner_id: uuid.UUID, *, replica: bool = False) -> ProgressSnapshot:
+    """One statement, so the version and the completions come from one snapshot."""
+    stmt = (
+        sa.select(ProgressVersion.version, LessonProgress.lesson_id, LessonProgress.completed_at)
+        .select_from(ProgressVersion)
+        .outerjoin(LessonProgress, LessonProgress.user_id == ProgressVersion.user_id)
+        .where(ProgressVersion.user_id == learner_id)
+    )
+    faults.before_db_read()
+    bind = db.engines["replica"] if replica and "replica" in db.engines else None
+    rows = db.session.execute(stmt, bind_arguments={"bind": bind} if bind else None).all()
+    db.session.rollback()  # a read: end the transaction, hold no snapshot open
+    version = rows[0].version if rows else 0
+    completed = {row.lesson_id: row.completed_at for row in rows if row.lesson_id is not None}
+    return ProgressSnapshot(learner_id, version, MappingProxyType(completed))
+
+
+def mark_lesson_completed(
+    learner_id: uuid.UUID, lesson: LessonRef, curriculum: Curriculum
+) -> Completion:
+    """Record a completion and bump the version in one transaction; idempotent.
+
+    Raises LessonLocked (and writes nothing) when the lesson is not yet open.
+    """
+    session = db.session
+    try:
+        # Row lock on PostgreSQL: one learner's completions commit one at a time, so the
+        # unlock check below sees every earlier completion.
+        version = session.scalar(
+            sa.select(ProgressVersion.version)
+            .where(ProgressVersion.user_id == learner_id)
+            .with_for_update()
+        )
+        if version is None:
+            raise LookupError(f"learner {learner_id} has no progress row; call ensure_user")
+        completed = dict(
+            session.execute(
+                sa.select(LessonProgress.lesson_id, LessonProgress.completed_at).where(
+                    LessonProgress.user_id == learner_id
+                )
+            ).all()
+        )
+        if lesson.id in completed:
+            session.rollback()
+            return Completion(version, completed[lesson.id], newly_completed=False)
+        if not is_lesson_accessible(curriculum, completed, lesson):
+            session.rollback()
+            raise LessonLocked(lesson)
+
+        completed_at = utcnow()
+        inserted = session.execute(
+            _insert(LessonProgress)
+            .values(user_id=learner_id, lesson_id=lesson.id, completed_at=completed_at)
+            .on_conflict_do_nothing(index_elements=["user_id", "lesson_id"])
+        )
+        if inserted.rowcount == 0:  # a concurrent request won the race (SQLite has no row lock)
+            session.rollback()
+            return _existing_completion(learner_id, lesson)
+        version = session.scalar(
+            sa.update(ProgressVersion)
+            .where(ProgressVersion.user_id == learner_id)
+            .values(version=ProgressVersion.version + 1, updated_at=completed_at)
+            .returning(ProgressVersion.version)
+        )
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    return Completion(version, completed_at, newly_completed=True)
+
+
+def _existing_completion(learner_id: uuid.UUID, lesson: LessonRef) -> Completion:
+    snapshot = load_progress(learner_id)
+    return Completion(snapshot.version, snapshot.completed[lesson.id], newly_completed=False)

@@ -1,0 +1,93 @@
+"""State that belongs to one worker process: the progress cache, the loaded curriculum,
+identities already created, and a background thread pool (made after gunicorn's fork)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Hashable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from cachetools import LRUCache
+from flask import Flask, current_app
+
+from .cache import ProgressCache
+from .curriculum import Curriculum, load_curriculum
+
+STATE_KEY = "progress.worker"
+
+
+class RecentSet:
+    """A bounded, thread-safe set: remembers what was recently seen."""
+
+    def __init__(self, maxsize: int) -> None:
+        self._items: LRUCache[Hashable, bool] = LRUCache(maxsize=maxsize)
+        self._lock = threading.Lock()
+
+    def contains(self, item: Hashable) -> bool:
+        with self._lock:
+            return self._items.get(item, False)
+
+    def add(self, item: Hashable) -> None:
+        with self._lock:
+            self._items[item] = True
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+@dataclass
+class WorkerState:
+    cache: ProgressCache
+    known_identities: RecentSet
+    _curriculum: Curriculum | None = None
+    _executor: ThreadPoolExecutor | None = None
+    _executor_pid: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def curriculum(self) -> Curriculum:
+        """Loaded once per process; `flask seed` on a running service needs a restart."""
+        if self._curriculum is None:
+            with self._lock:
+                if self._curriculum is None:
+                    self._curriculum = load_curriculum()
+        return self._curriculum
+
+    def background(self) -> ThreadPoolExecutor:
+        """A thread pool for cache updates, created in the process that uses it
+        (threads do not survive fork)."""
+        pid = os.getpid()
+        if self._executor is None or self._executor_pid != pid:
+            with self._lock:
+                if self._executor is None or self._executor_pid != pid:
+                    self._executor = ThreadPoolExecutor(
+                        max_workers=4, thread_name_prefix="progress-cache"
+                    )
+                    self._executor_pid = pid
+        return self._executor
+
+    def reset(self) -> None:
+        """Forget everything this process holds (tests; a re-seeded curriculum)."""
+        self.cache.clear()
+        self.known_identities.clear()
+        self._curriculum = None
+
+    def shutdown(self) -> None:
+        if self._executor is not None and self._executor_pid == os.getpid():
+            self._executor.shutdown(wait=True, cancel_futures=False)
+            self._executor = None
+
+
+def init_app(app: Flask) -> None:
+    app.extensions[STATE_KEY] = WorkerState(
+        cache=ProgressCache(
+            maxsize=app.config["PROGRESS_CACHE_MAXSIZE"], ttl_s=app.config["PROGRESS_CACHE_TTL_S"]
+        ),
+        known_identities=RecentSet(maxsize=app.config["PROGRESS_CACHE_MAXSIZE"]),
+    )
+
+
+def worker_state() -> WorkerState:
+    return current_app.extensions[STATE_KEY]

@@ -1,0 +1,179 @@
+"""Fixtures: a real PostgreSQL database (and the embedded SQLite file) with the migrations
+applied, one app per engine, and each test isolated by emptying the learner tables.
+
+Isolation is by truncation rather than a rolled-back outer transaction: the paths update
+the cache from background threads with their own sessions, which an outer transaction on
+one connection can't serve.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+from flask_migrate import upgrade
+
+from progress import create_app
+from progress.auth import issue_token
+from progress.extensions import db
+from progress.worker import worker_state
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_TEST_DB = os.environ.get("TEST_POSTGRES_DB", "progress_test")
+SECRET = "test-secret-" + "x" * 40
+LEARNER_TABLES = ("lesson_progress", "progress_versions", "users")
+
+
+def pg_url(database: str) -> str:
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + database
+
+
+def postgres_available() -> bool:
+    try:
+        psycopg.connect(PG_ADMIN_URL, connect_timeout=3).close()
+    except psycopg.OperationalError:
+        return False
+    return True
+
+
+def recreate_pg_database(name: str) -> str:
+    """Drop and create `name` on the machine's server; returns its URL."""
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return pg_url(name)
+
+
+def require_postgres() -> None:
+    if not postgres_available():
+        if IN_CI:
+            pytest.fail(
+                f"PostgreSQL is required under CI=true and is not reachable at {PG_ADMIN_URL}"
+            )
+        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}")
+
+
+def build_app(database_url: str, tmp: Path, **overrides: object) -> Flask:
+    os.environ["PROGRESS_INSTANCE_PATH"] = str(tmp)
+    return create_app(
+        {
+            "PROGRESS_ENV": "test",
+            "DATABASE_URL": database_url,
+            "PROGRESS_JWT_SECRET": SECRET,
+            "PROGRESS_LOG_LEVEL": "WARNING",
+            **overrides,
+        }
+    )
+
+
+def migrate_and_seed(app: Flask) -> None:
+    with app.app_context():
+        upgrade()
+        app.test_cli_runner().invoke(args=["seed"], catch_exceptions=False)
+
+
+def empty_learner_tables(app: Flask) -> None:
+    with app.app_context():
+        state = worker_state()
+        if state._executor is not None:  # let fire-and-forget updates land before we wipe
+            state.background().submit(lambda: None).result(timeout=10)
+        if db.engine.dialect.name == "postgresql":
+            db.session.execute(sa.text(f"TRUNCATE {', '.join(LEARNER_TABLES)} CASCADE"))
+        else:
+            for table in LEARNER_TABLES:
+                db.session.execute(sa.text(f"DELETE FROM {table}"))  # noqa: S608 - fixed names
+        db.session.commit()
+        state.reset()
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> str:
+    require_postgres()
+    return recreate_pg_database(PG_TEST_DB)
+
+
+def dispose(app: Flask) -> None:
+    """Close pooled connections and background threads the app opened."""
+    with app.app_context():
+        worker_state().shutdown()
+        for engine in db.engines.values():
+            engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_app_session(pg_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
+    app = build_app(pg_database, tmp_path_factory.mktemp("pg-instance"))
+    migrate_and_seed(app)
+    yield app
+    dispose(app)
+
+
+@pytest.fixture(scope="session")
+def sqlite_app_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
+    tmp = tmp_path_factory.mktemp("sqlite-instance")
+    app = build_app(f"sqlite:///{tmp / 'progress.db'}", tmp)
+    migrate_and_seed(app)
+    yield app
+    dispose(app)
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def app(request: pytest.FixtureRequest) -> Iterator[Flask]:
+    """The service on each engine, with an empty set of learners."""
+    session_app = request.getfixturevalue(
+        "pg_app_session" if request.param == "postgresql" else "sqlite_app_session"
+    )
+    yield session_app
+    empty_learner_tables(session_app)
+
+
+@pytest.fixture
+def pg_app(pg_app_session: Flask) -> Iterator[Flask]:
+    """The service on PostgreSQL only, for behaviour SQLite can't show."""
+    yield pg_app_session
+    empty_learner_tables(pg_app_session)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@dataclass
+class Learner:
+    id: uuid.UUID
+    email: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+class AuthActions:
+    """Make learners as the identity provider would: a signed token, nothing stored yet."""
+
+    def __init__(self, secret: str):
+        self.secret = secret
+
+    def learner(self, *, verified: bool = True, admin: bool = False, ttl_s: int = 600) -> Learner:
+        user_id = uuid.uuid4()
+        email = f"{user_id.hex[:8]}@example.com"
+        token = issue_token(
+            user_id, email, secret=self.secret, email_verified=verified, admin=admin, ttl_s=ttl_s
+        )
+        return Learner(user_id, email, token)
+
+
+@pytest.fixture
+def auth() -> AuthActions:
+    return AuthActions(SECRET)
