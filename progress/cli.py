@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 import sqlalchemy as sa
 from flask import Flask, current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 from . import store
 from .auth import issue_token
@@ -20,6 +20,7 @@ from .worker import worker_state
 
 
 @click.command("seed")
+@with_appcontext
 @click.argument(
     "file", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )

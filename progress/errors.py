@@ -51,7 +51,11 @@ def register_errorhandlers(app: Flask) -> None:
     def http_error(exc: HTTPException) -> Response:
         if exc.response is not None and exc.response.is_json:  # spectree's own 4xx
             return exc.response
-        return error_response(exc.code or 500, _http_code(exc), exc.description or "")
+        response = error_response(exc.code or 500, _http_code(exc), exc.description or "")
+        for name, value in exc.get_headers():  # e.g. Allow on a 405
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
 
     @app.errorhandler(OperationalError)
     def database_unavailable(exc: OperationalError) -> Response:

@@ -9,6 +9,7 @@ one connection can't serve.
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -81,16 +82,26 @@ def migrate_and_seed(app: Flask) -> None:
         app.test_cli_runner().invoke(args=["seed"], catch_exceptions=False)
 
 
+def settle_background(app: Flask) -> None:
+    """Wait for the cache updates already handed to this process's background pool."""
+    with app.app_context():
+        pool = worker_state().background()
+    # Occupy every pool thread at once: then every task queued before has finished.
+    size = pool._max_workers
+    barrier = threading.Barrier(size)
+    for future in [pool.submit(barrier.wait, 10) for _ in range(size)]:
+        future.result(timeout=10)
+
+
 def empty_learner_tables(app: Flask) -> None:
+    settle_background(app)  # let fire-and-forget updates land before we wipe
     with app.app_context():
         state = worker_state()
-        if state._executor is not None:  # let fire-and-forget updates land before we wipe
-            state.background().submit(lambda: None).result(timeout=10)
         if db.engine.dialect.name == "postgresql":
             db.session.execute(sa.text(f"TRUNCATE {', '.join(LEARNER_TABLES)} CASCADE"))
         else:
             for table in LEARNER_TABLES:
-                db.session.execute(sa.text(f"DELETE FROM {table}"))  # noqa: S608 - fixed names
+                db.session.execute(sa.text(f"DELETE FROM {table}"))
         db.session.commit()
         state.reset()
 

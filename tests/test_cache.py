@@ -27,7 +27,8 @@ def test_apply_patches_an_existing_entry_and_ignores_an_absent_one():
     assert cache.apply(learner, lambda s: s.with_completion(9, NOW, 1)) is None
     cache.put(snap(learner, 1, {1}))
     patched = cache.apply(learner, lambda s: s.with_completion(2, NOW, 2))
-    assert patched.version == 2 and set(patched.completed) == {1, 2}
+    assert patched.version == 2
+    assert set(patched.completed) == {1, 2}
 
 
 def test_entries_expire_after_the_ttl():

@@ -53,4 +53,5 @@ def test_lookup_by_module_and_lesson_and_by_id():
     assert c.find("food", "l1").id == 11
     assert c.find("food", "missing") is None
     assert c.by_id(11).slug == "l1"
-    assert c.has_module("food") and not c.has_module("travel")
+    assert c.has_module("food")
+    assert not c.has_module("travel")

@@ -1,0 +1,45 @@
+"""Schemathesis over the generated OpenAPI document, in process: no 500, and every
+answer matches the document (status, content type, body schema)."""
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+
+from .conftest import SECRET, AuthActions
+
+
+@pytest.fixture
+def api_schema(pg_app):
+    return schemathesis.openapi.from_wsgi("/api/v1/openapi.json", pg_app)
+
+
+@pytest.fixture
+def learner_headers():
+    return AuthActions(SECRET).learner().headers
+
+
+schema = schemathesis.pytest.from_fixture("api_schema")
+
+
+@schema.parametrize()
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+def test_no_request_breaks_the_api_or_its_document(case, learner_headers):
+    case.call_and_validate(headers=learner_headers)
+
+
+def test_the_document_describes_every_learner_route(pg_app):
+    paths = pg_app.test_client().get("/api/v1/openapi.json").get_json()["paths"]
+    assert {
+        "/api/v1/curriculum",
+        "/api/v1/progress",
+        "/api/v1/modules/{moduleId}/lessons/{lessonId}/complete",
+        "/api/v1/modules/{moduleId}/lessons/{lessonId}/access",
+        "/api/v1/events/lock-screen",
+    } <= set(paths)
+    access = paths["/api/v1/modules/{moduleId}/lessons/{lessonId}/access"]["get"]
+    assert access["security"] == [{"bearer": []}]
+    assert {"200", "400", "401", "404"} <= set(access["responses"])
