@@ -4,26 +4,42 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from flask import Flask
+from flask.json.provider import DefaultJSONProvider
 
-from . import cli, faults, logs, metrics, worker
-from .api import health, learner, spec
+from . import cli, faults, flags, logs, metrics, web, worker
+from .api import admin, health, learner, spec
+from .api.health import register_readiness_check
 from .config import load_settings
 from .errors import register_errorhandlers
 from .extensions import db, migrate
-from .paths import legacy
+from .paths import legacy, verified
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+class JSONProvider(DefaultJSONProvider):
+    """ISO 8601 timestamps (Flask's default is the HTTP date format)."""
+
+    sort_keys = False
+
+    @staticmethod
+    def default(o: Any) -> Any:
+        if isinstance(o, datetime):
+            return o.isoformat()
+        return DefaultJSONProvider.default(o)
 
 
 def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     """Build the app; `overrides` are environment variables (by name) for tests and tools."""
     instance_path = Path(os.environ.get("PROGRESS_INSTANCE_PATH", ROOT / "instance"))
     app = Flask(__name__, instance_path=str(instance_path))
+    app.json = JSONProvider(app)
     configure(app, overrides or {})
     register_extensions(app)
     register_paths(app)
@@ -37,7 +53,6 @@ def configure(app: Flask, overrides: Mapping[str, Any]) -> None:
     env = {**os.environ, **{name: str(value) for name, value in overrides.items()}}
     app.config.update(load_settings(Path(app.instance_path), env))
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(app.config["SQLALCHEMY_DATABASE_URI"])
-    app.json.sort_keys = False
     logs.configure_logging(app.config["PROGRESS_LOG_LEVEL"])
     faults.configure(app.config["PROGRESS_FAULTS"])
 
@@ -58,6 +73,9 @@ def register_extensions(app: Flask) -> None:
             sa.event.listen(db.engine, "connect", _sqlite_pragmas)
     worker.init_app(app)
     metrics.create_series_at_zero()
+    register_readiness_check(
+        app, "circuit_breaker", lambda: app.extensions[worker.STATE_KEY].breaker.describe()
+    )
     logs.init_app(app)
 
 
@@ -71,11 +89,15 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def register_paths(app: Flask) -> None:
     """Each path is a blueprint that installs its implementation."""
     app.register_blueprint(legacy.bp)
+    app.register_blueprint(verified.bp)
+    flags.init_app(app)
 
 
 def register_blueprints(app: Flask) -> None:
     app.register_blueprint(health.bp)
     app.register_blueprint(learner.bp)
+    app.register_blueprint(admin.bp)
+    app.register_blueprint(web.bp)
     spec.init_app(app)  # last: the OpenAPI document lists the routes above
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import uuid
 from pathlib import Path
@@ -11,7 +12,7 @@ import sqlalchemy as sa
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
-from . import store
+from . import rollout, store
 from .auth import issue_token
 from .curriculum import CurriculumFileError, read_curriculum_file, seed_curriculum
 from .extensions import db
@@ -89,7 +90,62 @@ def _token(user_id: uuid.UUID, admin: bool) -> str:
     )
 
 
+rollout_group = AppGroup("rollout", help="The verified path's rollout percentage.")
+
+
+def _echo_state(state: rollout.RolloutState) -> None:
+    click.echo(
+        json.dumps(
+            {
+                "flag": state.flag,
+                "percentage": state.percentage,
+                "backend": state.backend,
+                "updatedAt": state.updated_at.isoformat() if state.updated_at else None,
+                "updatedBy": state.updated_by,
+            }
+        )
+    )
+
+
+@rollout_group.command("status")
+def rollout_status() -> None:
+    """Print the flag's current percentage as JSON."""
+    _echo_state(rollout.rollout_state())
+
+
+@rollout_group.command("set")
+@click.argument("percentage", type=click.IntRange(0, 100))
+@click.option("--reason", default="set from the command line", show_default=True)
+def rollout_set(percentage: int, reason: str) -> None:
+    """Move the rollout to PERCENT (0-100); the change is kept in the history."""
+    try:
+        state = rollout.set_rollout(percentage, reason[:500], f"cli:{getpass.getuser()}")
+    except rollout.RolloutError as exc:
+        raise click.ClickException(str(exc)) from None
+    _echo_state(state)
+
+
+@rollout_group.command("history")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
+def rollout_history_command(limit: int) -> None:
+    """Print the changes, newest first, one JSON object a line."""
+    for change in rollout.rollout_history(limit):
+        click.echo(
+            json.dumps(
+                {
+                    "changedAt": change.changed_at.isoformat(),
+                    "previousPercentage": change.previous_percentage,
+                    "percentage": change.percentage,
+                    "changedBy": change.changed_by,
+                    "reason": change.reason,
+                    "backend": change.backend,
+                }
+            )
+        )
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(seed_command)
     app.cli.add_command(users)
     app.cli.add_command(token)
+    app.cli.add_command(rollout_group)

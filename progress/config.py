@@ -98,6 +98,7 @@ def load_settings(instance_path: Path, env: Mapping[str, str] | None = None) -> 
         "PROGRESS_BREAKER_THRESHOLD": _int(env, "PROGRESS_BREAKER_THRESHOLD", 3, minimum=1),
         "PROGRESS_BREAKER_COOLDOWN_MS": _int(env, "PROGRESS_BREAKER_COOLDOWN_MS", 5000),
         "PROGRESS_RETRY_MAX_MS": _int(env, "PROGRESS_RETRY_MAX_MS", 3000),
+        "PROGRESS_RETRY_BASE_MS": _int(env, "PROGRESS_RETRY_BASE_MS", 50, minimum=1),
         "PROGRESS_CACHE_TTL_S": _int(env, "PROGRESS_CACHE_TTL_S", 300, minimum=1),
         "PROGRESS_CACHE_MAXSIZE": _int(env, "PROGRESS_CACHE_MAXSIZE", 100_000, minimum=1),
         "PROGRESS_FAULTS": injected,

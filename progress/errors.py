@@ -9,6 +9,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from .extensions import db
+from .rollout import RolloutError
 from .store import LessonLocked
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,11 @@ def register_errorhandlers(app: Flask) -> None:
     @app.errorhandler(LessonLocked)
     def lesson_locked(exc: LessonLocked) -> Response:
         return error_response(409, "lesson_locked", "Complete the previous lesson first.")
+
+    @app.errorhandler(RolloutError)
+    def flag_backend_error(exc: RolloutError) -> Response:
+        log.error("flag backend error", extra={"error": str(exc)})
+        return error_response(502, "flag_backend_error", str(exc))
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:

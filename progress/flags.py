@@ -1,11 +1,291 @@
-"""Which path serves a learner."""
+"""UnleashClient wiring: which path serves a learner.
+
+Embedded mode (no UNLEASH_URL): the flag's definition, in Unleash's client features format,
+lives in our own database and reaches UnleashClient through `DatabaseFeatureCache` with
+`initialize_client(fetch_toggles=False)`; the client re-reads it every refresh interval.
+Unleash mode: the same client polls a real Unleash server.
+
+One client per worker process, created lazily after gunicorn's fork (its scheduler threads
+would not survive one), each with its own instance id.
+"""
 
 from __future__ import annotations
 
+import itertools
+import json
+import logging
+import os
+import socket
+import threading
+import time
 import uuid
+from typing import Any
 
+import sqlalchemy as sa
+from flask import Flask, current_app
+from UnleashClient import UnleashClient
+from UnleashClient.cache import BaseCache
+from UnleashClient.constants import FEATURES_URL
+from UnleashClient.utils import InstanceAllowType
+
+from . import metrics
 from .paths import PathName
+
+FLAGS_KEY = "progress.flags"
+APP_NAME = "lesson-progress"
+log = logging.getLogger(__name__)
+_instance_numbers = itertools.count(1)
+
+
+def features_document(flag: str, percentage: int) -> dict[str, Any]:
+    """One flexibleRollout flag, sticky on userId, as /api/client/features answers."""
+    return {
+        "version": 2,
+        "features": [
+            {
+                "name": flag,
+                "type": "release",
+                "enabled": True,
+                "strategies": [
+                    {
+                        "name": "flexibleRollout",
+                        "constraints": [],
+                        "parameters": {
+                            "rollout": str(percentage),
+                            "stickiness": "userId",
+                            "groupId": flag,
+                        },
+                    }
+                ],
+            }
+        ],
+    }
+
+
+def rollout_percentage(document: dict[str, Any], flag: str) -> int | None:
+    """The flag's flexibleRollout percentage in a features document; 0 if disabled."""
+    for feature in document.get("features", []):
+        if feature.get("name") != flag:
+            continue
+        if not feature.get("enabled", False):
+            return 0
+        for strategy in feature.get("strategies", []):
+            if strategy.get("name") == "flexibleRollout":
+                return int(strategy.get("parameters", {}).get("rollout", 0))
+        return 100  # enabled with no rollout strategy: everyone
+    return None
+
+
+class _ObservingCache(BaseCache):
+    """A dict cache that exports the percentage it holds as a gauge."""
+
+    def __init__(self, flag: str) -> None:
+        self.flag = flag
+        self._values: dict[str, Any] = {}
+        self.percentage: int | None = None
+
+    def _observe(self, raw: str | None) -> None:
+        if not raw:
+            return
+        try:
+            self.percentage = rollout_percentage(json.loads(raw), self.flag)
+        except (ValueError, TypeError):
+            return
+        if self.percentage is not None:
+            metrics.rollout_percentage.set(self.percentage)
+
+    def set(self, key: str, value: Any) -> None:
+        self._values[key] = value
+        if key == FEATURES_URL:
+            self._observe(value)
+
+    def mset(self, data: dict) -> None:
+        for key, value in data.items():
+            self.set(key, value)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._values.get(key, default)
+
+    def exists(self, key: str) -> bool:
+        return key in self._values
+
+    def destroy(self) -> None:
+        self._values.clear()
+
+
+class MemoryFeatureCache(_ObservingCache):
+    """Unleash mode: per worker, in memory (the default FileCache is shared by every worker
+    on a host)."""
+
+
+class DatabaseFeatureCache(_ObservingCache):
+    """Embedded mode: the features document is read from the feature_flags table."""
+
+    bootstrapped = True
+
+    def __init__(self, flag: str, engine: sa.Engine) -> None:
+        super().__init__(flag)
+        self._engine = engine
+        self.last_error: str | None = None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if key != FEATURES_URL:
+            return super().get(key, default)
+        try:
+            with self._engine.connect() as conn:
+                raw = conn.execute(
+                    sa.text("SELECT definition FROM feature_flags WHERE name = :name"),
+                    {"name": self.flag},
+                ).scalar()
+        except sa.exc.SQLAlchemyError as exc:  # keep the last good definition
+            self.last_error = f"{type(exc).__name__}"
+            log.warning("flag definition unreadable; keeping the last one", exc_info=True)
+            return super().get(key, default)
+        self.last_error = None
+        raw = raw or json.dumps(features_document(self.flag, 0))  # never set: nobody moved
+        super().set(FEATURES_URL, raw)
+        return raw
+
+
+class FlagGate:
+    """Evaluates the rollout flag for a learner in this worker process."""
+
+    def __init__(self, app: Flask) -> None:
+        self.flag: str = app.config["PROGRESS_FLAG_NAME"]
+        self.unleash_url: str = app.config["UNLEASH_URL"]
+        self._config = app.config
+        self._app = app
+        self._client: UnleashClient | None = None
+        self._cache: _ObservingCache | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+        self._last_failure = 0.0
+        self._last_warning = 0.0
+
+    @property
+    def backend(self) -> str:
+        return "unleash" if self.unleash_url else "embedded"
+
+    def _build(self) -> UnleashClient:
+        instance_id = f"{socket.gethostname()}-{os.getpid()}-{next(_instance_numbers)}"
+        if self.unleash_url:
+            cache: _ObservingCache = MemoryFeatureCache(self.flag)
+            client = UnleashClient(
+                url=self.unleash_url,
+                app_name=APP_NAME,
+                instance_id=instance_id,
+                refresh_interval=self._config["PROGRESS_FLAG_REFRESH_S"],
+                custom_headers={"Authorization": self._config["UNLEASH_API_TOKEN"]},
+                cache=cache,
+                request_timeout=5,
+                request_retries=1,
+                multiple_instance_mode=InstanceAllowType.SILENTLY_ALLOW,
+            )
+            client.initialize_client()
+        else:
+            with self._app.app_context():
+                from .extensions import db
+
+                engine = db.engine
+            cache = DatabaseFeatureCache(self.flag, engine)
+            client = UnleashClient(
+                url="http://embedded.invalid",  # required by the SDK, never contacted
+                app_name=APP_NAME,
+                instance_id=instance_id,
+                refresh_interval=self._config["PROGRESS_FLAG_REFRESH_S"],
+                cache=cache,
+                disable_metrics=True,
+                disable_registration=True,
+                multiple_instance_mode=InstanceAllowType.SILENTLY_ALLOW,
+            )
+            client.initialize_client(fetch_toggles=False)
+        self._cache = cache
+        return client
+
+    def client(self) -> UnleashClient:
+        pid = os.getpid()
+        if self._client is not None and self._pid == pid:
+            return self._client
+        with self._lock:
+            if self._client is None or self._pid != pid:
+                if time.monotonic() - self._last_failure < 5:
+                    raise RuntimeError("flag client failed to start moments ago; retrying soon")
+                try:
+                    self._client, self._pid = self._build(), pid
+                except Exception:
+                    self._last_failure = time.monotonic()
+                    raise
+        return self._client
+
+    def verified_for(self, learner_id: uuid.UUID) -> bool:
+        missing: list[str] = []
+
+        def flag_missing(name: str, context: dict) -> bool:
+            missing.append(name)
+            return False
+
+        enabled = self.client().is_enabled(
+            self.flag, {"userId": str(learner_id)}, fallback_function=flag_missing
+        )
+        if missing:
+            raise LookupError(f"flag {self.flag!r} is not defined in {self.backend}")
+        return enabled
+
+    def percentage(self) -> int | None:
+        """The percentage this worker's client holds now."""
+        return self._cache.percentage if self._cache is not None else None
+
+    def reload_now(self) -> None:
+        """Make this worker see a change at once instead of at its next refresh."""
+        client = self.client()
+        # The SDK has no public "refresh now"; these are the jobs its scheduler runs.
+        if self.unleash_url:
+            client.connector._fetch_and_load()
+        else:
+            client._store.load_from_cache()
+
+    def readiness(self) -> str:
+        try:
+            self.client()
+        except Exception as exc:
+            return f"unavailable: {type(exc).__name__}"
+        if self.percentage() is None:
+            return "unavailable: flag not loaded"
+        return f"ok ({self.backend}, {self.percentage()}%)"
+
+    def warn_fallback(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        if now - self._last_warning > 10:  # one line per 10 s, not one per request
+            self._last_warning = now
+            log.warning(
+                "flag cannot be evaluated; serving the legacy path",
+                extra={"flag": self.flag, "backend": self.backend, "reason": repr(exc)},
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None and self._pid == os.getpid():
+                self._client.destroy()
+            self._client = None
+
+
+def init_app(app: Flask) -> None:
+    gate = FlagGate(app)
+    app.extensions[FLAGS_KEY] = gate
+    from .api.health import register_readiness_check
+
+    register_readiness_check(app, "flags", gate.readiness)
+
+
+def flag_gate() -> FlagGate:
+    return current_app.extensions[FLAGS_KEY]
 
 
 def path_for_learner(learner_id: uuid.UUID) -> PathName:
-    return "legacy"
+    """The verified path if the flag says so; the legacy path if it can't be evaluated."""
+    gate = flag_gate()
+    try:
+        return "verified" if gate.verified_for(learner_id) else "legacy"
+    except Exception as exc:
+        gate.warn_fallback(exc)
+        return "legacy"

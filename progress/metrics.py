@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import os
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 
 PATHS = ("legacy", "verified")
 
@@ -75,3 +77,44 @@ def create_series_at_zero() -> None:
     for family, combinations in LABEL_VALUES.items():
         for labels in combinations:
             family.labels(*labels)
+
+
+def _samples() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every counter sample this instance can see (all workers under multiprocess mode)."""
+    registry = REGISTRY
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    values: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for family in registry.collect():
+        for sample in family.samples:
+            key = (sample.name, tuple(sorted(sample.labels.items())))
+            values[key] = values.get(key, 0.0) + sample.value
+    return values
+
+
+def path_figures() -> dict[str, dict[str, float | None]]:
+    """The figures the admin page shows for each path."""
+    samples = _samples()
+
+    def total(name: str, **labels: str) -> float:
+        wanted = set(labels.items())
+        return sum(v for (n, lbl), v in samples.items() if n == name and wanted <= set(lbl))
+
+    figures: dict[str, dict[str, float | None]] = {}
+    for path in PATHS:
+        ok = total("progress_completions_total", path=path, outcome="success")
+        errors = total("progress_completions_total", path=path, outcome="error")
+        hits = total("progress_cache_lookups_total", path=path, result="hit")
+        lookups = total("progress_cache_lookups_total", path=path)
+        figures[path] = {
+            "completions": ok + errors,
+            "completionErrors": errors,
+            "completionSuccessRate": ok / (ok + errors) if ok + errors else None,
+            "falseLockScreens": total("progress_false_lock_screens_total", path=path),
+            "stalenessIncidents": total("progress_cache_staleness_incidents_total", path=path),
+            "cacheHitRate": hits / lookups if lookups else None,
+            "cacheMismatches": total("progress_cache_mismatches_total", path=path),
+            "accessChecks": total("progress_access_checks_total", path=path),
+        }
+    return figures

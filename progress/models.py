@@ -15,6 +15,23 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class UTCDateTime(sa.TypeDecorator):
+    """Timestamps are UTC and come back timezone-aware on every engine (SQLite drops it)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime; use UTC-aware timestamps")
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
 class User(db.Model):
     """A learner (or admin); identities belong to the identity provider."""
 
@@ -23,7 +40,7 @@ class User(db.Model):
     id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True)
     email: Mapped[str] = mapped_column(sa.String(320), index=True)
     email_verified: Mapped[bool] = mapped_column(sa.Boolean, default=False)
-    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Module(db.Model):
@@ -62,7 +79,7 @@ class LessonProgress(db.Model):
     # The unique (user_id, lesson_id) index also serves lookups by learner.
     user_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
     lesson_id: Mapped[int] = mapped_column(sa.ForeignKey("lessons.id", ondelete="CASCADE"))
-    completed_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    completed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class ProgressVersion(db.Model):
@@ -74,4 +91,31 @@ class ProgressVersion(db.Model):
         sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
     )
     version: Mapped[int] = mapped_column(sa.BigInteger, default=0)
-    updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class FeatureFlag(db.Model):
+    """An embedded flag: its definition in Unleash's client features format."""
+
+    __tablename__ = "feature_flags"
+
+    name: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
+    definition: Mapped[str] = mapped_column(sa.Text)  # JSON, as /api/client/features answers
+    percentage: Mapped[int] = mapped_column(sa.Integer)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_by: Mapped[str] = mapped_column(sa.String(320))
+
+
+class RolloutChange(db.Model):
+    """Every change of the rollout percentage, by whom, when and why."""
+
+    __tablename__ = "rollout_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    flag: Mapped[str] = mapped_column(sa.String(100), index=True)
+    backend: Mapped[str] = mapped_column(sa.String(20))
+    previous_percentage: Mapped[int | None] = mapped_column(sa.Integer)
+    percentage: Mapped[int] = mapped_column(sa.Integer)
+    reason: Mapped[str] = mapped_column(sa.String(500))
+    changed_by: Mapped[str] = mapped_column(sa.String(320))
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -54,6 +54,10 @@ def ensure_user(user_id: uuid.UUID, email: str, email_verified: bool) -> None:
     db.session.commit()
 
 
+def has_replica() -> bool:
+    return "replica" in db.engines
+
+
 def load_progress(learner_id: uuid.UUID, *, replica: bool = False) -> ProgressSnapshot:
     """One statement, so the version and the completions come from one snapshot."""
     stmt = (

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from cachetools import LRUCache
 from flask import Flask, current_app
 
+from .breaker import CircuitBreaker
 from .cache import ProgressCache
 from .curriculum import Curriculum, load_curriculum
 
@@ -42,6 +43,7 @@ class RecentSet:
 class WorkerState:
     cache: ProgressCache
     known_identities: RecentSet
+    breaker: CircuitBreaker
     _curriculum: Curriculum | None = None
     _executor: ThreadPoolExecutor | None = None
     _executor_pid: int = 0
@@ -72,6 +74,7 @@ class WorkerState:
         """Forget everything this process holds (tests; a re-seeded curriculum)."""
         self.cache.clear()
         self.known_identities.clear()
+        self.breaker.record_success()
         self._curriculum = None
 
     def shutdown(self) -> None:
@@ -86,6 +89,10 @@ def init_app(app: Flask) -> None:
             maxsize=app.config["PROGRESS_CACHE_MAXSIZE"], ttl_s=app.config["PROGRESS_CACHE_TTL_S"]
         ),
         known_identities=RecentSet(maxsize=app.config["PROGRESS_CACHE_MAXSIZE"]),
+        breaker=CircuitBreaker(
+            threshold=app.config["PROGRESS_BREAKER_THRESHOLD"],
+            cooldown_s=app.config["PROGRESS_BREAKER_COOLDOWN_MS"] / 1000,
+        ),
     )
 
 

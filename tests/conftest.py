@@ -25,13 +25,20 @@ from flask_migrate import upgrade
 from progress import create_app
 from progress.auth import issue_token
 from progress.extensions import db
+from progress.flags import flag_gate
 from progress.worker import worker_state
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 PG_TEST_DB = os.environ.get("TEST_POSTGRES_DB", "progress_test")
 SECRET = "test-secret-" + "x" * 40
-LEARNER_TABLES = ("lesson_progress", "progress_versions", "users")
+LEARNER_TABLES = (
+    "lesson_progress",
+    "progress_versions",
+    "users",
+    "feature_flags",
+    "rollout_changes",
+)
 
 
 def pg_url(database: str) -> str:
@@ -104,6 +111,7 @@ def empty_learner_tables(app: Flask) -> None:
                 db.session.execute(sa.text(f"DELETE FROM {table}"))
         db.session.commit()
         state.reset()
+        flag_gate().reload_now()  # back to 0%: every learner on the legacy path
 
 
 @pytest.fixture(scope="session")

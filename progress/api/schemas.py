@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 
 class Strict(BaseModel):
     # Strict: "1" is not an integer and unknown fields are refused (pitfalls.md).
     model_config = ConfigDict(strict=True, extra="forbid")
+
+
+def _whole_number(value: Any) -> Any:
+    # JSON has one number type: 75.0 is the integer 75 (as JSON Schema says); true is not.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
 
 
 class ErrorBody(BaseModel):
@@ -104,3 +114,47 @@ class HealthOut(BaseModel):
 class ReadyOut(BaseModel):
     status: Literal["ready", "unready"]
     checks: dict[str, str]
+
+
+class RolloutOut(BaseModel):
+    flag: str
+    percentage: int
+    backend: Literal["embedded", "unleash"]
+    updatedAt: datetime | None  # noqa: N815
+    updatedBy: str | None  # noqa: N815
+
+
+class RolloutIn(Strict):
+    percentage: WholeNumber = Field(ge=0, le=100)
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class RolloutChangeOut(BaseModel):
+    percentage: int
+    previousPercentage: int | None  # noqa: N815
+    reason: str
+    changedBy: str  # noqa: N815
+    changedAt: datetime  # noqa: N815
+    backend: Literal["embedded", "unleash"]
+
+
+class RolloutHistoryOut(BaseModel):
+    changes: list[RolloutChangeOut]
+
+
+class PathFigures(BaseModel):
+    completions: float
+    completionErrors: float  # noqa: N815
+    completionSuccessRate: float | None  # noqa: N815
+    falseLockScreens: float  # noqa: N815
+    stalenessIncidents: float  # noqa: N815
+    cacheHitRate: float | None  # noqa: N815
+    cacheMismatches: float  # noqa: N815
+    accessChecks: float  # noqa: N815
+
+
+class PathFiguresOut(BaseModel):
+    """Counted since each worker started, summed over this instance's workers."""
+
+    legacy: PathFigures
+    verified: PathFigures

@@ -38,6 +38,7 @@ api_spec = SpecTree(
     validation_error_status=400,
     validation_error_model=ErrorOut,
     annotations=True,
+    mode="strict",  # only the routes it validates: not the pages or static files
     naming_strategy=lambda model: model.__name__,
     nested_naming_strategy=lambda _parent, child: child,
     before=_reject_invalid_request,

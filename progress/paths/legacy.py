@@ -72,7 +72,7 @@ class LegacyPath:
             cache_age_ms=snapshot.age_ms() if source == "cache" else None,
             version=snapshot.version,
         )
-        if not accessible and source == "cache":
+        if not accessible and (source == "cache" or store.has_replica()):
             self._audit(learner_id, lesson)
         return count_access(self.name, answer)
 
@@ -86,7 +86,7 @@ class LegacyPath:
             metrics.cache_lookups.labels(self.name, "hit").inc()
             return snapshot, "cache"
         metrics.cache_lookups.labels(self.name, "miss").inc()
-        snapshot = store.load_progress(learner_id)
+        snapshot = store.load_progress(learner_id, replica=True)  # the old app read the replica
         cache.put(snapshot)
         return snapshot, "db"
 

@@ -1,0 +1,692 @@
+"""The benchmark harness: `make bench`, or `.venv/bin/python -m bench.run --help`.
+
+Measures the access check (warm cache, cold cache), completion, and a bare Flask endpoint
+served under the same gunicorn settings, with wrk over loopback. Scenarios are interleaved
+and repeated; medians are reported as a Markdown table and as JSON in
+`bench/results/latest.json`. Each path named by `--paths` is selected with
+`flask --app app rollout set 0|100` before it is measured (skipped, with a note, when that
+command doesn't work yet).
+
+Everything it starts runs in its own process group and is stopped on the way out; the
+database it creates (`progress_bench`) is dropped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import re
+import resource
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import requests
+from psycopg import sql
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = ROOT / "bench" / "results"
+PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+DB_NAME = "progress_bench"
+DEFAULT_PATH = "legacy"
+PATH_PERCENT = {"legacy": 0, "verified": 100}
+
+FIRST_LESSON = "/api/v1/modules/basics/lessons/greetings/complete"
+ACCESS = "/api/v1/modules/basics/lessons/introductions/access"
+BARE = "/bare"
+
+SCENARIOS = ("warm", "cold", "completion")
+# Inherited settings that would change what is measured; the harness sets its own.
+SCRUBBED_ENV = (
+    "PROGRESS_FAULTS",
+    "DATABASE_REPLICA_URL",
+    "UNLEASH_URL",
+    "UNLEASH_API_TOKEN",
+    "UNLEASH_ADMIN_TOKEN",
+    "PROMETHEUS_MULTIPROC_DIR",
+    "prometheus_multiproc_dir",
+    "PROGRESS_CACHE_MAXSIZE",
+    "PROGRESS_CACHE_TTL_S",
+    "BIND",
+    "HOST",
+    "PORT",
+)
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--duration", type=int, default=10, help="seconds per measured run")
+    parser.add_argument("--warmup", type=int, default=3, help="seconds of warm-up per server")
+    parser.add_argument("--connections", type=int, default=16, help="wrk connections")
+    parser.add_argument("--wrk-threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each scenario")
+    parser.add_argument("--learners", type=int, default=200, help="learners to rotate through")
+    parser.add_argument("--workers", type=int, default=2, help="WEB_CONCURRENCY for both servers")
+    parser.add_argument(
+        "--gunicorn-threads",
+        type=int,
+        default=int(os.environ.get("GUNICORN_THREADS", "4")),
+        help="GUNICORN_THREADS for both servers (default: $GUNICORN_THREADS or 4)",
+    )
+    parser.add_argument(
+        "--paths",
+        default=DEFAULT_PATH,
+        help="comma-separated paths to measure: legacy, verified (default: legacy)",
+    )
+    parser.add_argument("--output", type=Path, default=RESULTS_DIR / "latest.json")
+    args = parser.parse_args(argv)
+    args.paths = [p.strip() for p in args.paths.split(",") if p.strip()]
+    unknown = [p for p in args.paths if p not in PATH_PERCENT]
+    if unknown or not args.paths:
+        parser.error(f"--paths takes {', '.join(PATH_PERCENT)}; got {unknown or 'nothing'}")
+    if args.wrk_threads > args.connections:
+        parser.error("--wrk-threads must not exceed --connections")
+    for name in ("duration", "repeats", "learners", "workers", "gunicorn_threads"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    return args
+
+
+# ---------------------------------------------------------------- processes and database
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def recreate_database() -> None:
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        name = sql.Identifier(DB_NAME)
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
+
+
+def drop_database() -> None:
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DB_NAME))
+        )
+
+
+def service_env(secret: str, args: argparse.Namespace, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
+    env.update(
+        PROGRESS_ENV="production",
+        PROGRESS_JWT_SECRET=secret,
+        DATABASE_URL=f"postgresql://postgres@127.0.0.1:5432/{DB_NAME}",
+        PROGRESS_LOG_LEVEL="WARNING",
+        WEB_CONCURRENCY=str(args.workers),
+        GUNICORN_THREADS=str(args.gunicorn_threads),
+        GUNICORN_LOG_LEVEL="warning",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+def flask_cli(cli_args: Sequence[str], env: Mapping[str, str]) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "flask", "--app", "app", *cli_args]
+    return subprocess.run(  # noqa: S603 - our own interpreter and fixed arguments
+        command, cwd=ROOT, env=dict(env), capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def flask_cli_checked(cli_args: Sequence[str], env: Mapping[str, str]) -> None:
+    result = flask_cli(cli_args, env)
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"flask {' '.join(cli_args)} failed ({result.returncode}):\n"
+            f"{result.stdout[-2000:]}{result.stderr[-2000:]}"
+        )
+
+
+class Server:
+    """One gunicorn master and its workers, in a process group of their own."""
+
+    def __init__(
+        self, name: str, target: str, env: Mapping[str, str], ready_path: str, log_dir: Path
+    ) -> None:
+        self.name = name
+        self.target = target
+        self.port = free_port()
+        self.env = {**env, "BIND": f"127.0.0.1:{self.port}"}
+        self.ready_path = ready_path
+        self.log_path = log_dir / f"{name}.log"
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pgid(self) -> int:
+        assert self.process is not None
+        return self.process.pid  # start_new_session: the master leads its own group
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", self.target]
+        with self.log_path.open("a") as log_file:
+            log_file.write(f"\n=== {time.strftime('%H:%M:%S')} start {self.target}\n")
+            log_file.flush()
+            self.process = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
+                command,
+                cwd=ROOT,
+                env=self.env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited at start; see {self.log_path}")
+            try:
+                if requests.get(self.base_url + self.ready_path, timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.name} not ready after {timeout_s:.0f}s; see {self.log_path}")
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        process, self.process = self.process, None
+        for sig, wait_s in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(process.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                process.wait(timeout=wait_s)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        # Workers orphaned by a master that died first still carry its group id.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+# ---------------------------------------------------------------- learners
+
+
+@dataclass
+class Learner:
+    user_id: str
+    token: str
+
+
+def create_learners(base_url: str, count: int, secret: str) -> list[Learner]:
+    """Tokens from the repo's own issuer; the service creates each learner on first use."""
+    from progress.auth import issue_token  # the repo's issuer, imported only when needed
+
+    learners = []
+    with requests.Session() as session:
+        for i in range(count):
+            user_id = uuid.uuid4()
+            token = issue_token(user_id, f"bench-{i}@example.com", secret=secret, ttl_s=24 * 3600)
+            response = session.post(
+                base_url + FIRST_LESSON, headers={"Authorization": f"Bearer {token}"}, timeout=30
+            )
+            if response.status_code != 200 or not response.json().get("success"):
+                raise RuntimeError(
+                    f"completing the first lesson failed: {response.status_code} {response.text}"
+                )
+            learners.append(Learner(str(user_id), token))
+    return learners
+
+
+def served_path(base_url: str, learner: Learner, expected: str, timeout_s: float = 12.0) -> str:
+    """Which path answers this learner's access check (waits out a flag refresh)."""
+    deadline = time.monotonic() + timeout_s
+    seen = "?"
+    while True:
+        response = requests.get(
+            base_url + ACCESS, headers={"Authorization": f"Bearer {learner.token}"}, timeout=10
+        )
+        body = response.json()
+        if response.status_code != 200 or body.get("accessible") is not True:
+            raise RuntimeError(f"access check after completion: {response.status_code} {body}")
+        seen = body.get("path", "?")
+        if seen == expected or time.monotonic() > deadline:
+            return seen
+        time.sleep(0.5)
+
+
+# ---------------------------------------------------------------- wrk
+
+
+def write_lua(path: Path, method: str, url_path: str, tokens: Sequence[str]) -> Path:
+    """A wrk script that rotates through the learners' tokens, requests formatted once."""
+    token_lines = ",\n".join(f'  "{token}"' for token in tokens)
+    path.write_text(
+        f"""-- generated by bench/run.py
+local tokens = {{
+{token_lines}
+}}
+local method, path = "{method}", "{url_path}"
+local thread_count = 0
+
+function setup(thread)
+  thread:set("thread_index", thread_count)
+  thread_count = thread_count + 1
+end
+
+local prepared = {{}}
+local position = 0
+
+function init(args)
+  for k, token in ipairs(tokens) do
+    prepared[k] = wrk.format(method, path, {{
+      ["Host"] = wrk.headers["Host"],
+      ["Authorization"] = "Bearer " .. token,
+    }})
+  end
+  -- each thread starts at a different learner
+  position = ((thread_index or 0) * 97) % #prepared
+end
+
+function request()
+  position = position % #prepared + 1
+  return prepared[position]
+end
+"""
+    )
+    return path
+
+
+UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
+LATENCY_LINE = re.compile(r"^\s*(50|75|90|99)%\s+([\d.]+)(us|ms|s|m|h)\s*$", re.MULTILINE)
+
+
+def parse_wrk(output: str) -> dict[str, Any]:
+    rps = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.MULTILINE)
+    total = re.search(r"^\s*(\d+) requests in ([\d.]+)(us|ms|s|m|h)", output, re.MULTILINE)
+    if rps is None or total is None:
+        raise ValueError(f"can't parse wrk output:\n{output}")
+    latency = {
+        f"p{pct}_ms": round(float(value) * UNITS_MS[unit], 3)
+        for pct, value, unit in LATENCY_LINE.findall(output)
+    }
+    if "p99_ms" not in latency:
+        raise ValueError(f"wrk output has no latency distribution:\n{output}")
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    sockets = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    return {
+        "rps": float(rps.group(1)),
+        "requests": int(total.group(1)),
+        **latency,
+        "non2xx": int(non2xx.group(1)) if non2xx else 0,
+        "socket_errors": sum(int(n) for n in sockets.groups()) if sockets else 0,
+    }
+
+
+# ---------------------------------------------------------------- CPU accounting
+
+
+def _processes() -> Iterator[tuple[str, int, int]]:
+    """(command name, process group, utime + stime in clock ticks) of every process."""
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        name_end = raw.rfind(")")
+        name = raw[raw.find("(") + 1 : name_end]
+        fields = raw[name_end + 2 :].split()
+        yield name, int(fields[2]), int(fields[11]) + int(fields[12])
+
+
+def cpu_sample(server_pgid: int) -> dict[str, float]:
+    """CPU seconds so far: the whole machine (busy), the server's group, PostgreSQL, and
+    the children this process has waited for (wrk)."""
+    first = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in first[:8])
+    server = postgres = 0
+    for name, pgrp, ticks in _processes():
+        if pgrp == server_pgid:
+            server += ticks
+        elif name == "postgres":
+            postgres += ticks
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {
+        "busy": (user + nice + system + irq + softirq + steal) / CLK_TCK,
+        "server": server / CLK_TCK,
+        "postgres": postgres / CLK_TCK,
+        "wrk": children.ru_utime + children.ru_stime,
+    }
+
+
+def cpu_split(before: Mapping[str, float], after: Mapping[str, float], wall: float) -> dict:
+    """Cores used during the run by wrk, the server, PostgreSQL and everything else."""
+    used = {key: max(0.0, after[key] - before[key]) for key in before}
+    other = max(0.0, used["busy"] - used["wrk"] - used["server"] - used["postgres"])
+    cores = {key: used[key] / wall for key in ("wrk", "server", "postgres")}
+    cores["other"] = other / wall
+    cores["total"] = used["busy"] / wall
+    return {key: round(value, 2) for key, value in cores.items()}
+
+
+@dataclass
+class Bench:
+    args: argparse.Namespace
+    wrk: str
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+    def wrk_run(self, server: Server, script: Path, url_path: str, seconds: int) -> dict:
+        command = [
+            self.wrk,
+            f"-t{self.args.wrk_threads}",
+            f"-c{self.args.connections}",
+            f"-d{seconds}s",
+            "--timeout",
+            "5s",
+            "--latency",
+            "-s",
+            str(script),
+            server.base_url + url_path,
+        ]
+        before, started = cpu_sample(server.pgid), time.monotonic()
+        result = subprocess.run(  # noqa: S603 - wrk from PATH, arguments we built
+            command, capture_output=True, text=True, timeout=seconds + 60, check=False
+        )
+        wall = time.monotonic() - started
+        after = cpu_sample(server.pgid)
+        if result.returncode != 0:
+            raise RuntimeError(f"wrk failed ({result.returncode}): {result.stderr}")
+        parsed = parse_wrk(result.stdout)
+        parsed["cpu_cores"] = cpu_split(before, after, wall)
+        return parsed
+
+    def measure(
+        self,
+        server: Server,
+        script: Path,
+        url_path: str,
+        *,
+        path: str,
+        scenario: str,
+        repeat: int,
+        served: str,
+    ) -> None:
+        result = self.wrk_run(server, script, url_path, self.args.duration)
+        run = {"path": path, "scenario": scenario, "repeat": repeat, "served_path": served}
+        run.update(result)
+        self.runs.append(run)
+        cpu = result["cpu_cores"]
+        errors = result["non2xx"] + result["socket_errors"]
+        log(
+            f"  {path:>8} {scenario:<10} #{repeat}: {result['rps']:8.0f} req/s  "
+            f"p50 {result['p50_ms']:.2f} ms  p99 {result['p99_ms']:.2f} ms  "
+            f"errors {errors}  cores wrk {cpu['wrk']} server {cpu['server']} "
+            f"pg {cpu['postgres']} other {cpu['other']}"
+        )
+
+
+# ---------------------------------------------------------------- report
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def summarize(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for run in runs:
+        groups.setdefault((run["path"], run["scenario"]), []).append(run)
+    rows = []
+    for (path, scenario), members in groups.items():
+        cpu_keys = members[0]["cpu_cores"].keys()
+        rows.append(
+            {
+                "path": path,
+                "scenario": scenario,
+                "runs": len(members),
+                "rps": round(median([m["rps"] for m in members]), 1),
+                "p50_ms": round(median([m["p50_ms"] for m in members]), 2),
+                "p99_ms": round(median([m["p99_ms"] for m in members]), 2),
+                "rps_all": [round(m["rps"]) for m in members],
+                "errors": sum(m["non2xx"] + m["socket_errors"] for m in members),
+                "cpu_cores": {
+                    key: round(median([m["cpu_cores"][key] for m in members]), 2)
+                    for key in cpu_keys
+                },
+                "served_paths": sorted({m["served_path"] for m in members}),
+            }
+        )
+    return rows
+
+
+def ratios(rows: Sequence[Mapping[str, Any]], paths: Sequence[str]) -> dict[str, float]:
+    by_key = {(row["path"], row["scenario"]): row for row in rows}
+    bare = by_key.get(("-", "bare"))
+    out: dict[str, float] = {}
+    for path in paths:
+        for scenario in SCENARIOS:
+            row = by_key.get((path, scenario))
+            if row and bare and bare["rps"]:
+                out[f"{path}: {scenario}/bare req/s"] = round(row["rps"] / bare["rps"], 3)
+    legacy_warm, verified_warm = by_key.get(("legacy", "warm")), by_key.get(("verified", "warm"))
+    if legacy_warm and verified_warm and legacy_warm["rps"]:
+        out["verified/legacy warm req/s"] = round(verified_warm["rps"] / legacy_warm["rps"], 3)
+    legacy_done = by_key.get(("legacy", "completion"))
+    verified_done = by_key.get(("verified", "completion"))
+    if legacy_done and verified_done and legacy_done["p50_ms"]:
+        out["verified/legacy completion median latency"] = round(
+            verified_done["p50_ms"] / legacy_done["p50_ms"], 3
+        )
+    return out
+
+
+def markdown(rows: Sequence[Mapping[str, Any]], ratio_map: Mapping[str, float]) -> str:
+    bare = next((r for r in rows if r["scenario"] == "bare"), None)
+    lines = [
+        "| path | scenario | req/s (median) | vs bare | p50 ms | p99 ms | errors "
+        "| cores: wrk / server / postgres / other | req/s per run |",
+        "|---|---|---:|---:|---:|---:|---:|---|---|",
+    ]
+    order = {name: i for i, name in enumerate((*SCENARIOS, "bare"))}
+    for row in sorted(rows, key=lambda r: (r["path"] == "-", r["path"], order[r["scenario"]])):
+        vs_bare = f"{row['rps'] / bare['rps']:.2f}" if bare and bare["rps"] else "-"
+        cpu = row["cpu_cores"]
+        path = row["path"]
+        if path != "-" and row["served_paths"] != [path]:
+            path += f" (served: {'/'.join(row['served_paths'])})"
+        lines.append(
+            f"| {path} | {row['scenario']} | {row['rps']:.0f} | {vs_bare} | {row['p50_ms']:.2f} "
+            f"| {row['p99_ms']:.2f} | {row['errors']} | {cpu['wrk']:.2f} / {cpu['server']:.2f}"
+            f" / {cpu['postgres']:.2f} / {cpu['other']:.2f} "
+            f"| {', '.join(str(v) for v in row['rps_all'])} |"
+        )
+    if ratio_map:
+        lines += ["", "| ratio | value |", "|---|---:|"]
+        lines += [f"| {name} | {value:.3f} |" for name, value in ratio_map.items()]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- the run
+
+
+def select_path(path: str, current: str, env: Mapping[str, str], notes: list[str]) -> bool:
+    """Point the rollout flag at `path`; False (with a note) when that can't be done yet."""
+    if path == current:
+        return True
+    percent = PATH_PERCENT[path]
+    result = flask_cli(["rollout", "set", str(percent), "--reason", "bench"], env)
+    if result.returncode == 0:
+        log(f"rollout set {percent}: now measuring the {path} path")
+        return True
+    detail = (result.stderr or result.stdout).strip().splitlines()
+    note = (
+        f"path {path!r} can't be selected yet: `flask --app app rollout set {percent}` "
+        f"failed ({detail[-1] if detail else f'exit {result.returncode}'}); skipped"
+    )
+    log("NOTE: " + note)
+    notes.append(note)
+    return False
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise SystemExit("wrk is not installed (apt-get install -y wrk)")
+    secret = secrets.token_urlsafe(36)  # 48 characters
+    base_env = service_env(secret, args)
+    cold_env = service_env(secret, args, PROGRESS_CACHE_MAXSIZE="1")
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    log_dir = RESULTS_DIR / "logs"
+    log_dir.mkdir(exist_ok=True)
+    notes: list[str] = []
+    started = time.monotonic()
+
+    servers: list[Server] = []
+
+    def start(name: str, target: str, env: Mapping[str, str], ready: str) -> Server:
+        server = Server(name, target, env, ready, log_dir)
+        servers.append(server)
+        server.start()
+        return server
+
+    def stop(server: Server) -> None:
+        server.stop()
+        servers.remove(server)
+
+    with tempfile.TemporaryDirectory(prefix="progress-bench-") as tmp:
+        bench = Bench(args, wrk)
+        try:
+            log(f"database {DB_NAME}: create, migrate, seed")
+            recreate_database()
+            flask_cli_checked(["db", "upgrade"], base_env)
+            flask_cli_checked(["seed"], base_env)
+
+            service = start("service", "app:app", base_env, "/healthz")
+            log(f"creating {args.learners} learners (each completes the first lesson)")
+            learners = create_learners(service.base_url, args.learners, secret)
+            stop(service)
+            tokens = [learner.token for learner in learners]
+            access_lua = write_lua(Path(tmp, "access.lua"), "GET", ACCESS, tokens)
+            complete_lua = write_lua(Path(tmp, "complete.lua"), "POST", FIRST_LESSON, tokens)
+            bare_lua = write_lua(Path(tmp, "bare.lua"), "GET", BARE, tokens)
+
+            bare = start("bare", "bench.bare_app:app", base_env, BARE)
+            bench.wrk_run(bare, bare_lua, BARE, args.warmup)
+
+            current = DEFAULT_PATH  # a fresh database serves everyone on the legacy path
+            active = list(args.paths)
+            for repeat in range(1, args.repeats + 1):
+                log(f"repeat {repeat}/{args.repeats}")
+                blocks: list[str] = [*active, "-"]
+                shift = (repeat - 1) % len(blocks)  # interleave: rotate the order each repeat
+                for block in blocks[shift:] + blocks[:shift]:
+                    if block == "-":
+                        bench.measure(
+                            bare,
+                            bare_lua,
+                            BARE,
+                            path="-",
+                            scenario="bare",
+                            repeat=repeat,
+                            served="-",
+                        )
+                        continue
+                    if not select_path(block, current, base_env, notes):
+                        active.remove(block)
+                        continue
+                    current = block
+                    service = start(f"service-{block}", "app:app", base_env, "/healthz")
+                    served = served_path(service.base_url, learners[0], block)
+                    if served != block:
+                        note = f"asked for the {block} path, the service answered {served!r}"
+                        log("WARNING: " + note)
+                        notes.append(note)
+                    bench.wrk_run(service, access_lua, ACCESS, args.warmup)  # fills the caches
+                    common = {"path": block, "repeat": repeat, "served": served}
+                    bench.measure(service, access_lua, ACCESS, scenario="warm", **common)
+                    bench.measure(
+                        service, complete_lua, FIRST_LESSON, scenario="completion", **common
+                    )
+                    stop(service)
+                    cold = start(f"service-{block}-cold", "app:app", cold_env, "/healthz")
+                    bench.wrk_run(cold, access_lua, ACCESS, args.warmup)  # DB pools, not caches
+                    bench.measure(cold, access_lua, ACCESS, scenario="cold", **common)
+                    stop(cold)
+        finally:
+            for server in list(servers):
+                server.stop()
+            try:
+                drop_database()
+            except psycopg.Error as exc:
+                log(f"could not drop {DB_NAME}: {exc}")
+
+    rows = summarize(bench.runs)
+    ratio_map = ratios(rows, args.paths)
+    if any(row["errors"] for row in rows):
+        notes.append("some runs had non-2xx answers or socket errors: see the errors column")
+    return {
+        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "elapsed_s": round(time.monotonic() - started, 1),
+        "command": " ".join([Path(sys.executable).name, "-m", "bench.run", *sys.argv[1:]]),
+        "config": {
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "connections": args.connections,
+            "wrk_threads": args.wrk_threads,
+            "repeats": args.repeats,
+            "learners": args.learners,
+            "workers": args.workers,
+            "gunicorn_threads": args.gunicorn_threads,
+            "paths": args.paths,
+            "cold_cache": "PROGRESS_CACHE_MAXSIZE=1",
+        },
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "summary": rows,
+        "ratios": ratio_map,
+        "notes": notes,
+        "table_markdown": markdown(rows, ratio_map),
+        "runs": bench.runs,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    report = run(args)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    print()
+    print(report["table_markdown"])
+    for note in report["notes"]:
+        print(f"\nNote: {note}")
+    print(f"\n{report['elapsed_s']} s; results in {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

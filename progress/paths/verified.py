@@ -1,0 +1,239 @@
+"""The verified path: the seed's five layers, made exact.
+
+1. optimistic update: the cache changes at once after the commit;
+2. verified update: re-read from the primary, replace the entry, check the lesson is in it,
+   bounded by PROGRESS_CACHE_UPDATE_TIMEOUT_MS;
+3. navigation guard: never answer from a snapshot older than the version the client sent
+   (minVersion) or that this worker wrote (the cache's floor);
+4. staleness fallback: entries older than PROGRESS_STALE_AFTER_MS are not used, and a
+   "locked" answer not read from the primary is confirmed against the primary;
+5. smart retry: a replica read older than the known version is retried with backoff,
+   then the primary answers.
+Plus the circuit breaker around the cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+
+from flask import Blueprint, Flask, current_app
+from flask.blueprints import BlueprintSetupState
+from sqlalchemy.exc import OperationalError
+
+from .. import faults, metrics, store
+from ..cache import ProgressSnapshot
+from ..curriculum import LessonRef, is_lesson_accessible
+from ..worker import worker_state
+from . import (
+    AccessAnswer,
+    CompletionAnswer,
+    count_access,
+    install_path,
+    record_false_lock,
+)
+
+bp = Blueprint("verified_path", __name__)
+log = logging.getLogger(__name__)
+NAME = "verified"
+
+
+@dataclass(frozen=True)
+class VerifiedSettings:
+    stale_after_ms: int
+    double_check_after_ms: int
+    cache_update_timeout_s: float
+    retry_base_s: float
+    retry_max_s: float
+
+    @classmethod
+    def from_config(cls, config: dict) -> VerifiedSettings:
+        return cls(
+            stale_after_ms=config["PROGRESS_STALE_AFTER_MS"],
+            double_check_after_ms=config["PROGRESS_DOUBLE_CHECK_AFTER_MS"],
+            cache_update_timeout_s=config["PROGRESS_CACHE_UPDATE_TIMEOUT_MS"] / 1000,
+            retry_base_s=config["PROGRESS_RETRY_BASE_MS"] / 1000,
+            retry_max_s=config["PROGRESS_RETRY_MAX_MS"] / 1000,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    snapshot: ProgressSnapshot
+    source: str  # "cache" | "db"
+    from_primary: bool
+
+
+class VerifiedPath:
+    name = NAME
+
+    def __init__(self, settings: VerifiedSettings) -> None:
+        self.settings = settings
+
+    # -- completion ---------------------------------------------------------------------
+
+    def complete_lesson(self, learner_id: uuid.UUID, lesson: LessonRef) -> CompletionAnswer:
+        state = worker_state()
+        try:
+            completion = store.mark_lesson_completed(learner_id, lesson, state.curriculum())
+        except store.LessonLocked:
+            raise
+        except Exception:
+            metrics.completions.labels(NAME, "error").inc()
+            raise  # the DB failed: answer an error, cache nothing
+        metrics.completions.labels(NAME, "success").inc()
+        version = completion.version
+        state.cache.raise_floor(learner_id, version)  # older entries are now behind
+        if not state.breaker.allows_cache():
+            metrics.cache_updates.labels(NAME, "skipped").inc()
+            return CompletionAnswer(True, True, False, version)
+
+        # 1. Optimistic: patch the entry only if it is exactly the state before this write;
+        # anything older may lack a concurrent completion and stays behind the floor.
+        state.cache.apply(
+            learner_id,
+            lambda entry: (
+                entry.with_completion(lesson.id, completion.completed_at, version)
+                if entry.version == version - 1
+                else entry
+            ),
+        )
+        # 2. Verified, bounded.
+        cache_updated = self._verified_update(learner_id, lesson, version)
+        return CompletionAnswer(True, True, cache_updated, version)
+
+    def _verified_update(self, learner_id: uuid.UUID, lesson: LessonRef, version: int) -> bool:
+        state = worker_state()
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        started = time.perf_counter()
+        future = state.background().submit(_reload_entry, app, learner_id, lesson.id, version)
+        try:
+            result = "verified" if future.result(self.settings.cache_update_timeout_s) else "failed"
+        except FutureTimeout:
+            result = "timeout"
+        except Exception:
+            log.warning("verified cache update failed", exc_info=True)
+            result = "failed"
+        metrics.cache_update_seconds.labels(NAME).observe(time.perf_counter() - started)
+        metrics.cache_updates.labels(NAME, result).inc()
+        if result == "verified":
+            state.breaker.record_success()
+            return True
+        state.breaker.record_failure()
+        state.cache.invalidate(learner_id, below_version=version + 1)  # the next check reads the DB
+        return False
+
+    # -- access check ----------------------------------------------------------------------
+
+    def check_access(
+        self, learner_id: uuid.UUID, lesson: LessonRef, min_version: int
+    ) -> AccessAnswer:
+        curriculum = worker_state().curriculum()
+        read = self._read(learner_id, min_version)
+        accessible = is_lesson_accessible(curriculum, read.snapshot.completed, lesson)
+        if not accessible and not read.from_primary and self._needs_double_check(read):
+            # 4. Only "locked" needs proof: progress only grows, so "accessible" can't be false.
+            primary = self._load_primary(learner_id)
+            if is_lesson_accessible(curriculum, primary.completed, lesson):
+                if read.source == "cache":
+                    metrics.cache_mismatches.labels(NAME).inc()
+                record_false_lock(NAME, learner_id, lesson, "double_check")
+                accessible = True
+            read = Read(primary, "db", True)
+        return count_access(
+            NAME,
+            AccessAnswer(
+                accessible=accessible,
+                source=read.source,  # type: ignore[arg-type]
+                cache_age_ms=read.snapshot.age_ms() if read.source == "cache" else None,
+                version=read.snapshot.version,
+            ),
+        )
+
+    def read_progress(self, learner_id: uuid.UUID, min_version: int) -> ProgressSnapshot:
+        """A page (re)load: always a fresh read, at least at the version known here."""
+        state = worker_state()
+        floor = max(min_version, state.cache.floor(learner_id))
+        snapshot = self._read_db(learner_id, floor).snapshot
+        if state.breaker.allows_cache():
+            state.cache.put(snapshot)
+        return snapshot
+
+    def _needs_double_check(self, read: Read) -> bool:
+        if faults.current().disable_double_check:
+            return False
+        if read.source == "db":
+            return True  # a replica's "locked" is always confirmed
+        return read.snapshot.age_ms() >= self.settings.double_check_after_ms
+
+    def _read(self, learner_id: uuid.UUID, min_version: int) -> Read:
+        state = worker_state()
+        floor = max(min_version, state.cache.floor(learner_id))
+        if not state.breaker.allows_cache():
+            return self._read_db(learner_id, floor)
+        entry = state.cache.get(learner_id)
+        if entry is None:
+            metrics.cache_lookups.labels(NAME, "miss").inc()
+        elif entry.version < floor or entry.age_ms() >= self.settings.stale_after_ms:
+            metrics.cache_lookups.labels(NAME, "stale").inc()
+            metrics.staleness_incidents.labels(NAME).inc()
+        else:
+            metrics.cache_lookups.labels(NAME, "hit").inc()
+            return Read(entry, "cache", from_primary=False)
+        read = self._read_db(learner_id, floor)
+        state.cache.put(read.snapshot)
+        return read
+
+    # -- 5. reads that honour a known version ---------------------------------------------
+
+    def _read_db(self, learner_id: uuid.UUID, floor: int) -> Read:
+        if store.has_replica():
+            deadline = time.monotonic() + self.settings.retry_max_s
+            delay = self.settings.retry_base_s
+            while True:
+                try:
+                    snapshot = store.load_progress(learner_id, replica=True)
+                except OperationalError:
+                    log.warning("replica unreadable; asking the primary", exc_info=True)
+                    break
+                if snapshot.version >= floor:
+                    return Read(snapshot, "db", from_primary=False)
+                if time.monotonic() + delay > deadline:
+                    break
+                metrics.db_retries.labels("replica_lag").inc()
+                time.sleep(delay)
+                delay *= 2
+        return Read(self._load_primary(learner_id), "db", from_primary=True)
+
+    def _load_primary(self, learner_id: uuid.UUID) -> ProgressSnapshot:
+        """The primary, retried with backoff on connection errors within the retry budget."""
+        deadline = time.monotonic() + self.settings.retry_max_s
+        delay = self.settings.retry_base_s
+        while True:
+            try:
+                return store.load_progress(learner_id)
+            except OperationalError:
+                if time.monotonic() + delay > deadline:
+                    raise
+                metrics.db_retries.labels("db_error").inc()
+                time.sleep(delay)
+                delay *= 2
+
+
+def _reload_entry(app: Flask, learner_id: uuid.UUID, lesson_id: int, version: int) -> bool:
+    """Runs in the background pool: the primary's progress replaces the entry, then the
+    entry must hold the lesson at the written version or newer."""
+    with app.app_context():
+        faults.before_cache_update()
+        cache = worker_state().cache
+        cache.put(store.load_progress(learner_id))
+        entry = cache.get(learner_id)
+        return entry is not None and entry.version >= version and lesson_id in entry.completed
+
+
+@bp.record_once
+def _install(state: BlueprintSetupState) -> None:
+    install_path(state.app, VerifiedPath(VerifiedSettings.from_config(state.app.config)))

@@ -1,0 +1,116 @@
+// The admin rollout page: reads and changes the rollout through /api/v1/admin.
+(function () {
+  "use strict";
+  const api = "/api/v1/admin";
+  const $ = (id) => document.getElementById(id);
+  let token = sessionStorage.getItem("progress.adminToken") || "";
+
+  async function call(method, path, body) {
+    const response = await fetch(api + path, {
+      method,
+      headers: Object.assign(
+        { Authorization: "Bearer " + token },
+        body ? { "Content-Type": "application/json" } : {}
+      ),
+      body: body ? JSON.stringify(body) : undefined,
+    });
+    const data = await response.json();
+    if (!response.ok) throw new Error(data.error ? data.error.message : response.statusText);
+    return data;
+  }
+
+  function cell(row, text) {
+    const td = document.createElement("td");
+    td.textContent = text;
+    row.appendChild(td);
+  }
+
+  function when(iso) {
+    return iso ? new Date(iso).toLocaleString() : "never";
+  }
+
+  const FIGURES = [
+    ["completions", "completions", (v) => v],
+    ["completionSuccessRate", "completion success rate", (v) => (v == null ? "–" : (100 * v).toFixed(2) + "%")],
+    ["falseLockScreens", "false lock screens", (v) => v],
+    ["stalenessIncidents", "staleness incidents", (v) => v],
+    ["cacheHitRate", "cache hit rate", (v) => (v == null ? "–" : (100 * v).toFixed(1) + "%")],
+    ["cacheMismatches", "cache mismatches", (v) => v],
+    ["accessChecks", "access checks", (v) => v],
+  ];
+
+  async function refresh() {
+    if (!token) return;
+    try {
+      const [state, history, figures] = await Promise.all([
+        call("GET", "/rollout"),
+        call("GET", "/rollout/history"),
+        call("GET", "/paths"),
+      ]);
+      $("percentage").textContent = state.percentage;
+      $("updated").textContent = state.updatedBy
+        ? "Last changed " + when(state.updatedAt) + " by " + state.updatedBy
+        : "Never changed: every learner is on the legacy path.";
+      document.querySelectorAll("[data-stage]").forEach((b) => {
+        b.setAttribute("aria-pressed", String(Number(b.dataset.stage) === state.percentage));
+      });
+      const historyBody = $("history").querySelector("tbody");
+      historyBody.replaceChildren();
+      history.changes.forEach((c) => {
+        const row = historyBody.insertRow();
+        cell(row, when(c.changedAt));
+        cell(row, (c.previousPercentage == null ? "?" : c.previousPercentage) + "% → " + c.percentage + "%");
+        cell(row, c.changedBy);
+        cell(row, c.reason);
+      });
+      const figuresBody = $("figures").querySelector("tbody");
+      figuresBody.replaceChildren();
+      FIGURES.forEach(([key, label, show]) => {
+        const row = figuresBody.insertRow();
+        const th = document.createElement("th");
+        th.scope = "row";
+        th.textContent = label;
+        row.appendChild(th);
+        cell(row, show(figures.legacy[key]));
+        cell(row, show(figures.verified[key]));
+      });
+      $("signin").hidden = true;
+    } catch (error) {
+      $("message").textContent = "Could not load the rollout: " + error.message;
+    }
+  }
+
+  $("token-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    token = $("token").value.trim();
+    sessionStorage.setItem("progress.adminToken", token);
+    refresh();
+  });
+
+  $("change-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const choice = event.submitter ? event.submitter.value : "custom";
+    const percentage = Number(choice === "custom" ? $("custom").value : choice);
+    if (!Number.isInteger(percentage) || percentage < 0 || percentage > 100) {
+      $("message").textContent = "Enter a whole number from 0 to 100.";
+      return;
+    }
+    const reason = $("reason").value.trim();
+    if (!reason) {
+      $("message").textContent = "Say why: the reason is kept in the history.";
+      $("reason").focus();
+      return;
+    }
+    try {
+      const state = await call("PUT", "/rollout", { percentage, reason });
+      $("message").textContent = "The verified path now serves " + state.percentage + "% of learners.";
+      $("reason").value = "";
+      await refresh();
+    } catch (error) {
+      $("message").textContent = "Not changed: " + error.message;
+    }
+  });
+
+  refresh();
+  setInterval(refresh, 15000);
+})();
