@@ -366,8 +366,8 @@ def _processes() -> Iterator[tuple[str, int, int]]:
 
 
 def cpu_sample(server_pgid: int) -> dict[str, float]:
-    """CPU seconds so far: the whole machine (busy), the server's group, PostgreSQL, and
-    the children this process has waited for (wrk)."""
+    """CPU seconds so far: the whole machine (busy, of which interrupts and steal), the
+    server's group, PostgreSQL, and the children this process has waited for (wrk)."""
     first = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
     user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in first[:8])
     server = postgres = 0
@@ -379,18 +379,24 @@ def cpu_sample(server_pgid: int) -> dict[str, float]:
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {
         "busy": (user + nice + system + irq + softirq + steal) / CLK_TCK,
+        "irq": (irq + softirq) / CLK_TCK,
+        "steal": steal / CLK_TCK,
         "server": server / CLK_TCK,
         "postgres": postgres / CLK_TCK,
         "wrk": children.ru_utime + children.ru_stime,
     }
 
 
+CPU_PARTS = ("wrk", "server", "postgres", "irq", "steal")
+
+
 def cpu_split(before: Mapping[str, float], after: Mapping[str, float], wall: float) -> dict:
-    """Cores used during the run by wrk, the server, PostgreSQL and everything else."""
+    """Cores used during the run by wrk, the server, PostgreSQL (every database on the
+    machine), interrupts (loopback networking), the hypervisor (steal) and everything else
+    (other processes on a shared machine)."""
     used = {key: max(0.0, after[key] - before[key]) for key in before}
-    other = max(0.0, used["busy"] - used["wrk"] - used["server"] - used["postgres"])
-    cores = {key: used[key] / wall for key in ("wrk", "server", "postgres")}
-    cores["other"] = other / wall
+    cores = {key: used[key] / wall for key in CPU_PARTS}
+    cores["other"] = max(0.0, used["busy"] - sum(used[key] for key in CPU_PARTS)) / wall
     cores["total"] = used["busy"] / wall
     return {key: round(value, 2) for key, value in cores.items()}
 
@@ -446,8 +452,8 @@ class Bench:
         log(
             f"  {path:>8} {scenario:<10} #{repeat}: {result['rps']:8.0f} req/s  "
             f"p50 {result['p50_ms']:.2f} ms  p99 {result['p99_ms']:.2f} ms  "
-            f"errors {errors}  cores wrk {cpu['wrk']} server {cpu['server']} "
-            f"pg {cpu['postgres']} other {cpu['other']}"
+            f"errors {errors}  cores: "
+            + " ".join(f"{key} {cpu[key]:.2f}" for key in (*CPU_PARTS, "other"))
         )
 
 
@@ -510,7 +516,7 @@ def markdown(rows: Sequence[Mapping[str, Any]], ratio_map: Mapping[str, float]) 
     bare = next((r for r in rows if r["scenario"] == "bare"), None)
     lines = [
         "| path | scenario | req/s (median) | vs bare | p50 ms | p99 ms | errors "
-        "| cores: wrk / server / postgres / other | req/s per run |",
+        "| cores: wrk / server / pg / irq / steal / other | req/s per run |",
         "|---|---|---:|---:|---:|---:|---:|---|---|",
     ]
     order = {name: i for i, name in enumerate((*SCENARIOS, "bare"))}
@@ -522,8 +528,8 @@ def markdown(rows: Sequence[Mapping[str, Any]], ratio_map: Mapping[str, float]) 
             path += f" (served: {'/'.join(row['served_paths'])})"
         lines.append(
             f"| {path} | {row['scenario']} | {row['rps']:.0f} | {vs_bare} | {row['p50_ms']:.2f} "
-            f"| {row['p99_ms']:.2f} | {row['errors']} | {cpu['wrk']:.2f} / {cpu['server']:.2f}"
-            f" / {cpu['postgres']:.2f} / {cpu['other']:.2f} "
+            f"| {row['p99_ms']:.2f} | {row['errors']} "
+            f"| {' / '.join(f'{cpu[key]:.2f}' for key in (*CPU_PARTS, 'other'))} "
             f"| {', '.join(str(v) for v in row['rps_all'])} |"
         )
     if ratio_map:

@@ -73,6 +73,8 @@ def decode_token(token: str, secret: str) -> Identity:
         raise ApiError(401, "invalid_token", "The token lacks role or email.")
     if not isinstance(verified, bool) or not isinstance(roles, list):
         raise ApiError(401, "invalid_token", "The token's claims have the wrong types.")
+    if len(email) > 320 or not email.isprintable():
+        raise ApiError(401, "invalid_token", "The token's email is not an address.")
     return Identity(user_id, email, verified, "admin" in roles)
 
 

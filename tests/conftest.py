@@ -22,7 +22,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from flask_migrate import upgrade
 
-from progress import create_app
+from progress import create_app, faults
 from progress.auth import issue_token
 from progress.extensions import db
 from progress.flags import flag_gate
@@ -123,6 +123,7 @@ def pg_database() -> str:
 def dispose(app: Flask) -> None:
     """Close pooled connections and background threads the app opened."""
     with app.app_context():
+        flag_gate().close()
         worker_state().shutdown()
         for engine in db.engines.values():
             engine.dispose()
@@ -196,3 +197,37 @@ class AuthActions:
 @pytest.fixture
 def auth() -> AuthActions:
     return AuthActions(SECRET)
+
+
+@pytest.fixture
+def make_pg_app(pg_app: Flask, pg_database: str, tmp_path: Path) -> Iterator:
+    """Build more instances of the service on the same PostgreSQL database: each has its
+    own cache, breaker and flag client, as another worker or instance would."""
+    built: list[Flask] = []
+
+    def make(**overrides: object) -> Flask:
+        app = build_app(pg_database, tmp_path, **overrides)
+        built.append(app)
+        return app
+
+    yield make
+    for app in built:
+        settle_background(app)
+        with app.app_context():
+            flag_gate().close()
+        dispose(app)
+    faults.configure(faults.Faults())
+
+
+@pytest.fixture
+def inject() -> Iterator:
+    """Turn on faults for one test (PROGRESS_FAULTS' effects), off again afterwards."""
+    yield lambda **kw: faults.configure(faults.Faults(**kw))
+    faults.configure(faults.Faults())
+
+
+def set_rollout(app: Flask, percentage: int) -> None:
+    from progress import rollout
+
+    with app.app_context():
+        rollout.set_rollout(percentage, "test", "tests")

@@ -23,6 +23,18 @@ def _whole_number(value: Any) -> Any:
 WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
 
 
+def _storable(value: Any) -> Any:
+    # JSON can carry NUL and unpaired surrogates; PostgreSQL text can hold neither.
+    if not isinstance(value, str):
+        return value
+    return (
+        value.replace("\x00", "\ufffd").encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    )
+
+
+StorableText = Annotated[str, BeforeValidator(_storable)]
+
+
 class ErrorBody(BaseModel):
     code: str
     message: str
@@ -126,7 +138,7 @@ class RolloutOut(BaseModel):
 
 class RolloutIn(Strict):
     percentage: WholeNumber = Field(ge=0, le=100)
-    reason: str = Field(min_length=1, max_length=500)
+    reason: StorableText = Field(min_length=1, max_length=500)
 
 
 class RolloutChangeOut(BaseModel):

@@ -1,0 +1,284 @@
+"""The seed's test matrix as the service sees it, on PostgreSQL: each row on the verified
+path, and where the legacy path differs, the legacy path beside it."""
+
+import threading
+import time
+
+import pytest
+from prometheus_client import REGISTRY
+
+from progress import store
+from progress.breaker import BreakerState
+from progress.worker import worker_state
+
+from .conftest import recreate_pg_database, set_rollout, settle_background
+
+COMPLETE = "/api/v1/modules/basics/lessons/{}/complete"
+ACCESS = "/api/v1/modules/basics/lessons/{}/access"
+LESSONS = ["greetings", "introductions", "numbers-1-10", "colours", "polite-phrases"]
+
+
+def counter(name, **labels) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+@pytest.fixture
+def verified(pg_app):
+    set_rollout(pg_app, 100)
+    return pg_app
+
+
+def test_normal_completion_opens_the_next_lesson_at_once_from_the_cache(verified, auth):
+    client, learner = verified.test_client(), auth.learner()
+    client.get(ACCESS.format("introductions"), headers=learner.headers)  # warm: locked
+    done = client.post(COMPLETE.format("greetings"), headers=learner.headers)
+    assert done.get_json() == {
+        "success": True,
+        "dbUpdated": True,
+        "cacheUpdated": True,
+        "version": 1,
+        "path": "verified",
+    }
+    assert done.headers["X-Progress-Path"] == "verified"
+    access = client.get(ACCESS.format("introductions"), headers=learner.headers).get_json()
+    assert access["accessible"] is True
+    assert access["source"] == "cache"
+    assert access["version"] == 1
+
+
+def test_a_slow_db_times_the_cache_update_out_and_the_next_check_reads_the_db(
+    pg_app, make_pg_app, auth, inject
+):
+    app = make_pg_app(PROGRESS_CACHE_UPDATE_TIMEOUT_MS=100)
+    set_rollout(app, 100)
+    client, learner = app.test_client(), auth.learner()
+    client.get(ACCESS.format("introductions"), headers=learner.headers)
+    timeouts = counter("progress_cache_updates_total", path="verified", result="timeout")
+
+    inject(db_latency_ms=400)  # every read of progress now takes 400 ms
+    started = time.perf_counter()
+    done = client.post(COMPLETE.format("greetings"), headers=learner.headers).get_json()
+    elapsed = time.perf_counter() - started
+    assert done["success"] is True
+    assert done["dbUpdated"] is True
+    assert done["cacheUpdated"] is False
+    assert elapsed < 0.4  # bounded by the 100 ms timeout, not by the slow read
+    assert (
+        counter("progress_cache_updates_total", path="verified", result="timeout") == timeouts + 1
+    )
+
+    access = client.get(ACCESS.format("introductions"), headers=learner.headers).get_json()
+    assert access["accessible"] is True
+    assert access["source"] == "db"
+
+
+def test_a_failing_cache_updater_opens_the_breaker_at_the_threshold_and_it_closes_again(
+    pg_app, make_pg_app, auth, inject
+):
+    app = make_pg_app(PROGRESS_BREAKER_THRESHOLD=3, PROGRESS_BREAKER_COOLDOWN_MS=300)
+    set_rollout(app, 100)
+    client, learner = app.test_client(), auth.learner()
+    trips = counter("progress_circuit_breaker_trips_total")
+    inject(cache_update_failure_rate=1.0)
+
+    for n, lesson in enumerate(LESSONS[:3], start=1):
+        done = client.post(COMPLETE.format(lesson), headers=learner.headers).get_json()
+        assert done["success"] is True
+        assert done["cacheUpdated"] is False
+        # the DB answers, and it is right
+        access = client.get(ACCESS.format(LESSONS[n]), headers=learner.headers).get_json()
+        assert access["accessible"] is True
+        assert access["source"] == "db"
+    with app.app_context():
+        assert worker_state().breaker.state is BreakerState.OPEN
+    assert counter("progress_circuit_breaker_open") == 1
+    assert counter("progress_circuit_breaker_trips_total") == trips + 1
+    ready = client.get("/readyz").get_json()
+    assert "open" in ready["checks"]["circuit_breaker"]
+
+    skipped = counter("progress_cache_updates_total", path="verified", result="skipped")
+    done = client.post(COMPLETE.format(LESSONS[3]), headers=learner.headers).get_json()
+    assert done["cacheUpdated"] is False  # bypassed while open
+    assert counter("progress_cache_updates_total", path="verified", result="skipped") == skipped + 1
+
+    inject()  # the cache heals
+    time.sleep(0.35)  # the cool-down: the next update is the probe
+    done = client.post(COMPLETE.format(LESSONS[4]), headers=learner.headers).get_json()
+    assert done["cacheUpdated"] is True
+    with app.app_context():
+        assert worker_state().breaker.state is BreakerState.CLOSED
+    assert counter("progress_circuit_breaker_open") == 0
+
+
+def test_concurrent_completions_keep_both_lessons_and_count_both_versions(verified, auth):
+    learner = auth.learner()
+    barrier = threading.Barrier(2)
+    results = []
+
+    def device():
+        client = verified.test_client()
+        barrier.wait()
+        for lesson in LESSONS[:3]:
+            results.append(client.post(COMPLETE.format(lesson), headers=learner.headers))
+
+    threads = [threading.Thread(target=device) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(r.status_code for r in results) == [200] * 6
+    client = verified.test_client()
+    for lesson in LESSONS[1:4]:
+        access = client.get(ACCESS.format(lesson), headers=learner.headers).get_json()
+        assert access["accessible"] is True, lesson
+    assert client.get("/api/v1/progress", headers=learner.headers).get_json()["version"] == 3
+
+
+@pytest.mark.parametrize(
+    ("percentage", "accessible", "detected_by"), [(0, False, "audit"), (100, True, "double_check")]
+)
+def test_an_older_copy_in_another_process_gives_a_false_lock_only_on_legacy(
+    pg_app, make_pg_app, auth, percentage, accessible, detected_by
+):
+    """Worker B holds the learner's progress from before the completion that worker A
+    commits. The legacy path answers B's stale "locked"; the verified path confirms it
+    against the primary and answers "accessible"."""
+    worker_a, worker_b = make_pg_app(), make_pg_app()
+    set_rollout(worker_a, percentage)
+    with worker_b.app_context():
+        from progress.flags import flag_gate
+
+        flag_gate().reload_now()
+    learner = auth.learner()
+    b = worker_b.test_client()
+    assert (
+        b.get(ACCESS.format("introductions"), headers=learner.headers).get_json()["accessible"]
+        is False
+    )  # B now caches version 0
+    worker_a.test_client().post(COMPLETE.format("greetings"), headers=learner.headers)
+    path = "legacy" if percentage == 0 else "verified"
+    false_locks = counter("progress_false_lock_screens_total", path=path, detected_by=detected_by)
+    mismatches = counter("progress_cache_mismatches_total", path=path)
+
+    answer = b.get(ACCESS.format("introductions"), headers=learner.headers)
+    assert answer.headers["X-Progress-Path"] == path
+    assert answer.get_json()["accessible"] is accessible
+    assert (
+        counter("progress_false_lock_screens_total", path=path, detected_by=detected_by)
+        == false_locks + 1
+    )
+    if path == "verified":  # caught before the learner saw it
+        assert counter("progress_cache_mismatches_total", path=path) == mismatches + 1
+        assert answer.get_json()["source"] == "db"
+        assert answer.get_json()["version"] == 1
+
+
+def test_a_page_refresh_reads_fresh_progress(verified, make_pg_app, auth):
+    other = make_pg_app()
+    set_rollout(other, 100)
+    learner = auth.learner()
+    client = verified.test_client()
+    client.get("/api/v1/progress", headers=learner.headers)  # this worker caches version 0
+    other.test_client().post(COMPLETE.format("greetings"), headers=learner.headers)
+    progress = client.get("/api/v1/progress", headers=learner.headers).get_json()
+    assert progress["version"] == 1
+    assert [c["lessonId"] for c in progress["completed"]] == ["greetings"]
+    assert progress["lessons"][1] == {
+        "moduleId": "basics",
+        "lessonId": "introductions",
+        "accessible": True,
+    }
+
+
+def test_the_client_min_version_is_never_answered_from_an_older_snapshot(verified, auth):
+    client, learner = verified.test_client(), auth.learner()
+    client.get(ACCESS.format("introductions"), headers=learner.headers)  # cached at version 0
+    with verified.app_context():  # another instance's write; this cache is not told
+        state = worker_state()
+        store.mark_lesson_completed(
+            learner.id, state.curriculum().find("basics", "greetings"), state.curriculum()
+        )
+    incidents = counter("progress_cache_staleness_incidents_total", path="verified")
+    answer = client.get(ACCESS.format("greetings") + "?minVersion=1", headers=learner.headers)
+    assert answer.get_json()["source"] == "db"
+    assert answer.get_json()["version"] == 1
+    assert counter("progress_cache_staleness_incidents_total", path="verified") == incidents + 1
+
+
+@pytest.fixture
+def lagging_replica(pg_app):
+    """A second PostgreSQL database with the schema and curriculum but none of the new
+    writes: a replica that lags behind the primary for as long as the test wants."""
+    from .conftest import migrate_and_seed
+
+    url = recreate_pg_database("progress_test_replica")
+    return url, migrate_and_seed
+
+
+def test_a_lagging_replica_read_is_retried_then_the_primary_answers(
+    pg_app, make_pg_app, auth, lagging_replica, tmp_path
+):
+    replica_url, migrate_and_seed = lagging_replica
+    from .conftest import build_app
+
+    replica_app = build_app(replica_url, tmp_path / "replica")
+    migrate_and_seed(replica_app)  # same course, same lesson ids; no learners
+    writer = make_pg_app()
+    reader = make_pg_app(
+        DATABASE_REPLICA_URL=replica_url, PROGRESS_RETRY_BASE_MS=20, PROGRESS_RETRY_MAX_MS=300
+    )
+    set_rollout(writer, 100)
+    with reader.app_context():
+        from progress.flags import flag_gate
+
+        flag_gate().reload_now()
+    learner = auth.learner()
+    version = (
+        writer.test_client()
+        .post(COMPLETE.format("greetings"), headers=learner.headers)
+        .get_json()["version"]
+    )
+    retries = counter("progress_db_retries_total", reason="replica_lag")
+
+    answer = reader.test_client().get(
+        ACCESS.format("introductions") + f"?minVersion={version}", headers=learner.headers
+    )
+    body = answer.get_json()
+    assert body["accessible"] is True
+    assert body["version"] == version
+    assert body["source"] == "db"
+    assert counter("progress_db_retries_total", reason="replica_lag") >= retries + 2
+
+    # The legacy path reads the replica too, believes it, and its audit counts the lie.
+    set_rollout(writer, 0)
+    with reader.app_context():
+        flag_gate().reload_now()
+        worker_state().reset()
+    audits = counter("progress_false_lock_screens_total", path="legacy", detected_by="audit")
+    legacy = reader.test_client().get(ACCESS.format("introductions"), headers=learner.headers)
+    assert legacy.get_json()["accessible"] is False
+    assert counter("progress_false_lock_screens_total", path="legacy", detected_by="audit") == (
+        audits + 1
+    )
+    settle_background(replica_app)
+    from .conftest import dispose
+
+    dispose(replica_app)
+
+
+def test_the_seeds_two_second_double_check_window_lets_a_false_lock_through(make_pg_app, auth):
+    """Why the default window is 0: with the seed's 2 s, a young entry in another worker
+    answers "locked" unchecked, and nobody counts it."""
+    worker_a, worker_b = make_pg_app(), make_pg_app(PROGRESS_DOUBLE_CHECK_AFTER_MS=2000)
+    set_rollout(worker_a, 100)
+    with worker_b.app_context():
+        from progress.flags import flag_gate
+
+        flag_gate().reload_now()
+    learner = auth.learner()
+    b = worker_b.test_client()
+    b.get(ACCESS.format("introductions"), headers=learner.headers)
+    worker_a.test_client().post(COMPLETE.format("greetings"), headers=learner.headers)
+    answer = b.get(ACCESS.format("introductions"), headers=learner.headers).get_json()
+    assert answer["accessible"] is False
+    assert answer["source"] == "cache"
