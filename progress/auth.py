@@ -51,6 +51,10 @@ def issue_token(
 
 def decode_token(token: str, secret: str) -> Identity:
     """Check signature, expiry, audience and claim types; 401 on anything wrong."""
+    return _decode(token, secret)[0]
+
+
+def _decode(token: str, secret: str) -> tuple[Identity, int]:
     try:
         claims = jwt.decode(
             token,
@@ -75,7 +79,21 @@ def decode_token(token: str, secret: str) -> Identity:
         raise ApiError(401, "invalid_token", "The token's claims have the wrong types.")
     if len(email) > 320 or not email.isprintable():
         raise ApiError(401, "invalid_token", "The token's email is not an address.")
-    return Identity(user_id, email, verified, "admin" in roles)
+    return Identity(user_id, email, verified, "admin" in roles), int(claims["exp"])
+
+
+def _verified_identity(token: str) -> Identity:
+    """Decode once per token and process: a signature checked once stays checked, and
+    the expiry is still enforced on every use."""
+    state = worker_state()
+    known = state.verified_tokens.get(token)
+    if known is None:
+        known = _decode(token, current_app.config["PROGRESS_JWT_SECRET"])
+        state.verified_tokens.put(token, known)
+    identity, expires = known
+    if expires <= time.time():
+        raise ApiError(401, "token_expired", "The access token has expired.")
+    return identity
 
 
 def authenticate(*, write: bool = False, admin: bool = False) -> Identity:
@@ -88,7 +106,7 @@ def authenticate(*, write: bool = False, admin: bool = False) -> Identity:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(401, "unauthenticated", "An Authorization: Bearer token is required.")
-    identity = decode_token(token.strip(), current_app.config["PROGRESS_JWT_SECRET"])
+    identity = _verified_identity(token.strip())
     g.learner_id = str(identity.user_id)
     if admin and not identity.is_admin:
         raise ApiError(403, "forbidden", "This route is for admins.")
@@ -96,7 +114,7 @@ def authenticate(*, write: bool = False, admin: bool = False) -> Identity:
         raise ApiError(403, "email_unverified", "Verify your email address before saving progress.")
     known = worker_state().known_identities
     key = (identity.user_id, identity.email, identity.email_verified)
-    if not known.contains(key):
+    if known.get(key) is None:
         store.ensure_user(identity.user_id, identity.email, identity.email_verified)
-        known.add(key)
+        known.put(key, True)
     return identity

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Hashable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from cachetools import LRUCache
 from flask import Flask, current_app
@@ -19,20 +20,20 @@ from .curriculum import Curriculum, load_curriculum
 STATE_KEY = "progress.worker"
 
 
-class RecentSet:
-    """A bounded, thread-safe set: remembers what was recently seen."""
+class RecentlySeen:
+    """A bounded, thread-safe memo of recent results (cachetools needs the lock)."""
 
     def __init__(self, maxsize: int) -> None:
-        self._items: LRUCache[Hashable, bool] = LRUCache(maxsize=maxsize)
+        self._items: LRUCache[Hashable, Any] = LRUCache(maxsize=maxsize)
         self._lock = threading.Lock()
 
-    def contains(self, item: Hashable) -> bool:
+    def get(self, key: Hashable) -> Any:
         with self._lock:
-            return self._items.get(item, False)
+            return self._items.get(key)
 
-    def add(self, item: Hashable) -> None:
+    def put(self, key: Hashable, value: Any) -> None:
         with self._lock:
-            self._items[item] = True
+            self._items[key] = value
 
     def clear(self) -> None:
         with self._lock:
@@ -42,7 +43,8 @@ class RecentSet:
 @dataclass
 class WorkerState:
     cache: ProgressCache
-    known_identities: RecentSet
+    known_identities: RecentlySeen  # learners already created in the database
+    verified_tokens: RecentlySeen  # token -> (identity, expiry)
     breaker: CircuitBreaker
     _curriculum: Curriculum | None = None
     _executor: ThreadPoolExecutor | None = None
@@ -74,6 +76,7 @@ class WorkerState:
         """Forget everything this process holds (tests; a re-seeded curriculum)."""
         self.cache.clear()
         self.known_identities.clear()
+        self.verified_tokens.clear()
         self.breaker.record_success()
         self._curriculum = None
 
@@ -88,7 +91,8 @@ def init_app(app: Flask) -> None:
         cache=ProgressCache(
             maxsize=app.config["PROGRESS_CACHE_MAXSIZE"], ttl_s=app.config["PROGRESS_CACHE_TTL_S"]
         ),
-        known_identities=RecentSet(maxsize=app.config["PROGRESS_CACHE_MAXSIZE"]),
+        known_identities=RecentlySeen(maxsize=100_000),
+        verified_tokens=RecentlySeen(maxsize=10_000),
         breaker=CircuitBreaker(
             threshold=app.config["PROGRESS_BREAKER_THRESHOLD"],
             cooldown_s=app.config["PROGRESS_BREAKER_COOLDOWN_MS"] / 1000,

@@ -103,38 +103,39 @@ def get_progress(query: ProgressQuery) -> dict:
 @api_spec.validate(
     resp=Resp(HTTP_200=CompletionOut, HTTP_409=ErrorOut, **ERRORS), tags=["progress"], security=AUTH
 )
-def complete_lesson(moduleId: str, lessonId: str) -> dict:  # noqa: N803 - path names
+def complete_lesson(moduleId: str, lessonId: str) -> CompletionOut:  # noqa: N803 - path names
     """Mark a lesson complete; completing it again changes nothing."""
     identity = authenticate(write=True)
     lesson = find_lesson(moduleId, lessonId)
     path = serving_path(identity.user_id)
     answer = path.complete_lesson(identity.user_id, lesson)
-    return {
-        "success": answer.success,
-        "dbUpdated": answer.db_updated,
-        "cacheUpdated": answer.cache_updated,
-        "version": answer.version,
-        "path": path.name,
-    }
+    return CompletionOut(
+        success=answer.success,
+        dbUpdated=answer.db_updated,
+        cacheUpdated=answer.cache_updated,
+        version=answer.version,
+        path=path.name,
+    )
 
 
 @bp.get("/modules/<moduleId>/lessons/<lessonId>/access")
 @api_spec.validate(
     query=AccessQuery, resp=Resp(HTTP_200=AccessOut, **ERRORS), tags=["progress"], security=AUTH
 )
-def check_access(moduleId: str, lessonId: str, query: AccessQuery) -> dict:  # noqa: N803
+def check_access(moduleId: str, lessonId: str, query: AccessQuery) -> AccessOut:  # noqa: N803
     """Is this lesson open for the learner? Send the last version seen as minVersion."""
     identity = authenticate()
     lesson = find_lesson(moduleId, lessonId)
     path = serving_path(identity.user_id)
     answer = path.check_access(identity.user_id, lesson, query.minVersion)
-    return {
-        "accessible": answer.accessible,
-        "source": answer.source,
-        "cacheAgeMs": answer.cache_age_ms,
-        "version": answer.version,
-        "path": path.name,
-    }
+    # A model instance: spectree serializes it without validating the dict again.
+    return AccessOut(
+        accessible=answer.accessible,
+        source=answer.source,
+        cacheAgeMs=answer.cache_age_ms,
+        version=answer.version,
+        path=path.name,
+    )
 
 
 @bp.post("/events/lock-screen")
