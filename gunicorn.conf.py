@@ -1,14 +1,16 @@
 """Production server settings: `gunicorn -c gunicorn.conf.py app:app`.
 
 No preload: UnleashClient's scheduler threads and our background pools must start in each
-worker after the fork (pitfalls.md).
+worker after the fork (pitfalls.md). Metrics: prometheus-client's multiprocess mode, one
+directory per instance, set here before any worker imports prometheus_client.
 """
 
 import os
+import shutil
+import tempfile
 
-bind = os.environ.get(
-    "BIND", f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
-)
+host, port = os.environ.get("HOST", "127.0.0.1"), os.environ.get("PORT", "8000")
+bind = os.environ.get("BIND", f"{host}:{port}")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 worker_class = "gthread"
@@ -19,3 +21,32 @@ keepalive = 5
 accesslog = None  # the app writes one JSON line per request
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+
+# Decided at import in every worker: the variable must be set before the app loads.
+metrics_dir = os.environ.setdefault(
+    "PROMETHEUS_MULTIPROC_DIR", os.path.join(tempfile.gettempdir(), f"progress-metrics-{port}")
+)
+
+
+def on_starting(server):
+    # A fresh directory per start: files of a previous run would be summed in.
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    os.makedirs(metrics_dir, exist_ok=True)
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def worker_exit(server, worker):
+    app = getattr(worker, "wsgi", None)
+    if app is None or not hasattr(app, "app_context"):
+        return
+    from progress.flags import flag_gate
+    from progress.worker import worker_state
+
+    with app.app_context():
+        worker_state().shutdown()  # let accepted cache updates finish
+        flag_gate().close()  # stop UnleashClient's scheduler

@@ -38,7 +38,9 @@ cache_mismatches = Counter(
     ["path"],
 )
 circuit_breaker_open = Gauge(
-    "progress_circuit_breaker_open", "1 while the cache is bypassed", multiprocess_mode="max"
+    "progress_circuit_breaker_open",
+    "1 while the cache is bypassed (in any live worker)",
+    multiprocess_mode="livemax",
 )
 circuit_breaker_trips = Counter("progress_circuit_breaker_trips", "Times the breaker opened")
 db_retries = Counter("progress_db_retries", "DB read retries", ["reason"])
@@ -79,14 +81,19 @@ def create_series_at_zero() -> None:
             family.labels(*labels)
 
 
+def registry() -> CollectorRegistry:
+    """Every worker's metrics under gunicorn (multiprocess mode); this process's otherwise."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        collected = CollectorRegistry()
+        multiprocess.MultiProcessCollector(collected)
+        return collected
+    return REGISTRY
+
+
 def _samples() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Every counter sample this instance can see (all workers under multiprocess mode)."""
-    registry = REGISTRY
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
     values: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-    for family in registry.collect():
+    for family in registry().collect():
         for sample in family.samples:
             key = (sample.name, tuple(sorted(sample.labels.items())))
             values[key] = values.get(key, 0.0) + sample.value

@@ -1,13 +1,16 @@
-"""Liveness and readiness for load balancers and orchestrators."""
+"""Liveness, readiness and metrics: what load balancers, orchestrators and Prometheus ask."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import sqlalchemy as sa
-from flask import Blueprint, Flask, current_app
+from flask import Blueprint, Flask, Response, current_app
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from spectree import Response as Resp
 
+from .. import metrics
 from ..extensions import db
 from .schemas import HealthOut, ReadyOut
 from .spec import api_spec
@@ -44,3 +47,13 @@ def readyz() -> tuple[dict, int]:
         checks[name] = check()
     ready = all(value.startswith("ok") for value in checks.values())
     return {"status": "ready" if ready else "unready", "checks": checks}, 200 if ready else 503
+
+
+@bp.get("/metrics")
+def prometheus_metrics() -> Response:
+    """Prometheus text format, summed over this instance's workers."""
+    from ..flags import flag_gate
+
+    with contextlib.suppress(Exception):  # the answering worker reports its flag too
+        flag_gate().client()
+    return Response(generate_latest(metrics.registry()), mimetype=CONTENT_TYPE_LATEST)

@@ -1,0 +1,93 @@
+"""/metrics: every family at zero from the start, and under gunicorn the sum of all workers."""
+
+import os
+import re
+import signal
+import time
+
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from .conftest import SECRET, AuthActions, set_rollout
+from .support.service import running_service
+
+FAMILIES = {
+    "progress_completions": "counter",
+    "progress_cache_updates": "counter",
+    "progress_cache_update_seconds": "histogram",
+    "progress_cache_lookups": "counter",
+    "progress_cache_staleness_incidents": "counter",
+    "progress_access_checks": "counter",
+    "progress_false_lock_screens": "counter",
+    "progress_cache_mismatches": "counter",
+    "progress_circuit_breaker_open": "gauge",
+    "progress_db_retries": "counter",
+    "progress_rollout_percentage": "gauge",
+    "progress_rollout_stage": "gauge",
+    "progress_rollout_guard_decisions": "counter",
+}
+
+
+def parse(text: str) -> dict[tuple[str, frozenset], float]:
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return samples
+
+
+def value(samples, name, **labels) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def test_every_family_is_exported_at_zero_before_any_traffic(client):
+    text = client.get("/metrics").get_data(as_text=True)
+    families = {f.name: f.type for f in text_string_to_metric_families(text)}
+    for name, kind in FAMILIES.items():
+        assert families.get(name) == kind, name
+    samples = parse(text)
+    for path in ("legacy", "verified"):
+        assert (
+            "progress_false_lock_screens_total",
+            frozenset({("path", path), ("detected_by", "audit")}),
+        ) in samples
+    histogram_buckets = {dict(labels)["le"] for name, labels in samples if name.endswith("_bucket")}
+    assert {"0.001", "5.0"} <= histogram_buckets  # 1 ms to 5 s
+    assert not re.search(r"learner|user_id|/api/", text)  # no ids or raw URLs in labels
+
+
+def test_under_gunicorn_metrics_sum_every_worker_and_survive_a_killed_worker(
+    pg_app, pg_database, tmp_path
+):
+    set_rollout(pg_app, 100)
+    env = {
+        "PROGRESS_ENV": "test",
+        "DATABASE_URL": pg_database,
+        "PROGRESS_JWT_SECRET": SECRET,
+        "PROGRESS_LOG_LEVEL": "WARNING",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+    }
+    learners = [AuthActions(SECRET).learner() for _ in range(12)]
+    with running_service(env, tmp_path, workers=2) as service:
+        session = requests.Session()
+        for learner in learners:  # spread over both workers by the kernel
+            answer = session.post(
+                service.url + "/api/v1/modules/basics/lessons/greetings/complete",
+                headers=learner.headers,
+                timeout=10,
+            )
+            assert answer.json()["path"] == "verified"
+        for _ in range(4):  # whichever worker answers the scrape, the totals are the same
+            samples = parse(requests.get(service.url + "/metrics", timeout=10).text)
+            assert value(
+                samples, "progress_completions_total", path="verified", outcome="success"
+            ) == len(learners)
+            assert value(samples, "progress_rollout_percentage") == 100
+
+        os.kill(service.worker_pids()[0], signal.SIGKILL)
+        time.sleep(2)  # gunicorn replaces it
+        samples = parse(requests.get(service.url + "/metrics", timeout=10).text)
+        assert value(
+            samples, "progress_completions_total", path="verified", outcome="success"
+        ) == len(learners)
+        assert value(samples, "progress_circuit_breaker_open") == 0
