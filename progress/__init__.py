@@ -73,9 +73,9 @@ def register_extensions(app: Flask) -> None:
             sa.event.listen(db.engine, "connect", _sqlite_pragmas)
     worker.init_app(app)
     metrics.create_series_at_zero()
-    register_readiness_check(
-        app, "circuit_breaker", lambda: app.extensions[worker.STATE_KEY].breaker.describe()
-    )
+    state = app.extensions[worker.STATE_KEY]
+    register_readiness_check(app, "circuit_breaker", state.breaker.describe)
+    register_readiness_check(app, "invalidation", state.listener.describe)
     logs.init_app(app)
 
 

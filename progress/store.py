@@ -13,7 +13,7 @@ from types import MappingProxyType
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from . import faults
+from . import faults, invalidation
 from .cache import ProgressSnapshot
 from .curriculum import Curriculum, LessonRef, is_lesson_accessible
 from .extensions import db
@@ -122,6 +122,7 @@ def mark_lesson_completed(
             .values(version=ProgressVersion.version + 1, updated_at=completed_at)
             .returning(ProgressVersion.version)
         )
+        invalidation.announce(session, learner_id, version)  # delivered on commit
         session.commit()
     except BaseException:
         session.rollback()

@@ -3,10 +3,12 @@ Both are built on the public API; the pages hold no progress logic."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
-from flask import Blueprint, current_app, render_template
+from flask import Blueprint, Response, abort, current_app, jsonify, render_template
 
+from .auth import issue_token
 from .rollout import STAGES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,6 +26,23 @@ def lesson_map() -> str:
     return render_template(
         "lesson_map.html", embedded=current_app.config["PROGRESS_ENV"] == "development"
     )
+
+
+@bp.post("/dev/learner-token")
+def demo_learner_token() -> Response:
+    """The embedded demo's "Start as a new learner" button: a token for a brand-new learner.
+    Development only (PROGRESS_ENV=development); 404 everywhere else."""
+    if current_app.config["PROGRESS_ENV"] != "development":
+        abort(404)
+    user_id = uuid.uuid4()
+    email = f"learner-{user_id.hex[:12]}@example.com"
+    token = issue_token(
+        user_id,
+        email,
+        secret=current_app.config["PROGRESS_JWT_SECRET"],
+        ttl_s=current_app.config["PROGRESS_TOKEN_TTL_S"],
+    )
+    return jsonify(id=str(user_id), email=email, token=token)
 
 
 @bp.get("/admin/rollout")

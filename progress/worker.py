@@ -16,6 +16,7 @@ from flask import Flask, current_app
 from .breaker import CircuitBreaker
 from .cache import ProgressCache
 from .curriculum import Curriculum, load_curriculum
+from .invalidation import ListenerHandle
 
 STATE_KEY = "progress.worker"
 
@@ -46,6 +47,7 @@ class WorkerState:
     known_identities: RecentlySeen  # learners already created in the database
     verified_tokens: RecentlySeen  # token -> (identity, expiry)
     breaker: CircuitBreaker
+    listener: ListenerHandle
     _curriculum: Curriculum | None = None
     _executor: ThreadPoolExecutor | None = None
     _executor_pid: int = 0
@@ -81,16 +83,19 @@ class WorkerState:
         self._curriculum = None
 
     def shutdown(self) -> None:
+        self.listener.stop()
         if self._executor is not None and self._executor_pid == os.getpid():
             self._executor.shutdown(wait=True, cancel_futures=False)
             self._executor = None
 
 
 def init_app(app: Flask) -> None:
-    app.extensions[STATE_KEY] = WorkerState(
-        cache=ProgressCache(
-            maxsize=app.config["PROGRESS_CACHE_MAXSIZE"], ttl_s=app.config["PROGRESS_CACHE_TTL_S"]
-        ),
+    cache = ProgressCache(
+        maxsize=app.config["PROGRESS_CACHE_MAXSIZE"], ttl_s=app.config["PROGRESS_CACHE_TTL_S"]
+    )
+    app.extensions[STATE_KEY] = state = WorkerState(
+        cache=cache,
+        listener=ListenerHandle(app, cache),
         known_identities=RecentlySeen(maxsize=100_000),
         verified_tokens=RecentlySeen(maxsize=10_000),
         breaker=CircuitBreaker(
@@ -98,6 +103,10 @@ def init_app(app: Flask) -> None:
             cooldown_s=app.config["PROGRESS_BREAKER_COOLDOWN_MS"] / 1000,
         ),
     )
+
+    @app.before_request
+    def start_listening() -> None:
+        state.listener.ensure_started()  # a pid check once started
 
 
 def worker_state() -> WorkerState:

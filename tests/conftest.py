@@ -133,6 +133,7 @@ def dispose(app: Flask) -> None:
 def pg_app_session(pg_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
     app = build_app(pg_database, tmp_path_factory.mktemp("pg-instance"))
     migrate_and_seed(app)
+    listening(app)
     yield app
     dispose(app)
 
@@ -208,6 +209,7 @@ def make_pg_app(pg_app: Flask, pg_database: str, tmp_path: Path) -> Iterator:
     def make(**overrides: object) -> Flask:
         app = build_app(pg_database, tmp_path, **overrides)
         built.append(app)
+        listening(app)
         return app
 
     yield make
@@ -217,6 +219,16 @@ def make_pg_app(pg_app: Flask, pg_database: str, tmp_path: Path) -> Iterator:
             flag_gate().close()
         dispose(app)
     faults.configure(faults.Faults())
+
+
+def listening(app: Flask) -> None:
+    """Start the worker's LISTEN thread now and wait until it listens (it clears the cache
+    when it connects, which would otherwise race with a test's first requests)."""
+    with app.app_context():
+        handle = worker_state().listener
+        handle.ensure_started()
+        if handle.listener is not None:
+            assert handle.listener.connected.wait(10), "the listener never connected"
 
 
 @pytest.fixture

@@ -138,12 +138,13 @@ def test_concurrent_completions_keep_both_lessons_and_count_both_versions(verifi
     ("percentage", "accessible", "detected_by"), [(0, False, "audit"), (100, True, "double_check")]
 )
 def test_an_older_copy_in_another_process_gives_a_false_lock_only_on_legacy(
-    pg_app, make_pg_app, auth, percentage, accessible, detected_by
+    pg_app, make_pg_app, auth, inject, percentage, accessible, detected_by
 ):
     """Worker B holds the learner's progress from before the completion that worker A
-    commits. The legacy path answers B's stale "locked"; the verified path confirms it
-    against the primary and answers "accessible"."""
+    commits, and A's announcement never reaches B. The legacy path answers B's stale
+    "locked"; the verified path confirms it against the primary and answers "accessible"."""
     worker_a, worker_b = make_pg_app(), make_pg_app()
+    inject(drop_notifications=True)  # after the apps: create_app sets PROGRESS_FAULTS
     set_rollout(worker_a, percentage)
     with worker_b.app_context():
         from progress.flags import flag_gate
@@ -266,10 +267,13 @@ def test_a_lagging_replica_read_is_retried_then_the_primary_answers(
     dispose(replica_app)
 
 
-def test_the_seeds_two_second_double_check_window_lets_a_false_lock_through(make_pg_app, auth):
+def test_the_seeds_two_second_double_check_window_lets_a_false_lock_through(
+    make_pg_app, auth, inject
+):
     """Why the default window is 0: with the seed's 2 s, a young entry in another worker
-    answers "locked" unchecked, and nobody counts it."""
+    whose announcement was lost answers "locked" unchecked, and nobody counts it."""
     worker_a, worker_b = make_pg_app(), make_pg_app(PROGRESS_DOUBLE_CHECK_AFTER_MS=2000)
+    inject(drop_notifications=True)
     set_rollout(worker_a, 100)
     with worker_b.app_context():
         from progress.flags import flag_gate

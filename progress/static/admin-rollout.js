@@ -14,9 +14,19 @@
       ),
       body: body ? JSON.stringify(body) : undefined,
     });
-    const data = await response.json();
-    if (!response.ok) throw new Error(data.error ? data.error.message : response.statusText);
+    const data = await response.json().catch(() => null); // a proxy's HTML error page, say
+    if (!response.ok) {
+      const error = new Error(data && data.error ? data.error.message : response.status + " " + response.statusText);
+      error.status = response.status;
+      throw error;
+    }
+    if (data === null) throw new Error(method + " " + path + " did not answer JSON");
     return data;
+  }
+
+  function signedIn(yes) {
+    $("signin").hidden = yes;
+    $("account").hidden = !yes;
   }
 
   function cell(row, text) {
@@ -74,8 +84,13 @@
         cell(row, show(figures.legacy[key]));
         cell(row, show(figures.verified[key]));
       });
-      $("signin").hidden = true;
+      signedIn(true);
     } catch (error) {
+      if (error.status === 401 || error.status === 403) {
+        token = "";
+        sessionStorage.removeItem("progress.adminToken");
+        signedIn(false);
+      }
       $("message").textContent = "Could not load the rollout: " + error.message;
     }
   }
@@ -87,12 +102,10 @@
     refresh();
   });
 
-  $("change-form").addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const choice = event.submitter ? event.submitter.value : "custom";
-    const percentage = Number(choice === "custom" ? $("custom").value : choice);
+  async function change(percentage) {
     if (!Number.isInteger(percentage) || percentage < 0 || percentage > 100) {
-      $("message").textContent = "Enter a whole number from 0 to 100.";
+      $("message").textContent = "Enter a whole number from 0 to 100, or pick a stage.";
+      $("custom").focus();
       return;
     }
     const reason = $("reason").value.trim();
@@ -105,10 +118,32 @@
       const state = await call("PUT", "/rollout", { percentage, reason });
       $("message").textContent = "The verified path now serves " + state.percentage + "% of learners.";
       $("reason").value = "";
+      $("custom").value = "";
       await refresh();
     } catch (error) {
       $("message").textContent = "Not changed: " + error.message;
     }
+  }
+
+  // The stages are plain buttons: Enter in a text field must never pick one by accident
+  // (a form's implicit submission presses its first submit button, which was "0%").
+  document.querySelectorAll("[data-stage]").forEach((button) => {
+    button.addEventListener("click", () => change(Number(button.dataset.stage)));
+  });
+
+  // "Set", or Enter in either field: the custom value, which must be filled in.
+  $("change-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const raw = $("custom").value.trim();
+    change(raw === "" ? NaN : Number(raw));
+  });
+
+  $("sign-out").addEventListener("click", () => {
+    token = "";
+    sessionStorage.removeItem("progress.adminToken");
+    signedIn(false);
+    $("token").value = "";
+    $("token").focus();
   });
 
   refresh();

@@ -1,0 +1,139 @@
+"""Cross-process coherence: a committed completion is announced on a PostgreSQL channel with
+(learner id, version), and every worker raises that learner's floor in its cache, so the
+verified path never trusts an entry older than a version committed anywhere.
+
+Each worker listens on a dedicated autocommit connection (not one from the SQLAlchemy pool)
+in a background thread. Notifications are delivered only to sessions listening at that
+moment, so on every (re)connect the cache is cleared: anything announced meanwhile is lost.
+The legacy path ignores floors, as the old app had no invalidation.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import uuid
+
+import psycopg
+import sqlalchemy as sa
+from flask import Flask
+from sqlalchemy.orm import Session
+
+from . import faults
+from .cache import ProgressCache
+
+CHANNEL = "progress_versions"
+log = logging.getLogger(__name__)
+
+
+def announce(session: Session, learner_id: uuid.UUID, version: int) -> None:
+    """Queue the announcement in the caller's transaction: sent on commit, never before."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            sa.text("SELECT pg_notify(:channel, :payload)"),
+            {"channel": CHANNEL, "payload": f"{learner_id}:{version}"},
+        )
+
+
+def libpq_dsn(sqlalchemy_url: str) -> str:
+    return (
+        sa.make_url(sqlalchemy_url)
+        .set(drivername="postgresql")
+        .render_as_string(hide_password=False)
+    )
+
+
+class VersionListener:
+    """LISTEN in a daemon thread; reconnect with backoff; clear the cache on each connect."""
+
+    def __init__(self, dsn: str, cache: ProgressCache, max_backoff_s: float = 5.0) -> None:
+        self._dsn = dsn
+        self._cache = cache
+        self._max_backoff_s = max_backoff_s
+        self._stop = threading.Event()
+        self.connected = threading.Event()
+        self.connections = 0  # how many times it (re)connected
+        self.backend_pid: int | None = None
+        self._thread = threading.Thread(target=self._run, name="progress-listen", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def describe(self) -> str:
+        return "ok (listening)" if self.connected.is_set() else "ok (reconnecting: floors unset)"
+
+    def _run(self) -> None:
+        backoff = 0.1
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self._dsn, autocommit=True, connect_timeout=5) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    self._cache.clear()  # announcements sent while we were away are gone
+                    self.backend_pid = conn.info.backend_pid
+                    self.connections += 1
+                    self.connected.set()
+                    backoff = 0.1
+                    while not self._stop.is_set():
+                        for notification in conn.notifies(timeout=1.0):
+                            self.apply(notification.payload)
+            except Exception as exc:
+                self.connected.clear()
+                if self._stop.is_set():
+                    return
+                log.warning(
+                    "progress notifications interrupted; reconnecting",
+                    extra={"error": type(exc).__name__, "retry_in_s": backoff},
+                )
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, self._max_backoff_s)
+
+    def apply(self, payload: str) -> None:
+        if faults.current().drop_notifications:
+            return
+        learner, _, version = payload.partition(":")
+        try:
+            self._cache.raise_floor(uuid.UUID(learner), int(version))
+        except ValueError:
+            log.warning("malformed progress notification", extra={"payload": payload[:100]})
+
+
+class ListenerHandle:
+    """One listener per worker process, started on first use (threads don't survive fork)."""
+
+    def __init__(self, app: Flask, cache: ProgressCache) -> None:
+        url = app.config["SQLALCHEMY_DATABASE_URI"]
+        self.enabled = url.startswith("postgresql")  # the embedded SQLite is one process
+        self._dsn = libpq_dsn(url) if self.enabled else ""
+        self._cache = cache
+        self._listener: VersionListener | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+
+    def ensure_started(self) -> None:
+        if not self.enabled or (self._listener is not None and self._pid == os.getpid()):
+            return
+        with self._lock:
+            if self._listener is None or self._pid != os.getpid():
+                self._listener = VersionListener(self._dsn, self._cache)
+                self._pid = os.getpid()
+                self._listener.start()
+
+    @property
+    def listener(self) -> VersionListener | None:
+        return self._listener if self._pid == os.getpid() else None
+
+    def describe(self) -> str:
+        if not self.enabled:
+            return "ok (not needed: one process on SQLite)"
+        return self.listener.describe() if self.listener else "ok (starts on first request)"
+
+    def stop(self) -> None:
+        with self._lock:
+            if self._listener is not None and self._pid == os.getpid():
+                self._listener.stop()
+            self._listener = None
