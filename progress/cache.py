@@ -24,6 +24,9 @@ class ProgressSnapshot:
     version: int
     completed: Mapping[int, datetime]  # lesson id -> completed at
     loaded_at: float = field(default_factory=time.monotonic)
+    # True when it is the database's state at `version`: read in one statement, or derived
+    # from such a snapshot by the one completion that made version + 1.
+    exact: bool = True
 
     def age_ms(self, now: float | None = None) -> int:
         return int(((time.monotonic() if now is None else now) - self.loaded_at) * 1000)
@@ -31,12 +34,26 @@ class ProgressSnapshot:
     def with_completion(
         self, lesson_id: int, completed_at: datetime, version: int
     ) -> ProgressSnapshot:
-        """The optimistic copy after one more completion (progress only grows)."""
+        """The optimistic copy after one more completion (progress only grows).
+
+        Exact only when this copy was exact and `version` is the very next one: nothing else
+        can have been committed in between (the store bumps versions one at a time)."""
+        if lesson_id in self.completed and version <= self.version:
+            return self
         completed = dict(self.completed)
         completed.setdefault(lesson_id, completed_at)
+        exact = self.exact and version == self.version + 1
         return replace(
-            self, completed=MappingProxyType(completed), version=max(self.version, version)
+            self,
+            completed=MappingProxyType(completed),
+            version=max(self.version, version),
+            exact=exact,
+            loaded_at=time.monotonic() if exact else self.loaded_at,
         )
+
+    def proves(self, lesson_id: int, version: int) -> bool:
+        """The entry is the database's state at `version` or later and holds the lesson."""
+        return self.exact and self.version >= version and lesson_id in self.completed
 
 
 class ProgressCache:

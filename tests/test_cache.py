@@ -78,3 +78,15 @@ def test_concurrent_puts_and_patches_keep_the_highest_version_and_never_raise():
     for t in threads:
         t.join()
     assert errors == []
+
+
+def test_a_patch_is_exact_only_from_the_version_just_before():
+    learner = uuid.uuid4()
+    base = snap(learner, 3, {1, 2, 3})
+    next_one = base.with_completion(4, NOW, 4)
+    assert next_one.exact
+    assert next_one.proves(4, 4)
+    skipped = base.with_completion(6, NOW, 6)  # versions 4 and 5 were someone else's
+    assert not skipped.exact
+    assert not skipped.proves(6, 6)
+    assert base.with_completion(2, NOW, 3) is base  # already there: unchanged, still exact

@@ -1,8 +1,9 @@
 """The verified path: the seed's five layers, made exact.
 
-1. optimistic update: the cache changes at once after the commit;
-2. verified update: re-read from the primary, replace the entry, check the lesson is in it,
-   bounded by PROGRESS_CACHE_UPDATE_TIMEOUT_MS;
+1. optimistic update: after the commit the entry is patched at once, if it is exactly the
+   state before this write (then it is exact at the new version: proof by construction);
+2. verified update: otherwise re-read from the primary, replace the entry, check the lesson
+   is in it; both steps bounded by PROGRESS_CACHE_UPDATE_TIMEOUT_MS;
 3. navigation guard: never answer from a snapshot older than the version the client sent
    (minVersion) or that this worker wrote (the cache's floor);
 4. staleness fallback: entries older than PROGRESS_STALE_AFTER_MS are not used, and a
@@ -19,6 +20,7 @@ import time
 import uuid
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
+from datetime import datetime
 
 from flask import Blueprint, Flask, current_app
 from flask.blueprints import BlueprintSetupState
@@ -27,7 +29,7 @@ from sqlalchemy.exc import OperationalError
 from .. import faults, metrics, store
 from ..cache import ProgressSnapshot
 from ..curriculum import LessonRef, is_lesson_accessible
-from ..worker import worker_state
+from ..worker import STATE_KEY, worker_state
 from . import (
     AccessAnswer,
     CompletionAnswer,
@@ -91,25 +93,19 @@ class VerifiedPath:
             metrics.cache_updates.labels(NAME, "skipped").inc()
             return CompletionAnswer(True, True, False, version)
 
-        # 1. Optimistic: patch the entry only if it is exactly the state before this write;
-        # anything older may lack a concurrent completion and stays behind the floor.
-        state.cache.apply(
-            learner_id,
-            lambda entry: (
-                entry.with_completion(lesson.id, completion.completed_at, version)
-                if entry.version == version - 1
-                else entry
-            ),
-        )
-        # 2. Verified, bounded.
-        cache_updated = self._verified_update(learner_id, lesson, version)
+        cache_updated = self._verified_update(learner_id, lesson, completion)
         return CompletionAnswer(True, True, cache_updated, version)
 
-    def _verified_update(self, learner_id: uuid.UUID, lesson: LessonRef, version: int) -> bool:
+    def _verified_update(
+        self, learner_id: uuid.UUID, lesson: LessonRef, completion: store.Completion
+    ) -> bool:
+        """Layers 1 and 2 on the background pool, so the whole update is bounded."""
         state = worker_state()
         app = current_app._get_current_object()  # type: ignore[attr-defined]
         started = time.perf_counter()
-        future = state.background().submit(_reload_entry, app, learner_id, lesson.id, version)
+        future = state.background().submit(
+            _update_entry, app, learner_id, lesson.id, completion.completed_at, completion.version
+        )
         try:
             result = "verified" if future.result(self.settings.cache_update_timeout_s) else "failed"
         except FutureTimeout:
@@ -123,7 +119,8 @@ class VerifiedPath:
             state.breaker.record_success()
             return True
         state.breaker.record_failure()
-        state.cache.invalidate(learner_id, below_version=version + 1)  # the next check reads the DB
+        # the next check reads the DB
+        state.cache.invalidate(learner_id, below_version=completion.version + 1)
         return False
 
     # -- access check ----------------------------------------------------------------------
@@ -223,15 +220,28 @@ class VerifiedPath:
                 delay *= 2
 
 
-def _reload_entry(app: Flask, learner_id: uuid.UUID, lesson_id: int, version: int) -> bool:
-    """Runs in the background pool: the primary's progress replaces the entry, then the
-    entry must hold the lesson at the written version or newer."""
+def _update_entry(
+    app: Flask, learner_id: uuid.UUID, lesson_id: int, completed_at: datetime, version: int
+) -> bool:
+    """Runs on the background pool. 1: patch the entry if it is the state just before this
+    write; an exact entry at this version that holds the lesson is proof by construction.
+    2: otherwise re-read from the primary, replace the entry, and check it holds the lesson."""
+    faults.before_cache_update()
+    cache = app.extensions[STATE_KEY].cache
+    patched = cache.apply(
+        learner_id,
+        lambda entry: (
+            entry.with_completion(lesson_id, completed_at, version)
+            if entry.version >= version - 1
+            else entry
+        ),
+    )
+    if patched is not None and patched.proves(lesson_id, version):
+        return True
     with app.app_context():
-        faults.before_cache_update()
-        cache = worker_state().cache
         cache.put(store.load_progress(learner_id))
-        entry = cache.get(learner_id)
-        return entry is not None and entry.version >= version and lesson_id in entry.completed
+    entry = cache.get(learner_id)
+    return entry is not None and entry.version >= version and lesson_id in entry.completed
 
 
 @bp.record_once
