@@ -10,7 +10,7 @@
   const TOKEN_KEY = "progress.token";
   const RANK = { locked: 0, open: 1, complete: 2 };
   const LABEL = { locked: "Locked", open: "Open", complete: "Complete" };
-  const ICON = { locked: "🔒", open: "▶", complete: "✓" };
+  const ICON = { open: "▶", complete: "✓" }; // locked: lockIcon(), no emoji font needed
 
   let client = null;
   let lessons = []; // every lesson in course order: {moduleId, moduleTitle, lessonId, title, index}
@@ -39,6 +39,27 @@
     });
     node.append(...children.filter((c) => c != null && c !== false));
     return node;
+  }
+
+  // A row of controls, a space apart (inline elements, so they wrap on a small screen).
+  function actions(...items) {
+    const row = el("div", { class: "actions" });
+    items.filter(Boolean).forEach((item, i) => row.append(...(i ? [" ", item] : [item])));
+    return row;
+  }
+
+  function lockIcon() {
+    const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+    svg.setAttribute("viewBox", "0 0 16 16");
+    svg.setAttribute("width", "1em");
+    svg.setAttribute("height", "1em");
+    svg.setAttribute("aria-hidden", "true");
+    svg.setAttribute("class", "lock-icon");
+    svg.style.verticalAlign = "-0.1em";
+    svg.innerHTML =
+      '<path d="M4.5 7V5a3.5 3.5 0 0 1 7 0v2" fill="none" stroke="currentColor" stroke-width="1.6"/>' +
+      '<rect x="2.5" y="7" width="11" height="8" rx="1.5" fill="currentColor"/>';
+    return svg;
   }
 
   function say(text) {
@@ -82,7 +103,7 @@
     }
   }
 
-  async function signIn(token) {
+  async function signIn(token, byHand) {
     client = new ProgressClient({ token, onLockScreen: showLockScreen });
     states.clear();
     say("Signing in…");
@@ -106,7 +127,7 @@
     sessionStorage.setItem(TOKEN_KEY, token);
     $("who").textContent = "Signed in as " + emailIn(token) + ".";
     say("");
-    route(false, false); // progress was just loaded
+    route(byHand, false); // the form just disappeared: focus moves on; progress just loaded
   }
 
   function signOut(message) {
@@ -152,7 +173,7 @@
     return el(
       "li",
       { class: "lesson", dataset: { state, module: lesson.moduleId, lesson: lesson.lessonId } },
-      el("span", { class: "lesson-icon", "aria-hidden": "true" }, ICON[state]),
+      el("span", { class: "lesson-icon", "aria-hidden": "true" }, state === "locked" ? lockIcon() : ICON[state]),
       el(
         "a",
         { href: hashFor(lesson), class: "lesson-link" },
@@ -205,12 +226,10 @@
       el("h2", { tabindex: "-1" }, lesson.title),
       el("p", { class: "lesson-status" }, complete ? "✓ You have completed this lesson." : "Not completed yet."),
       el("p", { class: "lesson-body" }, "The lesson's exercises go here."),
-      el(
-        "div",
-        { class: "actions" },
+      complete && !next && el("p", {}, "You have finished the course!"),
+      actions(
         !complete && el("button", { type: "button", id: "complete", onclick: () => completeLesson(lesson) }, "Mark complete"),
         complete && next && el("button", { type: "button", id: "next", onclick: () => go(next) }, "Next lesson: " + next.title),
-        complete && !next && el("p", {}, "You have finished the course!"),
         el("a", { href: "#/", class: "back" }, "Back to the lesson map")
       )
     );
@@ -244,12 +263,10 @@
     const screen = el(
       "section",
       { class: "lock-screen", role: "alert", "aria-labelledby": "lock-h", dataset: { module: moduleId, lesson: lessonId } },
-      el("h2", { id: "lock-h", tabindex: "-1" }, el("span", { "aria-hidden": "true" }, "🔒 "), lesson.title + " is locked"),
+      el("h2", { id: "lock-h", tabindex: "-1" }, lockIcon(), " " + lesson.title + " is locked"),
       el("p", {}, previous ? "It opens when you complete “" + previous.title + "”." : "It is not open yet."),
       el("p", { class: "lock-report muted" }),
-      el(
-        "div",
-        { class: "actions" },
+      actions(
         el("button", { type: "button", id: "check-again", onclick: () => openLesson(lesson) }, "Check again"),
         previous && el("button", { type: "button", onclick: () => go(previous) }, "Go to “" + previous.title + "”"),
         el("a", { href: "#/", class: "back" }, "Back to the lesson map")
@@ -294,7 +311,7 @@
   $("signin-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const token = $("token").value.trim();
-    if (token) signIn(token);
+    if (token) signIn(token, true);
   });
 
   $("sign-out").addEventListener("click", () => signOut());
@@ -312,7 +329,7 @@
       try {
         const response = await fetch("/dev/learner-token", { method: "POST" });
         if (!response.ok) throw new Error("the server answered " + response.status);
-        await signIn((await response.json()).token);
+        await signIn((await response.json()).token, true);
       } catch (error) {
         say("Could not start a new learner: " + error.message);
       } finally {
@@ -322,6 +339,6 @@
   }
 
   const saved = sessionStorage.getItem(TOKEN_KEY);
-  if (saved) signIn(saved);
+  if (saved) signIn(saved, false);
   else setView("signin");
 })();

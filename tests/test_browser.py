@@ -1,0 +1,412 @@
+"""The learner page, the reference client and the admin page in a real browser.
+
+Debian's Chromium (/usr/bin/chromium, never a downloaded one) driven by Playwright for
+Python, against the service as production runs it: gunicorn with two workers on the
+session's migrated PostgreSQL database. Screenshots go to test-artifacts/screenshots/.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from flask import Flask
+from prometheus_client.parser import text_string_to_metric_families
+
+from progress.auth import decode_token, issue_token
+from progress.flags import flag_gate
+from tests.conftest import (
+    IN_CI,
+    SECRET,
+    AuthActions,
+    Learner,
+    build_app,
+    dispose,
+    set_rollout,
+)
+from tests.support.service import REPO, RunningService, running_service
+
+try:
+    from playwright.sync_api import Browser, Page, expect, sync_playwright
+except ImportError:  # only a dev dependency: skip locally, fail under CI (below)
+    sync_playwright = None
+
+CHROMIUM = Path(os.environ.get("PROGRESS_TEST_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
+ROW = 5  # lessons completed in a row
+
+# Counts every lock screen that appears, whatever happens to it afterwards.
+WATCH_LOCK_SCREENS = """
+window.__lockScreens = [];
+new MutationObserver((records) => {
+  for (const record of records) {
+    for (const node of record.addedNodes) {
+      if (node.nodeType !== Node.ELEMENT_NODE) continue;
+      const found = node.matches(".lock-screen") ? [node] : node.querySelectorAll(".lock-screen");
+      found.forEach((screen) => window.__lockScreens.push(screen.dataset.lesson || "?"));
+    }
+  }
+}).observe(document, { childList: true, subtree: true });
+"""
+
+
+def unavailable(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(f"{reason} (required under CI=true)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if sync_playwright is None:
+        unavailable("playwright is not installed (pip install playwright)")
+    if not os.access(CHROMIUM, os.X_OK):
+        unavailable(f"Chromium not found at {CHROMIUM} (apt-get install -y chromium)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1100, "height": 900})
+    context.set_default_timeout(10_000)
+    context.add_init_script(WATCH_LOCK_SCREENS)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+@contextlib.contextmanager
+def serve(
+    pg_app: Flask, pg_database: str, tmp_path: Path, rollout: int, **env: str
+) -> Iterator[RunningService]:
+    """gunicorn, 2 workers, on the session's test database (migrated and seeded by pg_app,
+    emptied after each test), with the rollout set before it starts."""
+    set_rollout(pg_app, rollout)
+    settings = {
+        "PROGRESS_ENV": "test",
+        "DATABASE_URL": pg_database,
+        "PROGRESS_JWT_SECRET": SECRET,
+        "PROGRESS_LOG_LEVEL": "WARNING",
+        "PROGRESS_FLAG_REFRESH_S": "1",
+        "PROGRESS_FAULTS": "",
+        "PROGRESS_GUARD_INTERVAL_S": "0",  # only the test moves the rollout
+        **env,
+    }
+    with running_service(settings, tmp_path, workers=2) as service:
+        wait_until_both_workers_listen(service)
+        yield service
+
+
+def wait_until_both_workers_listen(service: RunningService) -> None:
+    """Each worker clears its cache when its LISTEN connection first connects; let that
+    happen before the browser fills the caches. New connections spread over the workers."""
+    deadline = time.monotonic() + 10
+    in_a_row = 0
+    while in_a_row < 8:
+        checks = requests.get(service.url + "/readyz", timeout=5).json()["checks"]
+        in_a_row = in_a_row + 1 if checks.get("invalidation", "").endswith("(listening)") else 0
+        assert time.monotonic() < deadline, f"workers not listening: {checks}"
+        time.sleep(0.05 if in_a_row else 0.2)
+
+
+def course_order(service: RunningService) -> list[tuple[str, str]]:
+    modules = requests.get(service.url + "/api/v1/curriculum", timeout=5).json()["modules"]
+    return [(m["id"], lesson["id"]) for m in modules for lesson in m["lessons"]]
+
+
+def sign_in(page: Page, service: RunningService, learner: Learner) -> None:
+    page.goto(service.url + "/")
+    page.get_by_label("Paste your access token").fill(learner.token)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#map li.lesson").first).to_be_visible()
+
+
+def lock_screens(page: Page) -> list[str]:
+    return page.evaluate("window.__lockScreens")
+
+
+def served_path(page: Page) -> str | None:
+    return page.evaluate("document.body.dataset.progressPath || null")
+
+
+def complete_in_a_row(page: Page, order: list[tuple[str, str]]) -> list[str]:
+    """From the map: open the first lesson, then Mark complete → Next lesson, ROW times, by
+    keyboard and as fast as the page allows. Stops at the first lock screen. Returns the
+    path that served each step."""
+    paths = []
+    page.locator(f'li[data-lesson="{order[0][1]}"] a').click()
+    for (_, lesson), (_, following) in itertools.pairwise(order[: ROW + 1]):
+        view = page.locator(f'.lesson-view[data-lesson="{lesson}"]')
+        expect(view.locator("h2")).to_be_focused()  # focus follows navigation
+        page.keyboard.press("Tab")
+        expect(page.locator("#complete")).to_be_focused()
+        page.keyboard.press("Enter")
+        expect(view).to_have_attribute("data-state", "complete")
+        paths.append(served_path(page))
+        expect(page.locator("#next")).to_be_focused()
+        page.keyboard.press("Enter")
+        arrived = page.locator(
+            f'.lesson-view[data-lesson="{following}"], .lock-screen[data-lesson="{following}"]'
+        )
+        expect(arrived).to_be_visible()
+        paths.append(served_path(page))
+        if page.locator(".lock-screen").count():
+            break
+    return paths
+
+
+def false_lock_screens(service: RunningService, path: str, detected_by: str) -> float:
+    text = requests.get(service.url + "/metrics", timeout=5).text
+    for family in text_string_to_metric_families(text):
+        if family.name == "progress_false_lock_screens":
+            for sample in family.samples:
+                if sample.name.endswith("_total") and sample.labels == {
+                    "path": path,
+                    "detected_by": detected_by,
+                }:
+                    return sample.value
+    raise AssertionError("progress_false_lock_screens_total is missing from /metrics")
+
+
+def screenshot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / name), full_page=True)
+
+
+@pytest.mark.slow
+def test_verified_path_completes_five_lessons_in_a_row_without_a_lock_screen(
+    pg_app: Flask, pg_database: str, tmp_path: Path, page: Page
+):
+    learner = AuthActions(SECRET).learner()
+    with serve(pg_app, pg_database, tmp_path, rollout=100) as service:
+        order = course_order(service)
+        sign_in(page, service, learner)
+        expect(page.locator("#new-learner")).to_have_count(0)  # the embedded demo's only
+        screenshot(page, "learner-map-start.png")
+        paths = complete_in_a_row(page, order)
+
+        assert lock_screens(page) == [], "a lock screen showed on the verified path"
+        assert len(paths) == 2 * ROW
+        assert set(paths) == {"verified"}
+        expect(page.locator(f'.lesson-view[data-lesson="{order[ROW][1]}"]')).to_be_visible()
+        screenshot(page, "learner-lesson.png")
+
+        page.get_by_role("link", name="Back to the lesson map").click()
+        expect(page.locator("#map-h")).to_be_focused()
+        done = page.locator('#map li.lesson[data-state="complete"]')
+        expect(done).to_have_count(ROW)
+        # The state is text in each lesson's accessible name, not only a colour.
+        first = page.locator(f'li[data-lesson="{order[0][1]}"] a')
+        expect(first).to_have_accessible_name(re.compile(r", complete$"))
+        expect(page.locator(f'li[data-lesson="{order[ROW + 1][1]}"] a')).to_have_accessible_name(
+            re.compile(r", locked$")
+        )
+        screenshot(page, "learner-map.png")
+        assert lock_screens(page) == []
+
+
+@pytest.mark.slow
+def test_legacy_path_with_a_slow_cache_update_shows_a_false_lock_and_counts_it(
+    pg_app: Flask, pg_database: str, tmp_path: Path, page: Page
+):
+    learner = AuthActions(SECRET).learner()
+    admin = AuthActions(SECRET).learner(admin=True)
+    faults = {"PROGRESS_FAULTS": "cache_update_delay_ms=1500"}
+    with serve(pg_app, pg_database, tmp_path, rollout=0, **faults) as service:
+        order = course_order(service)
+        before = false_lock_screens(service, "legacy", "client_report")
+        sign_in(page, service, learner)  # its progress call fills a worker's cache
+        paths = complete_in_a_row(page, order)
+
+        assert set(paths) == {"legacy"}
+        assert lock_screens(page), "the legacy path never showed a false lock screen"
+        screen = page.locator(".lock-screen")
+        expect(screen).to_have_attribute("role", "alert")
+        # The page reported it; the primary says the lesson was open all along.
+        expect(screen).to_have_attribute("data-false-lock", "true")
+        expect(screen).to_contain_text("Our mistake")
+        screenshot(page, "learner-false-lock-legacy.png")
+
+        assert false_lock_screens(service, "legacy", "client_report") >= before + 1
+        figures = requests.get(
+            service.url + "/api/v1/admin/paths", headers=admin.headers, timeout=5
+        ).json()
+        assert figures["legacy"]["falseLockScreens"] >= 1
+        assert false_lock_screens(service, "verified", "client_report") == 0
+
+
+def learners_either_side_of_ten_percent(pg_app: Flask) -> tuple[Learner, Learner]:
+    """One learner the flag puts on the verified path at 10%, one it leaves on legacy, as
+    progress.flags evaluates them."""
+    set_rollout(pg_app, 10)
+    inside = outside = None
+    with pg_app.app_context():
+        gate = flag_gate()
+        while inside is None or outside is None:
+            user_id = uuid.uuid4()
+            if gate.verified_for(user_id):
+                inside = inside or user_id
+            else:
+                outside = outside or user_id
+    return tuple(  # type: ignore[return-value]
+        Learner(uid, f"{uid.hex[:8]}@example.com", token(uid)) for uid in (inside, outside)
+    )
+
+
+def token(user_id: uuid.UUID) -> str:
+    return issue_token(user_id, f"{user_id.hex[:8]}@example.com", secret=SECRET)
+
+
+def wait_for_path(service: RunningService, learner: Learner, expected: str) -> None:
+    """Every worker serves the learner on `expected` (each picks a change up within its
+    flag refresh interval); new connections spread the checks over the workers."""
+    url = service.url + "/api/v1/modules/basics/lessons/greetings/access"
+    deadline = time.monotonic() + 10
+    in_a_row, seen = 0, None
+    while in_a_row < 8:
+        seen = requests.get(url, headers=learner.headers, timeout=5).headers["X-Progress-Path"]
+        in_a_row = in_a_row + 1 if seen == expected else 0
+        assert time.monotonic() < deadline, f"{learner.id} still on {seen}, not {expected}"
+        time.sleep(0.05 if in_a_row else 0.25)
+
+
+@pytest.mark.slow
+def test_product_moves_the_rollout_on_the_admin_page_and_learners_follow(
+    pg_app: Flask, pg_database: str, tmp_path: Path, page: Page
+):
+    inside, outside = learners_either_side_of_ten_percent(pg_app)
+    admin = AuthActions(SECRET).learner(admin=True)
+    with serve(pg_app, pg_database, tmp_path, rollout=0) as service:
+        wait_for_path(service, inside, "legacy")
+        wait_for_path(service, outside, "legacy")
+
+        page.goto(service.url + "/admin/rollout")
+        page.get_by_label("Bearer token with the admin role").fill(admin.token)
+        page.get_by_role("button", name="Use token").click()
+        expect(page.locator("#percentage")).to_have_text("0")
+
+        for stage, reason in ((10, "stage 1: 10% of learners"), (100, "stage 2: everyone")):
+            page.get_by_label("Reason (kept in the history)").fill(reason)
+            page.get_by_role("button", name=f"{stage}%", exact=True).click()
+            expect(page.locator("#percentage")).to_have_text(str(stage))
+            expect(page.locator(f'[data-stage="{stage}"]')).to_have_attribute(
+                "aria-pressed", "true"
+            )
+            expect(page.locator("#history tbody tr").first).to_contain_text(reason)
+            wait_for_path(service, inside, "verified")
+            wait_for_path(service, outside, "verified" if stage == 100 else "legacy")
+
+        # Enter in the reason field must not press the first stage button (0%).
+        page.get_by_label("Reason (kept in the history)").fill("a slip of the finger")
+        page.get_by_label("Reason (kept in the history)").press("Enter")
+        expect(page.locator("#message")).to_contain_text("Enter a whole number")
+        expect(page.locator("#percentage")).to_have_text("100")
+        page.reload()  # the figures table filled from a fresh load, token from the session
+        expect(page.locator("#figures tbody tr")).to_have_count(7)
+        screenshot(page, "admin-rollout.png")
+
+
+@pytest.mark.slow
+def test_the_reference_client_retries_a_failed_completion_once_and_guards_navigation(
+    pg_app: Flask, pg_database: str, tmp_path: Path, page: Page
+):
+    learner = AuthActions(SECRET).learner()
+    with serve(pg_app, pg_database, tmp_path, rollout=100) as service:
+        page.goto(service.url + "/")
+        calls: list[str] = []
+
+        def fail_first_completion(route):
+            calls.append(route.request.url)
+            if len(calls) == 1:
+                route.fulfill(status=503, json={"error": {"code": "x", "message": "busy"}})
+            else:
+                route.continue_()
+
+        page.route("**/lessons/greetings/complete", fail_first_completion)
+        page.route("**/lessons/introductions/complete", lambda route: route.abort())
+        accesses: list[str] = []
+        page.on("request", lambda r: accesses.append(r.url) if "/access" in r.url else None)
+
+        outcome = page.evaluate(
+            """async (token) => {
+              const client = new ProgressClient({ token });
+              const outcome = {};
+              const started = performance.now();
+              outcome.completed = await client.complete("basics", "greetings");
+              outcome.retryMs = performance.now() - started;
+              outcome.version = client.version;
+              outcome.access = await client.access("basics", "introductions");
+              const failure = async (call) => {
+                const t0 = performance.now();
+                try {
+                  await call();
+                  return null;
+                } catch (e) {
+                  const ms = performance.now() - t0;
+                  return { status: e.status, code: e.code, message: e.message, ms };
+                }
+              };
+              outcome.locked = await failure(() => client.complete("basics", "colours"));
+              outcome.network = await failure(() => client.complete("basics", "introductions"));
+              outcome.lastPath = client.lastPath;
+              return outcome;
+            }""",
+            learner.token,
+        )
+    # A 503, then one retry a second later that succeeds.
+    assert len(calls) == 2
+    assert outcome["retryMs"] >= 1000
+    assert outcome["completed"]["success"] is True
+    assert outcome["version"] == outcome["completed"]["version"] >= 1
+    # The next access carries the version it saw.
+    assert any(f"minVersion={outcome['version']}" in url for url in accesses)
+    assert outcome["access"]["accessible"] is True
+    # A 4xx is not retried: at once, with the API's code.
+    assert outcome["locked"]["status"] == 409
+    assert outcome["locked"]["code"] == "lesson_locked"
+    assert outcome["locked"]["ms"] < 900
+    # The network failing twice: one retry, then a clear message.
+    assert outcome["network"]["status"] == 0
+    assert outcome["network"]["ms"] >= 1000
+    assert "tried twice" in outcome["network"]["message"]
+    assert outcome["lastPath"] == "verified"
+
+
+def test_the_new_learner_token_route_exists_only_in_development(pg_app: Flask, tmp_path: Path):
+    assert pg_app.test_client().post("/dev/learner-token").status_code == 404  # PROGRESS_ENV=test
+    dev = build_app(f"sqlite:///{tmp_path / 'dev.db'}", tmp_path, PROGRESS_ENV="development")
+    try:
+        answer = dev.test_client().post("/dev/learner-token")
+        assert answer.status_code == 200
+        body = answer.get_json()
+        assert body["email"] == f"learner-{uuid.UUID(body['id']).hex[:12]}@example.com"
+        identity = decode_token(body["token"], SECRET)
+        assert (str(identity.user_id), identity.email) == (body["id"], body["email"])
+        assert identity.email_verified
+        assert not identity.is_admin
+    finally:
+        dispose(dev)
