@@ -50,7 +50,7 @@ FIRST_LESSON = "/api/v1/modules/basics/lessons/greetings/complete"
 ACCESS = "/api/v1/modules/basics/lessons/introductions/access"
 BARE = "/bare"
 
-SCENARIOS = ("warm", "cold", "completion")
+SCENARIOS = ("warm", "warm_no_metrics", "cold", "completion")
 # Inherited settings that would change what is measured; the harness sets its own.
 SCRUBBED_ENV = (
     "PROGRESS_FAULTS",
@@ -62,6 +62,7 @@ SCRUBBED_ENV = (
     "prometheus_multiproc_dir",
     "PROGRESS_CACHE_MAXSIZE",
     "PROGRESS_CACHE_TTL_S",
+    "PROGRESS_METRICS",
     "BIND",
     "HOST",
     "PORT",
@@ -503,6 +504,10 @@ def ratios(rows: Sequence[Mapping[str, Any]], paths: Sequence[str]) -> dict[str,
     legacy_warm, verified_warm = by_key.get(("legacy", "warm")), by_key.get(("verified", "warm"))
     if legacy_warm and verified_warm and legacy_warm["rps"]:
         out["verified/legacy warm req/s"] = round(verified_warm["rps"] / legacy_warm["rps"], 3)
+    for path in paths:
+        on, off = by_key.get((path, "warm")), by_key.get((path, "warm_no_metrics"))
+        if on and off and off["rps"]:
+            out[f"{path}: warm metrics on/off req/s"] = round(on["rps"] / off["rps"], 3)
     legacy_done = by_key.get(("legacy", "completion"))
     verified_done = by_key.get(("verified", "completion"))
     if legacy_done and verified_done and legacy_done["p50_ms"]:
@@ -567,6 +572,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     secret = secrets.token_urlsafe(36)  # 48 characters
     base_env = service_env(secret, args)
     cold_env = service_env(secret, args, PROGRESS_CACHE_MAXSIZE="1")
+    no_metrics_env = service_env(secret, args, PROGRESS_METRICS="off")
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     log_dir = RESULTS_DIR / "logs"
     log_dir.mkdir(exist_ok=True)
@@ -644,6 +650,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     bench.wrk_run(cold, access_lua, ACCESS, args.warmup)  # DB pools, not caches
                     bench.measure(cold, access_lua, ACCESS, scenario="cold", **common)
                     stop(cold)
+                    quiet = start(
+                        f"service-{block}-no-metrics", "app:app", no_metrics_env, "/healthz"
+                    )
+                    bench.wrk_run(quiet, access_lua, ACCESS, args.warmup)
+                    bench.measure(quiet, access_lua, ACCESS, scenario="warm_no_metrics", **common)
+                    stop(quiet)
         finally:
             for server in list(servers):
                 server.stop()

@@ -70,8 +70,27 @@ LABEL_VALUES = {
     false_lock_screens: [(p, d) for p in PATHS for d in ("double_check", "audit", "client_report")],
     cache_mismatches: [(p,) for p in PATHS],
     db_retries: [(r,) for r in ("replica_lag", "db_error")],
-    rollout_guard_decisions: [(d,) for d in ("advance", "hold", "pause", "rollback")],
+    rollout_guard_decisions: [(d,) for d in ("advance", "hold", "pause", "rollback", "ready")],
 }
+
+
+class _Off:
+    """A family that records nothing: PROGRESS_METRICS=off, to measure what metrics cost."""
+
+    def labels(self, *_labels: str, **_named: str) -> _Off:
+        return self
+
+    def inc(self, *_args: float) -> None:
+        pass
+
+    observe = set = inc
+
+
+if os.environ.get("PROGRESS_METRICS", "on").lower() == "off":
+    completions = cache_updates = cache_update_seconds = cache_lookups = _Off()  # type: ignore[assignment]
+    staleness_incidents = access_checks = false_lock_screens = cache_mismatches = _Off()  # type: ignore[assignment]
+    circuit_breaker_open = circuit_breaker_trips = db_retries = _Off()  # type: ignore[assignment]
+    rollout_percentage = rollout_stage = rollout_guard_decisions = _Off()  # type: ignore[assignment]
 
 
 def create_series_at_zero() -> None:
