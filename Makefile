@@ -6,7 +6,7 @@ FLASK := $(BIN)/flask --app app
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run migrate seed test lint format clean bench
+.PHONY: install run migrate seed test lint format clean bench lab
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ format: install
 # wrk against PostgreSQL on 127.0.0.1:5432; options: make bench BENCH_ARGS='--paths legacy,verified'
 bench: install
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# The consistency lab (issue 5): real instances, a lagging replica, faults, simulated learners;
+# options: make lab LAB_ARGS='--learners 200 --kill-worker' (see python -m lab --help)
+lab: install
+	$(BIN)/python -m lab $(LAB_ARGS)
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .ruff_cache test-artifacts

@@ -1,0 +1,1 @@
+"""The consistency lab: `python -m lab --help` (see lab/run.py)."""

@@ -1,0 +1,290 @@
+"""What the lab found: the learners' view, the instances' metrics, the primary's rows, the
+table and the verdict."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from .learners import LearnerResult, percentile
+
+PATHS = ("legacy", "verified")
+DETECTORS = ("client_report", "audit", "double_check")
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def scrape(urls: Iterable[str]) -> Samples:
+    """Every instance's /metrics, summed sample by sample."""
+    total: Samples = {}
+    for url in urls:
+        response = requests.get(url + "/metrics", timeout=30)
+        response.raise_for_status()
+        for family in text_string_to_metric_families(response.text):
+            for sample in family.samples:
+                key = (sample.name, frozenset(sample.labels.items()))
+                total[key] = total.get(key, 0.0) + sample.value
+    return total
+
+
+def metric(samples: Samples, name: str, **labels: str) -> int:
+    """The sum of `name` over every series carrying `labels`."""
+    wanted = set(labels.items())
+    return round(sum(v for (n, lbl), v in samples.items() if n == name and wanted <= lbl))
+
+
+def path_metrics(samples: Samples, path: str) -> dict[str, int]:
+    figures = {
+        "completions_success": metric(
+            samples, "progress_completions_total", path=path, outcome="success"
+        ),
+        "completions_error": metric(
+            samples, "progress_completions_total", path=path, outcome="error"
+        ),
+        "staleness_incidents": metric(
+            samples, "progress_cache_staleness_incidents_total", path=path
+        ),
+        "cache_mismatches": metric(samples, "progress_cache_mismatches_total", path=path),
+    }
+    for detector in DETECTORS:
+        figures[f"false_locks_{detector}"] = metric(
+            samples, "progress_false_lock_screens_total", path=path, detected_by=detector
+        )
+    return figures
+
+
+def db_retries(samples: Samples) -> dict[str, int]:
+    """progress_db_retries_total has no path label: by reason, over both paths."""
+    return {
+        reason: metric(samples, "progress_db_retries_total", reason=reason)
+        for reason in ("replica_lag", "db_error")
+    }
+
+
+# ---------------------------------------------------------------- the learners' side
+
+
+@dataclass
+class PathView:
+    """What the learners of one path saw."""
+
+    learners: int = 0
+    aborted: int = 0
+    acknowledged: int = 0
+    false_locks_seen: int = 0
+    false_unlocks_seen: int = 0
+    reports_acknowledged: int = 0
+    reports_confirmed_false: int = 0
+    reports_uncertain: int = 0
+    reports_failed: int = 0
+    retries: int = 0
+    connection_errors: int = 0
+    latencies: dict[str, list[float]] = field(default_factory=dict)
+
+    def latency_ms(self, kind: str) -> dict[str, float | None]:
+        values = self.latencies.get(kind, [])
+        p50, p99 = percentile(values, 50), percentile(values, 99)
+        return {
+            "count": len(values),
+            "p50_ms": None if p50 is None else round(p50 * 1000, 1),
+            "p99_ms": None if p99 is None else round(p99 * 1000, 1),
+        }
+
+
+def learners_by_path(results: Sequence[LearnerResult]) -> dict[str, PathView]:
+    views = {path: PathView() for path in PATHS}
+    for result in results:
+        view = views.setdefault(result.path or "unknown", PathView())
+        view.learners += 1
+        view.aborted += result.aborted is not None
+        view.acknowledged += len(result.acknowledged)
+        view.false_locks_seen += result.false_locks_seen
+        view.false_unlocks_seen += result.false_unlocks_seen
+        view.reports_acknowledged += result.reports_acknowledged
+        view.reports_confirmed_false += result.reports_confirmed_false
+        view.reports_uncertain += result.reports_uncertain
+        view.reports_failed += result.reports_failed
+        view.retries += result.retries
+        view.connection_errors += result.connection_errors
+        # Latencies by the path that served each request (X-Progress-Path).
+        for served, kinds in result.latencies.items():
+            target = views.setdefault(served, PathView())
+            for kind, values in kinds.items():
+                target.latencies.setdefault(kind, []).extend(values)
+    return views
+
+
+# ---------------------------------------------------------------- the primary's rows
+
+
+def lost_completions(primary_url: str, results: Sequence[LearnerResult]) -> list[dict[str, str]]:
+    """Acknowledged completions that the primary does not hold."""
+    acknowledged = {
+        (result.learner_id, module, lesson)
+        for result in results
+        for module, lesson in result.acknowledged
+    }
+    if not acknowledged:
+        return []
+    learner_ids = sorted({uuid.UUID(learner) for learner, _, _ in acknowledged})
+    with psycopg.connect(primary_url, connect_timeout=10) as conn:
+        rows = conn.execute(
+            "SELECT lp.user_id, m.slug, l.slug FROM lesson_progress lp "
+            "JOIN lessons l ON l.id = lp.lesson_id JOIN modules m ON m.id = l.module_id "
+            "WHERE lp.user_id = ANY(%s)",
+            (learner_ids,),
+        ).fetchall()
+    stored = {(str(user_id), module, lesson) for user_id, module, lesson in rows}
+    return [
+        {"learner": learner, "moduleId": module, "lessonId": lesson}
+        for learner, module, lesson in sorted(acknowledged - stored)
+    ]
+
+
+# ---------------------------------------------------------------- verdict
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+def counts_agree(view: PathView, client_reports: int) -> tuple[bool, str]:
+    """Learners' false locks == the metrics' client_report count. A report whose first try
+    failed on the network may or may not have been counted; one that failed twice was not."""
+    seen = view.false_locks_seen
+    if client_reports == seen:
+        return True, f"{seen} == {client_reports}"
+    low, high = seen - view.reports_failed, seen + view.reports_uncertain
+    if (view.reports_failed or view.reports_uncertain) and low <= client_reports <= high:
+        return True, (
+            f"{seen} ~ {client_reports} (within {low}..{high}: "
+            f"{view.reports_uncertain} uncertain, {view.reports_failed} failed reports)"
+        )
+    return False, f"{seen} != {client_reports}"
+
+
+def verdict(
+    views: Mapping[str, PathView],
+    metrics_by_path: Mapping[str, Mapping[str, int]],
+    lost: Sequence[Mapping[str, str]],
+    rollout: int,
+) -> list[Check]:
+    legacy, verified = views["legacy"], views["verified"]
+    checks = [
+        Check(
+            "verified false lock screens seen by learners == 0",
+            verified.false_locks_seen == 0,
+            f"{verified.false_locks_seen} seen by {verified.learners} verified learners",
+        )
+    ]
+    if rollout < 100 and legacy.learners:
+        exercised = legacy.false_locks_seen > 0
+        checks.append(
+            Check(
+                "legacy false lock screens seen > 0 (the race was exercised)",
+                exercised,
+                f"{legacy.false_locks_seen} seen by {legacy.learners} legacy learners"
+                if exercised
+                else "none seen: the lab did not exercise the race, so zero on the verified "
+                "path proves nothing",
+            )
+        )
+    else:
+        checks.append(
+            Check(
+                "legacy false lock screens seen > 0 (the race was exercised)",
+                True,
+                "not applicable: no legacy learners at this rollout, so there is no baseline "
+                "showing the race happened",
+            )
+        )
+    for path in PATHS:
+        ok, detail = counts_agree(views[path], metrics_by_path[path]["false_locks_client_report"])
+        checks.append(Check(f"{path}: learners' count == metrics' client_report count", ok, detail))
+    checks.append(
+        Check(
+            "no acknowledged completion lost",
+            not lost,
+            f"lost acknowledged completions: {len(lost)}",
+        )
+    )
+    unlocks = sum(view.false_unlocks_seen for view in views.values())
+    checks.append(
+        Check(
+            "no false unlocks (a lesson open before its predecessor was completed)",
+            unlocks == 0,
+            f"{unlocks} seen",
+        )
+    )
+    aborted = sum(view.aborted for view in views.values())
+    checks.append(Check("every learner finished its lessons", aborted == 0, f"{aborted} aborted"))
+    return checks
+
+
+# ---------------------------------------------------------------- the table
+
+
+def _latency_cell(view: PathView, kind: str) -> str:
+    figures = view.latency_ms(kind)
+    p50, p99 = figures["p50_ms"], figures["p99_ms"]
+    if p50 is None or p99 is None:
+        return "-"
+    return f"{p50:.0f} / {p99:.0f} ({figures['count']})"
+
+
+def markdown_table(
+    views: Mapping[str, PathView],
+    metrics_by_path: Mapping[str, Mapping[str, int]],
+    agreement: Mapping[str, tuple[bool, str]],
+) -> str:
+    rows: list[tuple[str, list[Any]]] = []
+
+    def row(label: str, value: Callable[[str], Any]) -> None:
+        rows.append((label, [value(path) for path in PATHS]))
+
+    row("learners (aborted)", lambda p: f"{views[p].learners} ({views[p].aborted})")
+    row("completions acknowledged (HTTP 200)", lambda p: views[p].acknowledged)
+    row(
+        "completions counted by metrics (success / error)",
+        lambda p: (
+            f"{metrics_by_path[p]['completions_success']} / "
+            f"{metrics_by_path[p]['completions_error']}"
+        ),
+    )
+    row("**false lock screens seen by learners**", lambda p: f"**{views[p].false_locks_seen}**")
+    row(
+        "false lock screens counted by metrics: client_report",
+        lambda p: metrics_by_path[p]["false_locks_client_report"],
+    )
+    row(
+        "learners' count == metrics' client_report",
+        lambda p: ("yes" if agreement[p][0] else "**NO**") + f" ({agreement[p][1]})",
+    )
+    row("false lock screens: audit", lambda p: metrics_by_path[p]["false_locks_audit"])
+    row(
+        "false lock screens: double_check (caught, answered open)",
+        lambda p: metrics_by_path[p]["false_locks_double_check"],
+    )
+    row("staleness incidents", lambda p: metrics_by_path[p]["staleness_incidents"])
+    row("cache mismatches", lambda p: metrics_by_path[p]["cache_mismatches"])
+    row("access check ms: median / p99 (n)", lambda p: _latency_cell(views[p], "access"))
+    row("completion ms: median / p99 (n)", lambda p: _latency_cell(views[p], "complete"))
+    row(
+        "request retries (network errors)",
+        lambda p: f"{views[p].retries} ({views[p].connection_errors})",
+    )
+    lines = ["| | " + " | ".join(PATHS) + " |", "|---|" + "---:|" * len(PATHS)]
+    lines += [f"| {label} | " + " | ".join(str(v) for v in values) + " |" for label, values in rows]
+    return "\n".join(lines)

@@ -1,0 +1,422 @@
+"""The consistency lab: `python -m lab` (or `make lab LAB_ARGS='...'`).
+
+Real processes prove that the verified path shows no false lock screen under load and
+faults: N gunicorn instances of W workers on a PostgreSQL primary with a lagging hot
+standby, M simulated learners walking lessons through a round-robin "load balancer",
+injected cache faults, optionally a worker killed with SIGKILL mid-run. It prints a table
+per path and exits 0 only when the verified path showed no false lock screen, the legacy
+path showed some (the race was really exercised), the learners' count of reported lock
+screens equals the metrics' `client_report` count, and no acknowledged completion is
+missing from the primary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from progress import faults
+
+from . import postgres, report
+from .learners import Learner, LearnerResult, LessonStep, StartCounter
+from .service import REPO, RunningService, start_service
+
+DEFAULT_FAULTS = "cache_update_delay_ms=300,cache_update_failure_rate=0.2"
+# Inherited settings that would change what is measured; the lab sets its own.
+SCRUBBED_PREFIXES = ("PROGRESS_", "DATABASE_", "UNLEASH_", "PROMETHEUS_", "GUNICORN_")
+SCRUBBED = ("prometheus_multiproc_dir", "BIND", "HOST", "PORT", "WEB_CONCURRENCY")
+
+
+def log(message: str) -> None:
+    print(f"[lab {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def _at_least(minimum: int) -> Any:
+    def parse(raw: str) -> int:
+        value = int(raw)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}")
+        return value
+
+    return parse
+
+
+def _faults(raw: str) -> str:
+    try:
+        faults.parse(raw)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return raw
+
+
+def _percent(raw: str) -> int:
+    value = int(raw)
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError("must be within 0..100")
+    return value
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m lab",
+        description="The consistency lab: zero false lock screens on the verified path, "
+        "on real processes, under load and faults.",
+    )
+    add = parser.add_argument
+    add("--instances", type=_at_least(1), default=2, help="gunicorn instances (default 2)")
+    add("--workers", type=_at_least(1), default=2, help="workers per instance (default 2)")
+    add("--threads", type=_at_least(1), default=4, help="threads per worker (default 4)")
+    add("--learners", type=_at_least(1), default=1000, help="simulated learners (default 1000)")
+    add("--rollout", type=_percent, default=50, help="verified path percentage (default 50)")
+    add(
+        "--faults",
+        type=_faults,
+        default=DEFAULT_FAULTS,
+        help=f"PROGRESS_FAULTS for every instance (default {DEFAULT_FAULTS!r}; '' for none)",
+    )
+    add(
+        "--replica-lag-ms",
+        type=_at_least(0),
+        default=500,
+        help="a throwaway primary + hot standby applying commits this late; 0: no replica, "
+        "a database on the machine's server (default 500)",
+    )
+    add("--kill-worker", action="store_true", help="SIGKILL a worker of instance 0 mid-run")
+    add("--concurrency", type=_at_least(1), default=16, help="learners in flight (default 16)")
+    add("--lessons", type=_at_least(1), default=3, help="lessons per learner (default 3)")
+    add("--json", type=Path, help="also write the full report as JSON here")
+    add("--logs", type=Path, help="copy the instances' logs into this directory")
+    return parser.parse_args(argv)
+
+
+# ---------------------------------------------------------------- environment and CLI
+
+
+def base_environment() -> dict[str, str]:
+    return {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(SCRUBBED_PREFIXES) and key not in SCRUBBED
+    }
+
+
+def flask(args: Sequence[str], env: Mapping[str, str]) -> str:
+    executable = Path(sys.executable).with_name("flask")
+    command = [str(executable)] if executable.exists() else [sys.executable, "-m", "flask"]
+    result = subprocess.run(  # noqa: S603 - our own interpreter's flask, fixed arguments
+        [*command, "--app", "app", *args],
+        cwd=REPO,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"flask {' '.join(args)} failed ({result.returncode}):\n"
+            f"{result.stdout[-2000:]}{result.stderr[-2000:]}"
+        )
+    return result.stdout.strip()
+
+
+# ---------------------------------------------------------------- killing a worker
+
+
+class WorkerKiller:
+    """SIGKILL one worker of an instance, once, and later check the master replaced it."""
+
+    def __init__(self, service: RunningService) -> None:
+        self.service = service
+        self.victim: int | None = None
+        self.at_s: float | None = None
+        self.error: str | None = None
+        self._started = time.monotonic()
+
+    def fire(self) -> None:
+        pids = self.service.worker_pids()
+        if not pids:
+            self.error = "no worker pid found under the master"
+            log(f"WARNING: could not kill a worker: {self.error}")
+            return
+        self.victim = pids[0]
+        self.at_s = round(time.monotonic() - self._started, 2)
+        os.kill(self.victim, signal.SIGKILL)
+        log(f"SIGKILL to worker {self.victim} of instance 0 (workers were {pids})")
+
+    def outcome(self, workers: int, timeout: float = 15) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        pids = self.service.worker_pids()
+        while self.victim is not None and time.monotonic() < deadline:
+            pids = self.service.worker_pids()
+            if self.victim not in pids and len(pids) == workers:
+                break
+            time.sleep(0.2)
+        return {
+            "killed_pid": self.victim,
+            "at_s": self.at_s,
+            "error": self.error,
+            "workers_after": pids,
+            "replaced": self.victim is not None
+            and self.victim not in pids
+            and len(pids) == workers,
+        }
+
+
+# ---------------------------------------------------------------- traffic
+
+
+def curriculum_steps(url: str) -> list[LessonStep]:
+    answer = requests.get(url + "/api/v1/curriculum", timeout=30)
+    answer.raise_for_status()
+    return [
+        LessonStep(module["id"], lesson["id"])
+        for module in answer.json()["modules"]
+        for lesson in module["lessons"]
+    ]
+
+
+def drive(
+    args: argparse.Namespace,
+    urls: Sequence[str],
+    steps: Sequence[LessonStep],
+    secret: str,
+    killer: WorkerKiller | None,
+) -> list[LearnerResult]:
+    learners = [Learner(urls, i % len(urls), steps, secret) for i in range(args.learners)]
+    counter = StartCounter(max(1, args.learners // 3), killer.fire if killer else None)
+    stop = threading.Event()
+
+    def walk(learner: Learner) -> LearnerResult:
+        if stop.is_set():
+            learner.result.aborted = "the lab was stopped"
+            return learner.result
+        counter.started()
+        return learner.run(args.lessons)
+
+    pool = concurrent.futures.ThreadPoolExecutor(args.concurrency, thread_name_prefix="learner")
+    try:
+        futures = [pool.submit(walk, learner) for learner in learners]
+        pending = set(futures)
+        while pending:
+            _, pending = concurrent.futures.wait(pending, timeout=10)
+            if pending:
+                log(f"{len(futures) - len(pending)}/{len(futures)} learners done")
+        return [future.result() for future in futures]
+    finally:
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+# ---------------------------------------------------------------- the run
+
+
+def run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
+    started = time.monotonic()
+    phases: dict[str, float] = {}
+    secret = secrets.token_urlsafe(36)  # 48 characters
+    env = base_environment()
+    with tempfile.TemporaryDirectory(prefix="progress-lab-") as tmp:
+        root = Path(tmp)
+        log(
+            "database: "
+            + (
+                f"throwaway primary + standby lagging {args.replica_lag_ms} ms"
+                if args.replica_lag_ms
+                else f"{postgres.DB_NAME} on the machine's server"
+            )
+        )
+        with postgres.lab_database(root, args.replica_lag_ms) as (database, pair):
+            log(database.description)
+            common = {
+                **env,
+                "PROGRESS_ENV": "test",
+                "PROGRESS_JWT_SECRET": secret,
+                "DATABASE_URL": database.primary_url,
+                "PROGRESS_LOG_LEVEL": "WARNING",
+                "PROGRESS_INSTANCE_PATH": str(root / "instance-cli"),
+            }
+            flask(["db", "upgrade"], common)
+            flask(["seed"], common)
+            flask(["rollout", "set", str(args.rollout), "--reason", "lab"], common)
+            if pair is not None:
+                caught_up = pair.wait_caught_up()
+                log(f"standby caught up with migrations and seed in {caught_up:.1f} s")
+            phases["database_s"] = round(time.monotonic() - started, 1)
+
+            services: list[RunningService] = []
+            try:
+                for index in range(args.instances):
+                    instance_env = {
+                        "PROGRESS_ENV": "test",
+                        "PROGRESS_JWT_SECRET": secret,
+                        "DATABASE_URL": database.primary_url,
+                        "PROGRESS_FAULTS": args.faults,
+                        "PROMETHEUS_MULTIPROC_DIR": str(root / f"metrics-{index}"),
+                        "PROGRESS_FLAG_REFRESH_S": "1",
+                        "PROGRESS_LOG_LEVEL": "WARNING",
+                        "GUNICORN_LOG_LEVEL": "warning",
+                        "PYTHONUNBUFFERED": "1",
+                    }
+                    if database.replica_url:
+                        instance_env["DATABASE_REPLICA_URL"] = database.replica_url
+                    services.append(
+                        start_service(instance_env, root, args.workers, args.threads, env)
+                    )
+                for service in services:
+                    service.wait_ready(timeout=60)
+                urls = [service.url for service in services]
+                log(f"{args.instances} instances x {args.workers} workers: {', '.join(urls)}")
+                phases["startup_s"] = round(time.monotonic() - started - phases["database_s"], 1)
+
+                steps = curriculum_steps(urls[0])
+                if args.lessons >= len(steps):
+                    raise SystemExit(
+                        f"--lessons must be below the course's {len(steps)} lessons "
+                        "(each learner opens the lesson after its last)"
+                    )
+                killer = WorkerKiller(services[0]) if args.kill_worker else None
+                log(
+                    f"{args.learners} learners x {args.lessons} lessons, "
+                    f"{args.concurrency} in flight, rollout {args.rollout}%, "
+                    f"faults {args.faults or 'none'}"
+                )
+                traffic_started = time.monotonic()
+                results = drive(args, urls, steps, secret, killer)
+                phases["traffic_s"] = round(time.monotonic() - traffic_started, 1)
+                kill = killer.outcome(args.workers) if killer else None
+
+                samples = report.scrape(urls)
+                lost = report.lost_completions(database.primary_url, results)
+            finally:
+                for service in services:
+                    service.stop()
+                if args.logs:
+                    args.logs.mkdir(parents=True, exist_ok=True)
+                    for index, service in enumerate(services):
+                        shutil.copy(service.log_path, args.logs / f"instance-{index}.log")
+
+    views = report.learners_by_path(results)
+    metrics_by_path = {path: report.path_metrics(samples, path) for path in report.PATHS}
+    checks = report.verdict(views, metrics_by_path, lost, args.rollout)
+    agreement = {
+        path: report.counts_agree(views[path], metrics_by_path[path]["false_locks_client_report"])
+        for path in report.PATHS
+    }
+    phases["total_s"] = round(time.monotonic() - started, 1)
+    passed = all(check.ok for check in checks)
+    result = {
+        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": " ".join(["python", "-m", "lab", *sys.argv[1:]]),
+        "config": {
+            "instances": args.instances,
+            "workers": args.workers,
+            "threads": args.threads,
+            "learners": args.learners,
+            "lessons": args.lessons,
+            "concurrency": args.concurrency,
+            "rollout": args.rollout,
+            "faults": args.faults,
+            "replica_lag_ms": args.replica_lag_ms,
+            "kill_worker": args.kill_worker,
+        },
+        "database": {
+            "description": database.description,
+            "primary_url": database.primary_url,
+            "replica_url": database.replica_url,
+        },
+        "wall_time_s": phases["total_s"],
+        "phases": phases,
+        "paths": {
+            path: {
+                **{k: v for k, v in asdict(view).items() if k != "latencies"},
+                "latency": {kind: view.latency_ms(kind) for kind in sorted(view.latencies)},
+                "metrics": metrics_by_path.get(path, {}),
+                "counts_agree": agreement[path][0] if path in agreement else None,
+            }
+            for path, view in views.items()
+        },
+        "db_retries": report.db_retries(samples),
+        "kill": kill,
+        "lost_acknowledged_completions": lost,
+        "aborted_learners": [
+            {"learner": r.learner_id, "path": r.path, "why": r.aborted}
+            for r in results
+            if r.aborted
+        ],
+        "checks": [asdict(check) for check in checks],
+        "passed": passed,
+        "table_markdown": report.markdown_table(views, metrics_by_path, agreement),
+    }
+    return result, passed
+
+
+def print_report(result: Mapping[str, Any]) -> None:
+    print()
+    print(result["table_markdown"])
+    retries = result["db_retries"]
+    print(
+        f"\nDB retries (both paths; the family has no path label): "
+        f"replica_lag {retries['replica_lag']}, db_error {retries['db_error']}"
+    )
+    if result["kill"]:
+        kill = result["kill"]
+        print(
+            f"killed worker: pid {kill['killed_pid']} of instance 0 at {kill['at_s']} s; "
+            f"replaced by the master: {'yes' if kill['replaced'] else 'NO'}"
+        )
+    lost = result["lost_acknowledged_completions"]
+    print(f"lost acknowledged completions: {len(lost)}")
+    for item in lost[:50]:
+        print(f"  learner {item['learner']}: {item['moduleId']}/{item['lessonId']}")
+    for aborted in result["aborted_learners"][:10]:
+        print(f"aborted learner {aborted['learner']} ({aborted['path']}): {aborted['why']}")
+    print()
+    for check in result["checks"]:
+        print(f"[{'ok' if check['ok'] else 'FAIL'}] {check['name']}: {check['detail']}")
+    phases = ", ".join(f"{name} {value}" for name, value in result["phases"].items())
+    print(f"\nwall time {result['wall_time_s']} s ({phases})")
+    print("PASSED" if result["passed"] else "FAILED")
+
+
+def _stop_on_signal(signum: int, frame: object) -> None:
+    log(f"signal {signum}: stopping learners, instances and the database")
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.replica_lag_ms > 0:
+        missing = postgres.missing_requirements()
+        if missing:
+            print(f"the lab needs a PostgreSQL server installation: {missing}", file=sys.stderr)
+            return 2
+    # SIGTERM unwinds like Ctrl-C, so every server and the database are removed.
+    signal.signal(signal.SIGTERM, _stop_on_signal)
+    try:
+        result, passed = run(args)
+    except KeyboardInterrupt:
+        log("interrupted; everything the lab started has been stopped and removed")
+        return 130
+    print_report(result)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"report: {args.json}")
+    return 0 if passed else 1
