@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
-from . import cli, faults, flags, logs, metrics, web, worker
+from . import cli, faults, flags, guard, logs, metrics, web, worker
 from .api import admin, health, learner, spec
 from .api.health import register_readiness_check
 from .config import load_settings
@@ -91,6 +91,7 @@ def register_paths(app: Flask) -> None:
     app.register_blueprint(legacy.bp)
     app.register_blueprint(verified.bp)
     flags.init_app(app)
+    guard.init_app(app)  # judges the rollout the flag serves; one schedule per worker
 
 
 def register_blueprints(app: Flask) -> None:

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import getpass
 import json
+import time
 import uuid
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import click
 import sqlalchemy as sa
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
-from . import rollout, store
+from . import guard, rollout, store
 from .auth import issue_token
 from .curriculum import CurriculumFileError, read_curriculum_file, seed_curriculum
 from .extensions import db
@@ -142,6 +145,126 @@ def rollout_history_command(limit: int) -> None:
                 }
             )
         )
+
+
+def _echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, default=_iso))
+
+
+def _iso(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def _parse_stages(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        return guard.validate_stages([int(part) for part in value.split(",")])
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r}: {exc}") from None
+
+
+@rollout_group.command("plan")
+@click.option("--stages", callback=_parse_stages, help="Percentages from 0, rising: 0,10,100.")
+@click.option("--min-stage-seconds", type=click.IntRange(0, 30 * 86400))
+@click.option("--min-completions", type=click.IntRange(0, 10**7), help="On each path.")
+@click.option("--min-access-checks", type=click.IntRange(0, 10**7), help="On each path.")
+@click.option(
+    "--auto-advance/--manual",
+    default=None,
+    help="Advance by itself, or mark the stage ready for product's click.",
+)
+@click.option("--on-failure", type=click.Choice(["rollback", "pause"]))
+@click.option("--success-rate-margin", type=click.FloatRange(0, 1))
+@click.option("--p95-budget-seconds", type=click.FloatRange(0, 60, min_open=True))
+@click.option("--enable/--disable", "enabled", default=None, help="Turn the guard on or off.")
+@click.option("--pause/--resume", "paused", default=None, help="Pause or resume the plan.")
+def rollout_plan(**options: Any) -> None:
+    """Print the rollout guard's plan as JSON; with options, change it first."""
+    changes = {name: value for name, value in options.items() if value is not None}
+    if not changes:
+        _echo_json(guard.plan_json(guard.current_plan()))
+        return
+    try:
+        plan = guard.update_plan(changes, f"cli:{getpass.getuser()}")
+    except guard.GuardBusy as exc:
+        raise click.ClickException(str(exc)) from None
+    _echo_json(guard.plan_json(plan))
+
+
+@rollout_group.command("guard")
+@click.option("--once", "mode", flag_value="once", default=True, help="Evaluate now (default).")
+@click.option(
+    "--loop",
+    "mode",
+    flag_value="loop",
+    help="Evaluate every PROGRESS_GUARD_INTERVAL_S, as a sidecar (one JSON line each).",
+)
+def rollout_guard(mode: str) -> None:
+    """Evaluate the plan against Prometheus and act on the decision; print it as JSON."""
+    if not current_app.config["PROMETHEUS_URL"]:
+        raise click.ClickException("PROMETHEUS_URL is not set: the guard has no figures")
+    if mode == "once":
+        run = guard.evaluate()
+        _echo_json(run.evaluation or {"outcome": run.outcome, "message": run.message})
+        if run.outcome in ("disabled", "flag_unavailable"):
+            raise SystemExit(1)
+        return
+    interval = current_app.config["PROGRESS_GUARD_INTERVAL_S"] or 60
+    while True:
+        try:
+            run = guard.evaluate(scheduled=True)
+            if run.evaluation is not None:
+                _echo_json(run.evaluation)
+        except Exception:  # keep watching: the next interval may succeed
+            current_app.logger.exception("rollout guard evaluation failed")
+        finally:
+            db.session.remove()
+        time.sleep(interval)
+
+
+@rollout_group.command("advance")
+def rollout_advance() -> None:
+    """Move to the next stage of the plan once the guard marked this one ready."""
+    try:
+        plan = guard.advance_stage(f"cli:{getpass.getuser()}")
+    except (guard.GuardBusy, guard.StageNotReady) as exc:
+        raise click.ClickException(str(exc)) from None
+    _echo_json(guard.plan_json(plan))
+
+
+@rollout_group.command("evaluations")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
+@click.option(
+    "--format",
+    "output",
+    type=click.Choice(["json", "text"]),
+    default="json",
+    show_default=True,
+    help="One JSON object a line, or a readable summary with each check.",
+)
+def rollout_evaluations(limit: int, output: str) -> None:
+    """Print the guard's evaluations, newest first."""
+    for row in guard.recent_evaluations(limit):
+        evaluation = guard.evaluation_json(row)
+        if output == "json":
+            _echo_json(evaluation)
+            continue
+        acted = "acted" if evaluation["acted"] else "no action"
+        click.echo(
+            f"{evaluation['at'].isoformat(timespec='seconds')}  #{evaluation['id']}  "
+            f"stage {evaluation['stage']} ({evaluation['percentage']}%)  "
+            f"window {evaluation['windowSeconds']} s  {evaluation['decision']} ({acted})\n"
+            f"    {evaluation['reason']}"
+        )
+        for check in evaluation["checks"]:
+            figures = " ".join(f"{k}={v}" for k, v in check["figures"].items())
+            threshold = " ".join(f"{k}={v}" for k, v in check["threshold"].items())
+            click.echo(f"    {check['status']:8} {check['name']:24} {figures}  [{threshold}]")
 
 
 def init_app(app: Flask) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,6 +29,21 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {value}")
     return value
+
+
+_LABEL_MATCHERS = re.compile(
+    r"""^\s*(?:[a-zA-Z_]\w*\s*(?:=~|!~|!=|=)\s*(?:"[^"]*"|'[^']*')\s*(?:,\s*|$))*$"""
+)
+
+
+def _label_matchers(env: Mapping[str, str], name: str, default: str) -> str:
+    """PromQL label matchers such as `job="lesson-progress",env="prod"`; loud if malformed
+    (a shell that ate the quotes would otherwise make every guard query fail)."""
+    raw = env.get(name)
+    value = default if raw is None else raw.strip()
+    if not _LABEL_MATCHERS.match(value):
+        raise ConfigError(f'{name} must be PromQL label matchers like job="x", got {value!r}')
+    return value.rstrip(", ")
 
 
 def database_url(raw: str) -> str:
@@ -89,6 +105,16 @@ def load_settings(instance_path: Path, env: Mapping[str, str] | None = None) -> 
         "PROGRESS_FLAG_REFRESH_S": _int(env, "PROGRESS_FLAG_REFRESH_S", 5, minimum=1),
         "PROMETHEUS_MULTIPROC_DIR": env.get("PROMETHEUS_MULTIPROC_DIR", ""),
         "PROMETHEUS_URL": env.get("PROMETHEUS_URL", ""),
+        # The rollout guard (progress/guard.py). Interval 0: no in-process schedule (run
+        # `flask rollout guard --loop` as a sidecar instead).
+        "PROGRESS_GUARD_INTERVAL_S": _int(env, "PROGRESS_GUARD_INTERVAL_S", 60),
+        # The shortest window the guard judges; a few scrape intervals at the least.
+        "PROGRESS_GUARD_MIN_WINDOW_S": _int(env, "PROGRESS_GUARD_MIN_WINDOW_S", 60, minimum=1),
+        "PROGRESS_GUARD_QUERY_TIMEOUT_S": _int(env, "PROGRESS_GUARD_QUERY_TIMEOUT_S", 5, minimum=1),
+        # Label matchers added to every guard query: which scrape job is this service.
+        "PROGRESS_GUARD_SELECTOR": _label_matchers(
+            env, "PROGRESS_GUARD_SELECTOR", 'job="lesson-progress"'
+        ),
         # The seed's numbers (design.md "The two paths").
         "PROGRESS_STALE_AFTER_MS": _int(env, "PROGRESS_STALE_AFTER_MS", 5000),
         # Seed: 2000. Any window lets an older copy in another worker answer a false

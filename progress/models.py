@@ -119,3 +119,53 @@ class RolloutChange(db.Model):
     reason: Mapped[str] = mapped_column(sa.String(500))
     changed_by: Mapped[str] = mapped_column(sa.String(320))
     changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+PLAN_STAGES = (0, 10, 100)  # the seed's plan
+
+
+class RolloutPlan(db.Model):
+    """The rollout guard's plan for one flag: its stages, the evidence each stage needs
+    before the next, what a failure does, and where the rollout stands."""
+
+    __tablename__ = "rollout_plans"
+
+    flag: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
+    stages: Mapped[list[int]] = mapped_column(sa.JSON, default=lambda: list(PLAN_STAGES))
+    min_stage_seconds: Mapped[int] = mapped_column(sa.Integer, default=600)
+    # Per path: the verified path and the legacy path each need this many in the window.
+    min_completions: Mapped[int] = mapped_column(sa.Integer, default=50)
+    min_access_checks: Mapped[int] = mapped_column(sa.Integer, default=200)
+    # False: a stage that passed is marked ready and product clicks "advance".
+    auto_advance: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    on_failure: Mapped[str] = mapped_column(sa.String(20), default="rollback")  # or "pause"
+    success_rate_margin: Mapped[float] = mapped_column(sa.Double, default=0.001)
+    p95_budget_seconds: Mapped[float] = mapped_column(sa.Double, default=0.25)
+    enabled: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    stage_index: Mapped[int] = mapped_column(sa.Integer, default=0)
+    stage_started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    paused: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    ready: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_by: Mapped[str] = mapped_column(sa.String(320), default="default")
+
+
+class GuardEvaluation(db.Model):
+    """One evaluation of the rollout guard: the figures it saw, the thresholds it applied,
+    what it decided, and whether it acted."""
+
+    __tablename__ = "guard_evaluations"
+    __table_args__ = (sa.Index("ix_guard_evaluations_flag_id", "flag", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    flag: Mapped[str] = mapped_column(sa.String(100))
+    stage: Mapped[int] = mapped_column(sa.Integer)
+    percentage: Mapped[int] = mapped_column(sa.Integer)
+    window_seconds: Mapped[int] = mapped_column(sa.Integer)
+    # [{name, status: pass|fail|no_data, figures: {...}, threshold: {...}, detail}]
+    checks: Mapped[list[dict]] = mapped_column(sa.JSON)
+    decision: Mapped[str] = mapped_column(sa.String(20))  # advance|hold|pause|rollback|ready
+    reason: Mapped[str] = mapped_column(sa.Text)
+    acted: Mapped[bool] = mapped_column(sa.Boolean)
+    instance: Mapped[str] = mapped_column(sa.String(200))

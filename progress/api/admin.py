@@ -1,22 +1,29 @@
-"""Admin routes: rollout control for product, and the two paths' key figures."""
+"""Admin routes: rollout control for product, the rollout guard's plan and evaluations, and
+the two paths' key figures."""
 
 from __future__ import annotations
 
 from flask import Blueprint, g
 from spectree import Response as Resp
 
-from .. import metrics, rollout
+from .. import guard, metrics, rollout
 from ..auth import authenticate
+from ..errors import ApiError
 from .schemas import (
     ErrorOut,
+    GuardEvaluationsOut,
+    GuardEvaluationsQuery,
     PathFiguresOut,
     RolloutHistoryOut,
     RolloutIn,
     RolloutOut,
+    RolloutPlanIn,
+    RolloutPlanOut,
 )
 from .spec import api_spec
 
 bp = Blueprint("admin_api", __name__, url_prefix="/api/v1/admin")
+
 
 AUTH = {"bearer": []}
 ERRORS = {f"HTTP_{code}": ErrorOut for code in (401, 403, 502, 503)}
@@ -79,3 +86,76 @@ def get_rollout_history() -> dict:
 def get_path_figures() -> dict:
     """The two paths' key figures side by side."""
     return metrics.path_figures()
+
+
+# -- the rollout guard -------------------------------------------------------------------------
+
+# The plan's JSON names and the model's columns.
+PLAN_FIELDS = {
+    "stages": "stages",
+    "minStageSeconds": "min_stage_seconds",
+    "minCompletions": "min_completions",
+    "minAccessChecks": "min_access_checks",
+    "autoAdvance": "auto_advance",
+    "onFailure": "on_failure",
+    "successRateMargin": "success_rate_margin",
+    "p95BudgetSeconds": "p95_budget_seconds",
+    "enabled": "enabled",
+    "paused": "paused",
+}
+GUARD_ERRORS = {**ERRORS, "HTTP_409": ErrorOut}
+
+
+@bp.get("/rollout/plan")
+@api_spec.validate(resp=Resp(HTTP_200=RolloutPlanOut, **ERRORS), tags=["admin"], security=AUTH)
+def get_rollout_plan() -> dict:
+    """The rollout guard's plan: stages, evidence needed, what a failure does, where it is."""
+    return guard.plan_json(guard.current_plan())
+
+
+@bp.put("/rollout/plan")
+@api_spec.validate(
+    json=RolloutPlanIn,
+    resp=Resp(HTTP_200=RolloutPlanOut, **GUARD_ERRORS),
+    tags=["admin"],
+    security=AUTH,
+)
+def put_rollout_plan(json: RolloutPlanIn) -> dict:
+    """Change the plan: only the fields sent change; `paused: false` resumes it."""
+    changes = {
+        PLAN_FIELDS[name]: value for name, value in json.model_dump(exclude_none=True).items()
+    }
+    try:
+        plan = guard.update_plan(changes, g.identity.email)
+    except guard.GuardBusy as exc:
+        raise ApiError(409, "guard_busy", str(exc)) from None
+    return guard.plan_json(plan)
+
+
+@bp.get("/rollout/evaluations")
+@api_spec.validate(
+    query=GuardEvaluationsQuery,
+    resp=Resp(HTTP_200=GuardEvaluationsOut, **ERRORS),
+    tags=["admin"],
+    security=AUTH,
+)
+def get_rollout_evaluations(query: GuardEvaluationsQuery) -> dict:
+    """The guard's evaluations, newest first: each check's figures, thresholds, decision."""
+    return {
+        "evaluations": [guard.evaluation_json(row) for row in guard.recent_evaluations(query.limit)]
+    }
+
+
+@bp.post("/rollout/advance")
+@api_spec.validate(
+    resp=Resp(HTTP_200=RolloutPlanOut, **GUARD_ERRORS), tags=["admin"], security=AUTH
+)
+def post_rollout_advance() -> dict:
+    """Product's click: move to the next stage once the guard marked this one ready."""
+    try:
+        plan = guard.advance_stage(g.identity.email)
+    except guard.GuardBusy as exc:
+        raise ApiError(409, "guard_busy", str(exc)) from None
+    except guard.StageNotReady as exc:
+        raise ApiError(409, "stage_not_ready", str(exc)) from None
+    return guard.plan_json(plan)

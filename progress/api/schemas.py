@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 
 class Strict(BaseModel):
@@ -170,3 +170,94 @@ class PathFiguresOut(BaseModel):
 
     legacy: PathFigures
     verified: PathFigures
+
+
+# -- the rollout guard ---------------------------------------------------------------------
+
+
+def _stages(value: list[int]) -> list[int]:
+    from ..guard import validate_stages  # the one rule, shared with the command line
+
+    return validate_stages(value)
+
+
+OnFailure = Literal["rollback", "pause"]
+Percentage = Annotated[int, Field(ge=0, le=100), BeforeValidator(_whole_number)]
+# Distinct percentages in any order; kept rising, with 0 (where a rollback goes) first.
+Stages = Annotated[
+    list[Percentage],
+    Field(min_length=2, max_length=20, json_schema_extra={"uniqueItems": True}),
+    AfterValidator(_stages),
+]
+Count = Annotated[int, Field(ge=0, le=10**7), BeforeValidator(_whole_number)]
+Seconds = Annotated[int, Field(ge=0, le=30 * 86400), BeforeValidator(_whole_number)]
+GuardDecision = Literal["advance", "hold", "pause", "rollback", "ready"]
+
+
+class RolloutPlanOut(BaseModel):
+    flag: str
+    stages: list[int]
+    stage: int  # index into stages
+    stagePercentage: int | None  # noqa: N815
+    stageStartedAt: datetime  # noqa: N815
+    minStageSeconds: int  # noqa: N815
+    minCompletions: int  # noqa: N815 - on each path
+    minAccessChecks: int  # noqa: N815 - on each path
+    autoAdvance: bool  # noqa: N815
+    onFailure: OnFailure  # noqa: N815
+    successRateMargin: float  # noqa: N815
+    p95BudgetSeconds: float  # noqa: N815
+    enabled: bool
+    paused: bool
+    ready: bool
+    updatedAt: datetime  # noqa: N815
+    updatedBy: str  # noqa: N815
+
+
+class RolloutPlanIn(Strict):
+    """Only the fields sent change; `paused: false` resumes a paused plan."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
+
+    stages: Stages | None = None
+    minStageSeconds: Seconds | None = None  # noqa: N815
+    minCompletions: Count | None = None  # noqa: N815
+    minAccessChecks: Count | None = None  # noqa: N815
+    autoAdvance: bool | None = None  # noqa: N815
+    onFailure: OnFailure | None = None  # noqa: N815
+    successRateMargin: Annotated[float, Field(ge=0, le=1)] | None = None  # noqa: N815
+    p95BudgetSeconds: Annotated[float, Field(gt=0, le=60)] | None = None  # noqa: N815
+    enabled: bool | None = None
+    paused: bool | None = None
+
+
+class GuardCheckOut(BaseModel):
+    name: str
+    status: Literal["pass", "fail", "no_data"]
+    detail: str
+    figures: dict[str, Any]
+    threshold: dict[str, Any]
+
+
+class GuardEvaluationOut(BaseModel):
+    id: int
+    at: datetime
+    flag: str
+    stage: int
+    percentage: int
+    windowSeconds: int  # noqa: N815
+    checks: list[GuardCheckOut]
+    decision: GuardDecision
+    reason: str
+    acted: bool
+    instance: str
+
+
+class GuardEvaluationsOut(BaseModel):
+    evaluations: list[GuardEvaluationOut]
+
+
+class GuardEvaluationsQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(default=20, ge=1, le=500)

@@ -1,0 +1,1028 @@
+"""The rollout guard: judges the verified path against the legacy path on Prometheus'
+figures, and advances, holds, pauses or rolls back the rollout by itself (design.md, "The
+rollout guard").
+
+One evaluation, read top to bottom:
+1. take the guard's lock (PostgreSQL: an advisory lock held by this transaction; SQLite,
+   the embedded single process: a lock in this process), so one process judges at a time;
+2. read the plan (`rollout_plans`) and the flag's percentage; if a person moved the rollout
+   to another stage of the plan, the plan follows and that stage's clock starts;
+3. query Prometheus over the stage's window (time since the stage began, at least
+   PROGRESS_GUARD_MIN_WINDOW_S): `read_figures`;
+4. judge each check pass / fail / no_data (`judge`) and decide (`decide`), both pure;
+5. act through `rollout.set_rollout(..., actor="guard")`, so the history shows the move
+   with its reason and figures, and keep the evaluation (`guard_evaluations`) in the same
+   commit.
+
+What a failure does:
+- false lock screens shown on the verified path: any at all is evidence by itself, whatever
+  the sample size, so it acts as the plan says (`on_failure`: roll back to 0%, or pause);
+- a worse completion success rate: learners' completions fail on the verified path, which
+  is as bad for them as a false lock, so it also acts as the plan says, but only on a full
+  sample (a margin of 0.1% means nothing on ten completions);
+- slow verified cache updates or a circuit breaker that stayed open: the verified path
+  stays right while slow (its update is bounded and the breaker sends reads to the DB),
+  so rolling back would only move learners back to the path that shows false lock
+  screens. These pause (no further stage) for a person to look, on a full sample.
+Too little data or none holds: never advance and never roll back on a comparison that has
+no sample. Prometheus unreachable holds, logs a warning, and changes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import math
+import os
+import random
+import socket
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import requests
+import sqlalchemy as sa
+from flask import Flask, current_app
+
+from . import metrics, rollout
+from .extensions import db
+from .flags import flag_gate
+from .models import PLAN_STAGES, GuardEvaluation, RolloutPlan, utcnow
+
+log = logging.getLogger(__name__)
+
+CheckStatus = Literal["pass", "fail", "no_data"]
+Decision = Literal["advance", "hold", "pause", "rollback", "ready"]
+OnFailure = Literal["rollback", "pause"]
+PATHS = ("verified", "legacy")
+SCHEDULE_KEY = "progress.guard"
+# Seconds the API and CLI wait for an evaluation in progress before answering "busy".
+PLAN_LOCK_WAIT_S = 10.0
+# The breaker "stayed open" when it was open for more than this share of the window.
+MAX_BREAKER_OPEN_SHARE = 0.5
+
+
+class PrometheusUnavailable(RuntimeError):
+    """Prometheus could not be reached or refused a query."""
+
+
+class GuardBusy(RuntimeError):
+    """Another process holds the guard's lock (an evaluation is under way)."""
+
+
+class StageNotReady(RuntimeError):
+    """Advancing is refused: the stage is not ready, the plan is paused, or it is the last."""
+
+
+# -- figures ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Figures:
+    """What Prometheus saw over the window; None where it has no series at all."""
+
+    window_s: int
+    false_locks: dict[str, float] | None  # the verified path's, by detected_by
+    completions: dict[str, dict[str, float]] | None  # path -> outcome -> count
+    access_checks: dict[str, float] | None  # path -> count
+    cache_update_p95_s: dict[str, float | None] = field(default_factory=dict)  # path -> s
+    breaker_open_share: float | None = None  # worst instance's share of the window open
+    breaker_trips: float | None = None
+
+
+class Prometheus:
+    """Instant queries through Prometheus' HTTP API, all at one evaluation time."""
+
+    def __init__(self, url: str, timeout_s: float) -> None:
+        self.url = url.rstrip("/")
+        self.timeout_s = timeout_s
+
+    def query(self, expr: str, at: float) -> list[tuple[dict[str, str], float]]:
+        """The vector `expr` evaluates to at `at` (epoch seconds): (labels, value) pairs."""
+        try:
+            answer = requests.get(
+                f"{self.url}/api/v1/query",
+                params={"query": expr, "time": f"{at:.3f}"},
+                timeout=self.timeout_s,
+            )
+        except requests.RequestException as exc:
+            raise PrometheusUnavailable(f"unreachable at {self.url}: {type(exc).__name__}") from exc
+        try:
+            body = answer.json()
+        except ValueError:  # a proxy's error page, say
+            raise PrometheusUnavailable(
+                f"answered {answer.status_code} without JSON at {self.url}"
+            ) from None
+        if answer.status_code != 200 or body.get("status") != "success":
+            raise PrometheusUnavailable(
+                f"refused the query ({answer.status_code}: {body.get('error', '')[:200]})"
+            )
+        data = body["data"]
+        if data.get("resultType") != "vector":
+            raise PrometheusUnavailable(f"answered a {data.get('resultType')}, not a vector")
+        return [(series["metric"], float(series["value"][1])) for series in data["result"]]
+
+
+def _selector(base: str, **equal: str) -> str:
+    """`{job="lesson-progress",path="verified"}`: the configured matchers and `equal`."""
+    matchers = [base] if base else []
+    matchers += [f'{name}="{value}"' for name, value in equal.items()]
+    return "{" + ",".join(matchers) + "}"
+
+
+def read_figures(prometheus: Prometheus, window_s: int, at: float, selector: str) -> Figures:
+    """The guard's queries over `[window_s]` ending at `at`."""
+    w = f"{window_s}s"
+
+    def by(expr: str, *labels: str) -> dict[tuple[str, ...], float] | None:
+        result = prometheus.query(expr, at)
+        if not result:
+            return None
+        return {tuple(metric.get(label, "") for label in labels): v for metric, v in result}
+
+    # All three detections are read; `judge` counts client_report + audit as shown, i.e.
+    # sum(increase(progress_false_lock_screens_total{path="verified",
+    #     detected_by!="double_check"}[w])), and reports double_check catches beside it.
+    verified = _selector(selector, path="verified")
+    false_locks = by(
+        f"sum by (detected_by) (increase(progress_false_lock_screens_total{verified}[{w}]))",
+        "detected_by",
+    )
+    completions = by(
+        f"sum by (path, outcome) (increase(progress_completions_total{_selector(selector)}[{w}]))",
+        "path",
+        "outcome",
+    )
+    access = by(
+        f"sum by (path) (increase(progress_access_checks_total{_selector(selector)}[{w}]))",
+        "path",
+    )
+    p95 = by(
+        "histogram_quantile(0.95, sum by (path, le) (increase("
+        f"progress_cache_update_seconds_bucket{_selector(selector)}[{w}])))",
+        "path",
+    )
+    breaker = by(f"max(avg_over_time(progress_circuit_breaker_open{_selector(selector)}[{w}]))")
+    trips = by(f"sum(increase(progress_circuit_breaker_trips_total{_selector(selector)}[{w}]))")
+
+    completion_counts = None
+    if completions is not None:
+        completion_counts = {p: {"success": 0.0, "error": 0.0} for p in PATHS}
+        for (path, outcome), value in completions.items():
+            if path in completion_counts:
+                completion_counts[path][outcome] = value
+    return Figures(
+        window_s=window_s,
+        false_locks=None if false_locks is None else {k[0]: v for k, v in false_locks.items()},
+        completions=completion_counts,
+        access_checks=None if access is None else {p: access.get((p,), 0.0) for p in PATHS},
+        cache_update_p95_s={p: _finite((p95 or {}).get((p,))) for p in PATHS},
+        breaker_open_share=_finite((breaker or {}).get(())),
+        breaker_trips=_finite((trips or {}).get(())),
+    )
+
+
+def _finite(value: float | None) -> float | None:
+    """histogram_quantile over no observations is NaN: no data."""
+    return None if value is None or math.isnan(value) or math.isinf(value) else value
+
+
+# -- checks ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    min_completions: int
+    min_access_checks: int
+    success_rate_margin: float
+    p95_budget_s: float
+
+    @classmethod
+    def of(cls, plan: RolloutPlan) -> Thresholds:
+        return cls(
+            plan.min_completions,
+            plan.min_access_checks,
+            plan.success_rate_margin,
+            plan.p95_budget_seconds,
+        )
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: CheckStatus
+    detail: str
+    figures: dict[str, Any]
+    threshold: dict[str, Any]
+    # A failure asks for the plan's on_failure ("plan") or for a pause.
+    on_fail: Literal["plan", "pause"] = "pause"
+    # Acted on only with the minimum sample on each path.
+    needs_sample: bool = True
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "status": self.status,
+            "detail": self.detail,
+            "figures": self.figures,
+            "threshold": self.threshold,
+        }
+
+
+def _n(value: float) -> float:
+    """Counts as Prometheus extrapolates them (increase() over a window), readable."""
+    return round(value, 2)
+
+
+def judge(figures: Figures, limits: Thresholds, percentage: int) -> list[Check]:
+    """Each check's status from the figures; pure."""
+    w = figures.window_s
+    # The paths that must show a sample: at 100% the legacy path serves no one.
+    required = ("verified",) if percentage >= 100 else PATHS
+    checks: list[Check] = []
+
+    # 1. False lock screens on the verified path. Counted: `client_report` (the client
+    # showed it) and `audit` (a "locked" answer given, then contradicted by the primary).
+    # Not counted: `double_check`, a stale "locked" that the verified path's own double
+    # check caught and answered "accessible" instead: no learner saw it, it is the fix
+    # doing its job, and counting it would roll back the very layer that prevents false
+    # lock screens. (The legacy path's audit counts only answers it gave, so the paths
+    # compare.) It is shown among the figures. One shown false lock is enough: threshold 0.
+    if figures.false_locks is None:
+        checks.append(
+            Check(
+                "false_lock_screens",
+                "no_data",
+                "no data: Prometheus has no false-lock series for the verified path",
+                {},
+                {"maxShown": 0},
+                on_fail="plan",
+                needs_sample=False,
+            )
+        )
+    else:
+        report = figures.false_locks.get("client_report", 0.0)
+        audit = figures.false_locks.get("audit", 0.0)
+        caught = figures.false_locks.get("double_check", 0.0)
+        shown = report + audit
+        status: CheckStatus = "fail" if shown > 0 else "pass"
+        checks.append(
+            Check(
+                "false_lock_screens",
+                status,
+                (
+                    f"false lock screens shown on the verified path: {_n(shown):g} in {w} s "
+                    f"(client_report {_n(report):g}, audit {_n(audit):g})"
+                    if status == "fail"
+                    else f"no false lock screen shown on the verified path in {w} s "
+                    f"({_n(caught):g} caught by its double check)"
+                ),
+                {
+                    "shown": _n(shown),
+                    "clientReport": _n(report),
+                    "audit": _n(audit),
+                    "caughtByDoubleCheck": _n(caught),
+                },
+                {"maxShown": 0},
+                on_fail="plan",
+                needs_sample=False,
+            )
+        )
+
+    # 2. The sample: completions and access checks on each path.
+    counts: dict[str, dict[str, float]] = {}
+    for path in PATHS:
+        done = (figures.completions or {}).get(path, {})
+        counts[path] = {
+            "completions": done.get("success", 0.0) + done.get("error", 0.0),
+            "errors": done.get("error", 0.0),
+            "accessChecks": (figures.access_checks or {}).get(path, 0.0),
+        }
+    sample_figures = {
+        f"{path}{kind[0].upper()}{kind[1:]}": _n(counts[path][kind])
+        for path in PATHS
+        for kind in ("completions", "accessChecks")
+    }
+    sample_threshold = {
+        "minCompletions": limits.min_completions,
+        "minAccessChecks": limits.min_access_checks,
+        "paths": list(required),
+    }
+    if figures.completions is None or figures.access_checks is None:
+        sample_status: CheckStatus = "no_data"
+        sample_detail = "no data: Prometheus has no completion or access-check series"
+    else:
+        empty = [p for p in required if not counts[p]["completions"] + counts[p]["accessChecks"]]
+        short = [
+            f"{p} {_n(counts[p]['completions']):g} of {limits.min_completions} completions, "
+            f"{_n(counts[p]['accessChecks']):g} of {limits.min_access_checks} access checks"
+            for p in required
+            if counts[p]["completions"] < limits.min_completions
+            or counts[p]["accessChecks"] < limits.min_access_checks
+        ]
+        if empty:
+            sample_status = "no_data"
+            sample_detail = f"no data: no traffic on the {' and '.join(empty)} path in {w} s"
+        elif short:
+            sample_status = "no_data"
+            sample_detail = f"too little data in {w} s: " + "; ".join(short)
+        else:
+            sample_status = "pass"
+            sample_detail = f"enough data on each path in {w} s"
+    checks.append(
+        Check("sample_size", sample_status, sample_detail, sample_figures, sample_threshold)
+    )
+
+    # 3. Completion success rate: verified no worse than legacy by more than the margin.
+    rates = {
+        p: (1 - counts[p]["errors"] / counts[p]["completions"])
+        if counts[p]["completions"]
+        else None
+        for p in PATHS
+    }
+    rate_figures = {
+        "verified": _rate(rates["verified"]),
+        "legacy": _rate(rates["legacy"]),
+        "verifiedErrors": _n(counts["verified"]["errors"]),
+        "legacyErrors": _n(counts["legacy"]["errors"]),
+    }
+    rate_threshold: dict[str, Any] = {"margin": limits.success_rate_margin}
+    verified_rate, legacy_rate = rates["verified"], rates["legacy"]
+    if percentage >= 100:
+        rate_status: CheckStatus = "no_data"
+        rate_detail = "no data: no legacy baseline at 100%"
+    elif (
+        verified_rate is None
+        or legacy_rate is None
+        or min(counts[p]["completions"] for p in PATHS) < max(limits.min_completions, 1)
+    ):
+        rate_status = "no_data"
+        rate_detail = (
+            f"too little data: {_n(counts['verified']['completions']):g} verified and "
+            f"{_n(counts['legacy']['completions']):g} legacy completions, "
+            f"{limits.min_completions} needed on each"
+        )
+    else:
+        floor = legacy_rate - limits.success_rate_margin
+        rate_threshold["minVerified"] = _rate(floor)
+        rate_status = "pass" if verified_rate >= floor else "fail"
+        rate_detail = (
+            f"completion success rate verified {verified_rate:.2%} vs legacy {legacy_rate:.2%}"
+            f" (margin {limits.success_rate_margin:.2%})"
+        )
+    checks.append(
+        Check(
+            "completion_success_rate",
+            rate_status,
+            rate_detail,
+            rate_figures,
+            rate_threshold,
+            on_fail="plan",
+        )
+    )
+
+    # 4. The verified path's cache update latency, p95 within the budget.
+    p95 = figures.cache_update_p95_s.get("verified")
+    latency_figures = {
+        "verifiedSeconds": None if p95 is None else round(p95, 4),
+        "legacySeconds": _round(figures.cache_update_p95_s.get("legacy")),
+    }
+    if p95 is None:
+        checks.append(
+            Check(
+                "cache_update_p95",
+                "no_data",
+                f"no data: no verified cache update in {w} s",
+                latency_figures,
+                {"maxSeconds": limits.p95_budget_s},
+            )
+        )
+    else:
+        checks.append(
+            Check(
+                "cache_update_p95",
+                "pass" if p95 <= limits.p95_budget_s else "fail",
+                f"verified cache update p95 {p95:.3f} s (budget {limits.p95_budget_s} s)",
+                latency_figures,
+                {"maxSeconds": limits.p95_budget_s},
+            )
+        )
+
+    # 5. The circuit breaker did not stay open (a short trip is the breaker doing its job).
+    share = figures.breaker_open_share
+    breaker_figures = {
+        "openShare": _round(share),
+        "trips": None if figures.breaker_trips is None else _n(figures.breaker_trips),
+    }
+    if share is None:
+        checks.append(
+            Check(
+                "circuit_breaker",
+                "no_data",
+                "no data: Prometheus has no circuit breaker series",
+                breaker_figures,
+                {"maxOpenShare": MAX_BREAKER_OPEN_SHARE},
+            )
+        )
+    else:
+        checks.append(
+            Check(
+                "circuit_breaker",
+                "pass" if share <= MAX_BREAKER_OPEN_SHARE else "fail",
+                f"circuit breaker open {share:.0%} of {w} s",
+                breaker_figures,
+                {"maxOpenShare": MAX_BREAKER_OPEN_SHARE},
+            )
+        )
+    return checks
+
+
+def _rate(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def unmeasured(why: str) -> list[Check]:
+    """Every check without figures (Prometheus unreachable)."""
+    names = (
+        "false_lock_screens",
+        "sample_size",
+        "completion_success_rate",
+        "cache_update_p95",
+        "circuit_breaker",
+    )
+    return [Check(name, "no_data", f"no data: {why}", {}, {}) for name in names]
+
+
+# -- the decision ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Situation:
+    """Where the rollout stands, as the decision needs it."""
+
+    percentage: int
+    next_percentage: int | None  # None: the last stage, or off the plan
+    stage_elapsed_s: float
+    min_stage_seconds: int
+    auto_advance: bool
+    on_failure: OnFailure
+    paused: bool
+    off_plan: bool = False
+
+
+@dataclass(frozen=True)
+class Verdict:
+    decision: Decision
+    reason: str
+
+
+def decide(checks: Sequence[Check], now: Situation) -> Verdict:
+    """The guard's decision from the checks and the situation; pure."""
+    if now.percentage == 0:
+        return Verdict(
+            "hold",
+            "0%: the verified path serves no learner, so there is nothing to judge; "
+            "the first stage is started by a person (advance)",
+        )
+    sampled = all(c.status == "pass" for c in checks if c.name == "sample_size")
+    failed = [c for c in checks if c.status == "fail"]
+    acting = [c for c in failed if not c.needs_sample or sampled]
+    if acting:
+        wanted: Decision = now.on_failure if any(c.on_fail == "plan" for c in acting) else "pause"
+        why = "; ".join(c.detail for c in acting)
+        if wanted == "pause" and now.paused:
+            return Verdict("hold", f"already paused; still failing: {why}")
+        if wanted == "rollback":
+            return Verdict("rollback", f"rolling back to 0%: {why}")
+        return Verdict("pause", f"pausing at {now.percentage}%: {why}")
+    if now.paused:
+        return Verdict("hold", "paused: nothing advances until a person resumes the plan")
+    if now.off_plan:
+        return Verdict(
+            "hold",
+            f"the rollout is at {now.percentage}%, which is not a stage of the plan; "
+            "nothing advances until it is on a stage again",
+        )
+    if now.next_percentage is None:
+        return Verdict(
+            "hold",
+            f"last stage ({now.percentage}%): nothing to advance to; "
+            "still watching for false lock screens",
+        )
+    missing = [c for c in checks if c.status == "no_data"]
+    if missing:
+        # The sample says it best ("no data" / "too little data"); the rest are named.
+        lead = next((c for c in missing if c.name == "sample_size"), missing[0])
+        reason = lead.detail
+        others = [c.name for c in missing if c is not lead]
+        if others:
+            reason += f" (also without data: {', '.join(others)})"
+        if failed:  # failures on too small a sample: not acted on
+            reason += "; not acted on without the sample: " + "; ".join(c.detail for c in failed)
+        return Verdict("hold", reason)
+    if now.stage_elapsed_s < now.min_stage_seconds:
+        return Verdict(
+            "hold",
+            f"all checks pass; the stage has run {int(now.stage_elapsed_s)} s "
+            f"of its {now.min_stage_seconds} s",
+        )
+    summary = (
+        f"all checks pass after {int(now.stage_elapsed_s)} s at {now.percentage}% "
+        f"({'; '.join(c.detail for c in checks)})"
+    )
+    if now.auto_advance:
+        return Verdict("advance", f"advancing to {now.next_percentage}%: {summary}")
+    return Verdict("ready", f"ready for {now.next_percentage}% when product advances: {summary}")
+
+
+# -- the lock ---------------------------------------------------------------------------------
+
+
+_local_locks: dict[str, threading.Lock] = {}
+_local_locks_lock = threading.Lock()
+
+
+def _lock_key(flag: str) -> int:
+    """A stable signed 64-bit key for pg_advisory_xact_lock, one per flag."""
+    digest = hashlib.blake2b(f"progress.rollout-guard:{flag}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _local_lock(flag: str) -> threading.Lock:
+    key = f"{db.engine.url.render_as_string(hide_password=True)}#{flag}"
+    with _local_locks_lock:
+        return _local_locks.setdefault(key, threading.Lock())
+
+
+@contextlib.contextmanager
+def guarded_transaction(flag: str, wait_s: float = 0.0) -> Iterator[bool]:
+    """A transaction that holds the guard's lock for `flag`: yields whether it was taken.
+    Committed on the way out (which, on PostgreSQL, releases the lock), rolled back on an
+    error or when the lock was not taken.
+
+    PostgreSQL: `pg_try_advisory_xact_lock`, so every instance and worker shares it and a
+    crashed holder releases it with its connection. SQLite (the embedded default, one
+    process): a lock in this process.
+    """
+    local = None
+    deadline = time.monotonic() + wait_s
+    if db.engine.dialect.name == "postgresql":
+        key = _lock_key(flag)
+        while True:
+            held = bool(db.session.scalar(sa.select(sa.func.pg_try_advisory_xact_lock(key))))
+            if held or time.monotonic() >= deadline:
+                break
+            time.sleep(0.1)
+    else:
+        local = _local_lock(flag)
+        held = local.acquire(timeout=wait_s) if wait_s else local.acquire(blocking=False)
+    try:
+        if not held:
+            db.session.rollback()
+            yield False
+            return
+        try:
+            yield True
+            db.session.commit()
+        except BaseException:
+            db.session.rollback()
+            raise
+    finally:
+        if local is not None and held:
+            local.release()
+
+
+# -- the plan ----------------------------------------------------------------------------------
+
+
+def validate_stages(stages: Sequence[int]) -> list[int]:
+    """Stages are distinct whole percentages, kept in rising order, and 0 is always the
+    first (where a rollback goes): [10, 100] is [0, 10, 100]."""
+    values = list(stages)
+    if any(isinstance(v, bool) or not isinstance(v, int) for v in values):
+        raise ValueError("stages are whole percentages")
+    if any(not 0 <= v <= 100 for v in values):
+        raise ValueError("stages are within 0..100")
+    if len(set(values)) != len(values):
+        raise ValueError("a stage appears twice")
+    values = sorted({0, *values})
+    if len(values) < 2:
+        raise ValueError("a plan needs a stage above 0")
+    if len(values) > 21:
+        raise ValueError("a plan has at most 20 stages above 0")
+    return values
+
+
+def default_plan(flag: str) -> RolloutPlan:
+    now = utcnow()
+    return RolloutPlan(
+        flag=flag,
+        stages=list(PLAN_STAGES),
+        min_stage_seconds=600,
+        min_completions=50,
+        min_access_checks=200,
+        auto_advance=False,
+        on_failure="rollback",
+        success_rate_margin=0.001,
+        p95_budget_seconds=0.25,
+        enabled=False,
+        stage_index=0,
+        stage_started_at=now,
+        paused=False,
+        ready=False,
+        updated_at=now,
+        updated_by="default",
+    )
+
+
+def current_plan() -> RolloutPlan:
+    """The flag's plan; the defaults (not stored) when nobody has made one."""
+    flag = flag_gate().flag
+    return db.session.get(RolloutPlan, flag) or default_plan(flag)
+
+
+def _plan_for_update(flag: str) -> RolloutPlan:
+    plan = db.session.get(RolloutPlan, flag, with_for_update=True)
+    if plan is None:
+        plan = default_plan(flag)
+        db.session.add(plan)
+    return plan
+
+
+def _sync_stage(plan: RolloutPlan, percentage: int) -> bool:
+    """Follow a person's move to another stage of the plan (its clock starts now); False
+    when the percentage is not a stage of the plan at all."""
+    stages = plan.stages
+    if 0 <= plan.stage_index < len(stages) and stages[plan.stage_index] == percentage:
+        return True
+    if percentage not in stages:
+        return False
+    plan.stage_index = stages.index(percentage)
+    plan.stage_started_at = utcnow()
+    plan.ready = False
+    return True
+
+
+PLAN_FIELDS = {
+    "stages",
+    "min_stage_seconds",
+    "min_completions",
+    "min_access_checks",
+    "auto_advance",
+    "on_failure",
+    "success_rate_margin",
+    "p95_budget_seconds",
+    "enabled",
+    "paused",
+}
+
+
+def update_plan(changes: dict[str, Any], actor: str) -> RolloutPlan:
+    """Change the plan (any of PLAN_FIELDS); GuardBusy if an evaluation holds the lock."""
+    unknown = set(changes) - PLAN_FIELDS
+    if unknown:
+        raise ValueError(f"unknown plan fields: {', '.join(sorted(unknown))}")
+    if "stages" in changes:
+        changes["stages"] = validate_stages(changes["stages"])
+    if changes.get("on_failure", "rollback") not in ("rollback", "pause"):
+        raise ValueError("on_failure is rollback or pause")
+    flag = flag_gate().flag
+    with guarded_transaction(flag, PLAN_LOCK_WAIT_S) as held:
+        if not held:
+            raise GuardBusy("the guard is evaluating; try again in a moment")
+        plan = _plan_for_update(flag)
+        percentage = rollout.rollout_state().percentage
+        for name, value in changes.items():
+            setattr(plan, name, value)
+        if "stages" in changes:  # the same percentage at its new index; the clock runs on
+            if percentage in plan.stages:
+                plan.stage_index = plan.stages.index(percentage)
+            else:
+                plan.stage_index = min(plan.stage_index, len(plan.stages) - 1)
+                plan.ready = False
+        if changes.get("paused") is True:
+            plan.ready = False
+        plan.updated_at, plan.updated_by = utcnow(), actor
+    return plan
+
+
+def advance_stage(actor: str) -> RolloutPlan:
+    """Product's click: move to the next stage when the guard marked this one ready (or
+    from 0%, where there is nothing to judge). StageNotReady says why not."""
+    flag = flag_gate().flag
+    with guarded_transaction(flag, PLAN_LOCK_WAIT_S) as held:
+        if not held:
+            raise GuardBusy("the guard is evaluating; try again in a moment")
+        plan = _plan_for_update(flag)
+        percentage = rollout.rollout_state().percentage
+        if not _sync_stage(plan, percentage):
+            raise StageNotReady(f"the rollout is at {percentage}%, not a stage of the plan")
+        if plan.paused:
+            raise StageNotReady("the plan is paused: resume it (paused: false) first")
+        if plan.stage_index + 1 >= len(plan.stages):
+            raise StageNotReady(f"{percentage}% is the plan's last stage")
+        if not plan.ready and percentage != 0:
+            raise StageNotReady(
+                f"the stage at {percentage}% is not ready: the guard has not yet seen "
+                "every check pass for the stage's time"
+            )
+        target = plan.stages[plan.stage_index + 1]
+        now = utcnow()
+        plan.stage_index += 1
+        plan.stage_started_at, plan.ready = now, False
+        plan.updated_at, plan.updated_by = now, actor
+        rollout.set_rollout(target, f"advance: stage {percentage}% → {target}%", actor)
+    metrics.rollout_stage.set(plan.stage_index)
+    return plan
+
+
+def plan_json(plan: RolloutPlan) -> dict[str, Any]:
+    stages = list(plan.stages)
+    return {
+        "flag": plan.flag,
+        "stages": stages,
+        "stage": plan.stage_index,
+        "stagePercentage": stages[plan.stage_index] if plan.stage_index < len(stages) else None,
+        "stageStartedAt": plan.stage_started_at,
+        "minStageSeconds": plan.min_stage_seconds,
+        "minCompletions": plan.min_completions,
+        "minAccessChecks": plan.min_access_checks,
+        "autoAdvance": plan.auto_advance,
+        "onFailure": plan.on_failure,
+        "successRateMargin": plan.success_rate_margin,
+        "p95BudgetSeconds": plan.p95_budget_seconds,
+        "enabled": plan.enabled,
+        "paused": plan.paused,
+        "ready": plan.ready,
+        "updatedAt": plan.updated_at,
+        "updatedBy": plan.updated_by,
+    }
+
+
+# -- evaluations ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GuardRun:
+    """What one call to `evaluate` did."""
+
+    outcome: Literal["evaluated", "lock_held", "skipped", "disabled", "flag_unavailable"]
+    message: str
+    evaluation: dict[str, Any] | None = None
+
+
+def instance_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def evaluation_json(row: GuardEvaluation) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "at": row.at,
+        "flag": row.flag,
+        "stage": row.stage,
+        "percentage": row.percentage,
+        "windowSeconds": row.window_seconds,
+        "checks": row.checks,
+        "decision": row.decision,
+        "reason": row.reason,
+        "acted": row.acted,
+        "instance": row.instance,
+    }
+
+
+def recent_evaluations(limit: int = 50) -> list[GuardEvaluation]:
+    """Newest first."""
+    return list(
+        db.session.scalars(
+            sa.select(GuardEvaluation)
+            .where(GuardEvaluation.flag == flag_gate().flag)
+            .order_by(GuardEvaluation.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def _evaluated_within(flag: str, seconds: float) -> bool:
+    last = db.session.scalar(
+        sa.select(GuardEvaluation.at)
+        .where(GuardEvaluation.flag == flag)
+        .order_by(GuardEvaluation.id.desc())
+        .limit(1)
+    )
+    return last is not None and (utcnow() - last).total_seconds() < seconds
+
+
+def evaluate(*, scheduled: bool = False) -> GuardRun:
+    """Evaluate the plan now and act on the decision; one process at a time.
+
+    `scheduled`: a worker's periodic wake-up, skipped when any process evaluated within
+    most of an interval (every worker wakes; one evaluation per interval is made).
+    """
+    config = current_app.config
+    if not config["PROMETHEUS_URL"]:
+        return GuardRun("disabled", "PROMETHEUS_URL is not set: the guard has no figures")
+    flag = flag_gate().flag
+    with guarded_transaction(flag) as held:
+        if not held:
+            return GuardRun("lock_held", "another process holds the guard's lock and is evaluating")
+        plan = db.session.get(RolloutPlan, flag, with_for_update=True)
+        if plan is None or not plan.enabled:
+            return GuardRun("disabled", "the plan is disabled (flask rollout plan --enable)")
+        metrics.rollout_stage.set(plan.stage_index)
+        interval = config["PROGRESS_GUARD_INTERVAL_S"]
+        if scheduled and _evaluated_within(flag, 0.9 * interval):
+            return GuardRun("skipped", "evaluated moments ago by another process")
+        try:
+            state = rollout.rollout_state()
+        except rollout.RolloutError as exc:
+            log.warning("rollout guard: the flag is unreadable; holding", extra={"error": str(exc)})
+            return GuardRun("flag_unavailable", f"the flag is unreadable: {exc}")
+        evaluation, decision = _evaluate_locked(plan, state)
+        stage = plan.stage_index
+        result = evaluation_json(evaluation)
+    metrics.rollout_guard_decisions.labels(decision).inc()
+    metrics.rollout_stage.set(stage)
+    return GuardRun("evaluated", result["reason"], result)
+
+
+def _evaluate_locked(
+    plan: RolloutPlan, state: rollout.RolloutState
+) -> tuple[GuardEvaluation, Decision]:
+    config = current_app.config
+    now = utcnow()
+    on_plan = _sync_stage(plan, state.percentage)
+    elapsed = (now - plan.stage_started_at).total_seconds()
+    window = max(int(elapsed), config["PROGRESS_GUARD_MIN_WINDOW_S"])
+    prometheus = Prometheus(config["PROMETHEUS_URL"], config["PROGRESS_GUARD_QUERY_TIMEOUT_S"])
+    try:
+        figures = read_figures(
+            prometheus, window, now.timestamp(), config["PROGRESS_GUARD_SELECTOR"]
+        )
+    except PrometheusUnavailable as exc:
+        log.warning(
+            "rollout guard: Prometheus unavailable; holding, nothing changed",
+            extra={"prometheus_url": prometheus.url, "error": str(exc)},
+        )
+        checks = unmeasured(f"Prometheus {exc}")
+        verdict = Verdict("hold", f"Prometheus {exc}: holding, nothing changed")
+    else:
+        checks = judge(figures, Thresholds.of(plan), state.percentage)
+        has_next = on_plan and plan.stage_index + 1 < len(plan.stages)
+        verdict = decide(
+            checks,
+            Situation(
+                percentage=state.percentage,
+                next_percentage=plan.stages[plan.stage_index + 1] if has_next else None,
+                stage_elapsed_s=elapsed,
+                min_stage_seconds=plan.min_stage_seconds,
+                auto_advance=plan.auto_advance,
+                on_failure=plan.on_failure,  # type: ignore[arg-type]
+                paused=plan.paused,
+                off_plan=not on_plan,
+            ),
+        )
+    evaluation = GuardEvaluation(
+        at=now,
+        flag=plan.flag,
+        stage=plan.stage_index,
+        percentage=state.percentage,
+        window_seconds=window,
+        checks=[c.as_json() for c in checks],
+        decision=verdict.decision,
+        reason=verdict.reason,
+        acted=False,
+        instance=instance_id(),
+    )
+    db.session.add(evaluation)
+    db.session.flush()  # its id goes into the history's reason
+    return _act(plan, verdict, state.percentage, evaluation), verdict.decision
+
+
+def _act(
+    plan: RolloutPlan, verdict: Verdict, percentage: int, evaluation: GuardEvaluation
+) -> GuardEvaluation:
+    """Carry out the decision; the plan, the evaluation and the rollout change are committed
+    together by set_rollout (embedded flags) or right after Unleash accepted the change.
+    Returns the evaluation as kept."""
+    decision = verdict.decision
+    now = utcnow()
+    if decision == "hold" or (decision == "ready" and plan.ready):
+        return evaluation
+    evaluation.acted = True
+    plan.updated_at, plan.updated_by = now, "guard"
+    if decision == "ready":
+        plan.ready = True
+        log.info("rollout guard: stage ready", extra={"percentage": percentage})
+        return evaluation
+    if decision == "advance":
+        target = plan.stages[plan.stage_index + 1]
+        plan.stage_index += 1
+        plan.stage_started_at, plan.ready = now, False
+    elif decision == "rollback":
+        target = plan.stages[0]
+        plan.stage_index = 0
+        plan.stage_started_at, plan.ready, plan.paused = now, False, True
+    else:  # pause: the same percentage, kept in the history with the reason
+        target = percentage
+        plan.ready, plan.paused = False, True
+    reason = f"guard {decision} (evaluation #{evaluation.id}): {verdict.reason}"
+    log.warning(
+        "rollout guard acts",
+        extra={"decision": decision, "from_percentage": percentage, "to_percentage": target},
+    )
+    # What to keep if the change fails: the rollback below discards the pending row.
+    kept = {
+        name: getattr(evaluation, name)
+        for name in ("at", "flag", "stage", "percentage", "window_seconds", "checks", "instance")
+    }
+    try:
+        rollout.set_rollout(target, reason[:500], "guard")
+    except Exception as exc:  # Unleash refused, say: record that nothing changed
+        db.session.rollback()
+        log.error("rollout guard could not act", extra={"decision": decision, "error": str(exc)})
+        failed = GuardEvaluation(
+            **kept,
+            decision=decision,
+            reason=f"{verdict.reason}; could not act: {exc}",
+            acted=False,
+        )
+        db.session.add(failed)
+        db.session.flush()
+        return failed
+    return evaluation
+
+
+# -- the schedule ---------------------------------------------------------------------------------
+
+
+class GuardWorker:
+    """What the guard does in each worker process, from its first request (threads do not
+    survive gunicorn's fork): publish the plan's stage as progress_rollout_stage (a
+    "mostrecent" gauge is exported only once set), and, with PROMETHEUS_URL and an interval,
+    run a daemon thread that evaluates every PROGRESS_GUARD_INTERVAL_S. Every worker of every
+    instance runs one; the lock and the "evaluated moments ago" rule make it one evaluation
+    per interval."""
+
+    def __init__(self, app: Flask) -> None:
+        self._app = app
+        self.interval_s: float = app.config["PROGRESS_GUARD_INTERVAL_S"]
+        self.scheduled = bool(app.config["PROMETHEUS_URL"]) and self.interval_s > 0
+        self._pid = 0
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def ensure_started(self) -> None:
+        if self._pid == os.getpid():
+            return
+        with self._lock:
+            if self._pid == os.getpid():
+                return
+            self._pid = os.getpid()
+            self._publish_stage()
+            if self.scheduled:
+                self._stop = threading.Event()
+                self._thread = threading.Thread(target=self._run, name="rollout-guard", daemon=True)
+                self._thread.start()
+
+    def stop(self, timeout: float = 10) -> None:
+        self._stop.set()
+        if self._thread is not None and self._pid == os.getpid():
+            self._thread.join(timeout)
+
+    @staticmethod
+    def _publish_stage() -> None:
+        try:
+            plan = db.session.get(RolloutPlan, flag_gate().flag)
+        except sa.exc.SQLAlchemyError:  # the next evaluation publishes it
+            db.session.rollback()
+            log.warning("rollout guard: the plan is unreadable", exc_info=True)
+            return
+        metrics.rollout_stage.set(plan.stage_index if plan is not None else 0)
+
+    def _run(self) -> None:
+        # Workers start together; a random first wait spreads their wake-ups.
+        wait = self.interval_s * random.uniform(0.2, 1.0)  # noqa: S311 - jitter, not secrets
+        while not self._stop.wait(wait):
+            wait = self.interval_s
+            try:
+                with self._app.app_context():
+                    run = evaluate(scheduled=True)
+                if run.outcome == "evaluated":
+                    log.info("rollout guard evaluated", extra={"guard_reason": run.message})
+            except Exception:
+                log.exception("rollout guard evaluation failed")
+
+
+def init_app(app: Flask) -> None:
+    worker = GuardWorker(app)
+    app.extensions[SCHEDULE_KEY] = worker
+    app.before_request(worker.ensure_started)  # a pid check once started

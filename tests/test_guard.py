@@ -1,0 +1,992 @@
+"""The rollout guard: its decision on synthetic figures (fast), its plan, routes, command line
+and lock in process, and, against a real Prometheus scraping the service under gunicorn on
+PostgreSQL, the whole loop: healthy traffic advances, false lock screens roll back, no traffic
+and an unreachable Prometheus hold, and two instances never both act on one evaluation."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import psycopg
+import pytest
+import requests
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from flask_migrate import downgrade, upgrade
+from prometheus_client import REGISTRY
+
+import lab.service
+from progress import guard, rollout
+from progress.extensions import db
+from progress.flags import path_for_learner
+from progress.guard import Figures, Situation, Thresholds, decide, judge
+from progress.models import GuardEvaluation, RolloutChange, RolloutPlan
+
+from .conftest import (
+    IN_CI,
+    PG_ADMIN_URL,
+    SECRET,
+    AuthActions,
+    build_app,
+    recreate_pg_database,
+    require_postgres,
+)
+from .support import prometheus_server
+from .support.service import free_port, running_service
+
+PLAN = "/api/v1/admin/rollout/plan"
+EVALUATIONS = "/api/v1/admin/rollout/evaluations"
+ADVANCE = "/api/v1/admin/rollout/advance"
+BASE = "/api/v1/modules/basics/lessons/"
+LESSONS = ["greetings", "introductions", "numbers-1-10", "colours", "polite-phrases"]
+
+
+# -- the decision, on synthetic figures --------------------------------------------------------
+
+
+def figures(
+    *,
+    verified: tuple[float, float, float] = (200, 0, 800),  # completions ok, errors, checks
+    legacy: tuple[float, float, float] = (2000, 0, 8000),
+    shown: float = 0,
+    caught: float = 0,
+    p95: float | None = 0.01,
+    breaker: float | None = 0.0,
+    window: int = 600,
+) -> Figures:
+    return Figures(
+        window_s=window,
+        false_locks={"client_report": shown, "audit": 0.0, "double_check": caught},
+        completions={
+            "verified": {"success": verified[0], "error": verified[1]},
+            "legacy": {"success": legacy[0], "error": legacy[1]},
+        },
+        access_checks={"verified": verified[2], "legacy": legacy[2]},
+        cache_update_p95_s={"verified": p95, "legacy": 0.002},
+        breaker_open_share=breaker,
+        breaker_trips=0.0,
+    )
+
+
+LIMITS = Thresholds(
+    min_completions=50, min_access_checks=200, success_rate_margin=0.001, p95_budget_s=0.25
+)
+
+
+def situation(**changes) -> Situation:
+    return Situation(
+        **{
+            "percentage": 10,
+            "next_percentage": 100,
+            "stage_elapsed_s": 900,
+            "min_stage_seconds": 600,
+            "auto_advance": True,
+            "on_failure": "rollback",
+            "paused": False,
+            **changes,
+        }
+    )
+
+
+def verdict(fig: Figures, **changes):
+    now = situation(**changes)
+    return decide(judge(fig, LIMITS, now.percentage), now)
+
+
+@pytest.mark.parametrize(
+    ("fig", "changes", "decision", "says"),
+    [
+        (figures(), {}, "advance", "advancing to 100%"),
+        (figures(), {"auto_advance": False}, "ready", "ready for 100%"),
+        (figures(), {"stage_elapsed_s": 120}, "hold", "has run 120 s of its 600 s"),
+        (
+            figures(shown=1, verified=(3, 0, 5)),
+            {},
+            "rollback",
+            "false lock screens shown on the verified path: 1 in",
+        ),
+        (figures(shown=1), {"on_failure": "pause"}, "pause", "false lock screens shown"),
+        (figures(shown=1), {"paused": True}, "rollback", "rolling back to 0%"),
+        (figures(shown=1), {"paused": True, "on_failure": "pause"}, "hold", "already paused"),
+        (figures(caught=7), {}, "advance", "7 caught by its double check"),
+        (figures(verified=(0, 0, 0), legacy=(0, 0, 0)), {}, "hold", "no data"),
+        (figures(verified=(0, 0, 0)), {}, "hold", "no data: no traffic on the verified path"),
+        (figures(verified=(10, 0, 40)), {}, "hold", "too little data"),
+        (figures(verified=(190, 10, 800)), {}, "rollback", "verified 95.00% vs legacy 100.00%"),
+        (figures(verified=(190, 10, 800)), {"on_failure": "pause"}, "pause", "95.00%"),
+        (figures(verified=(1999, 1, 800)), {}, "advance", "all checks pass"),
+        (figures(p95=0.4), {}, "pause", "p95 0.400 s (budget 0.25 s)"),
+        (figures(p95=0.4, verified=(10, 0, 40)), {}, "hold", "not acted on without the sample"),
+        (figures(breaker=0.8), {}, "pause", "circuit breaker open 80%"),
+        (figures(breaker=0.3), {}, "advance", "circuit breaker open 30%"),
+        (figures(p95=None), {}, "hold", "no verified cache update"),
+        (figures(), {"paused": True}, "hold", "paused"),
+        (figures(), {"percentage": 0, "next_percentage": 10}, "hold", "0%"),
+        (figures(shown=3), {"percentage": 0, "next_percentage": 10}, "hold", "0%"),
+        (
+            figures(legacy=(0, 0, 0)),
+            {"percentage": 100, "next_percentage": None},
+            "hold",
+            "last stage",
+        ),
+        (
+            figures(shown=2, legacy=(0, 0, 0)),
+            {"percentage": 100, "next_percentage": None},
+            "rollback",
+            "false lock screens shown on the verified path: 2",
+        ),
+        (figures(), {"off_plan": True, "next_percentage": None}, "hold", "not a stage"),
+    ],
+    ids=[
+        "healthy-auto",
+        "healthy-manual",
+        "stage-time-not-over",
+        "one-false-lock-whatever-the-sample",
+        "false-lock-pauses-when-planned",
+        "false-lock-rolls-back-even-when-paused",
+        "false-lock-while-paused-by-plan",
+        "double-check-catches-are-not-shown",
+        "no-traffic",
+        "no-verified-traffic",
+        "small-sample",
+        "worse-success-rate",
+        "worse-success-rate-pause-plan",
+        "success-rate-within-margin",
+        "slow-cache-updates-pause",
+        "slow-cache-updates-small-sample",
+        "breaker-stayed-open",
+        "breaker-tripped-briefly",
+        "no-cache-updates",
+        "paused-holds",
+        "zero-percent",
+        "zero-percent-ignores-old-false-locks",
+        "last-stage",
+        "last-stage-false-lock",
+        "off-plan",
+    ],
+)
+def test_the_decision_on_synthetic_figures(fig, changes, decision, says):
+    """Each situation gives its decision, and the reason names the figures behind it."""
+    result = verdict(fig, **changes)
+    assert result.decision == decision, result.reason
+    assert says in result.reason
+
+
+def test_slow_cache_updates_pause_even_when_the_plan_rolls_back():
+    """Slowness leaves the verified path right (bounded update, breaker): it pauses."""
+    assert verdict(figures(p95=0.4), on_failure="rollback").decision == "pause"
+
+
+def test_every_check_reports_its_figures_and_threshold():
+    checks = {c.name: c for c in judge(figures(shown=1, caught=2), LIMITS, 10)}
+    assert set(checks) == {
+        "false_lock_screens",
+        "sample_size",
+        "completion_success_rate",
+        "cache_update_p95",
+        "circuit_breaker",
+    }
+    locks = checks["false_lock_screens"].as_json()
+    assert locks["status"] == "fail"
+    assert locks["figures"] == {
+        "shown": 1.0,
+        "clientReport": 1.0,
+        "audit": 0.0,
+        "caughtByDoubleCheck": 2.0,
+    }
+    assert locks["threshold"] == {"maxShown": 0}
+    assert checks["sample_size"].threshold["minCompletions"] == 50
+    assert checks["completion_success_rate"].threshold["minVerified"] == pytest.approx(0.999)
+    assert checks["cache_update_p95"].figures["verifiedSeconds"] == 0.01
+
+
+def test_no_series_at_all_is_no_data_for_every_check():
+    empty = Figures(window_s=60, false_locks=None, completions=None, access_checks=None)
+    checks = judge(empty, LIMITS, 10)
+    assert {c.status for c in checks} == {"no_data"}
+    assert decide(checks, situation()).decision == "hold"
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [([0, 10, 100], [0, 10, 100]), ([100, 10], [0, 10, 100]), ([0, 50], [0, 50])],
+)
+def test_stages_are_kept_rising_from_zero(given, kept):
+    assert guard.validate_stages(given) == kept
+
+
+@pytest.mark.parametrize("bad", [[0], [0, 0, 10], [0, 101], [0, True], [-1, 10]])
+def test_bad_stages_are_refused(bad):
+    with pytest.raises(ValueError, match=r"stage|percent|0\.\.100"):
+        guard.validate_stages(bad)
+
+
+# -- the plan, the routes, the command line, the lock (in process) -----------------------------
+
+
+def empty_guard_tables(app) -> None:
+    with app.app_context():
+        db.session.execute(sa.delete(GuardEvaluation))
+        db.session.execute(sa.delete(RolloutPlan))
+        db.session.commit()
+
+
+@pytest.fixture
+def guarded(app):
+    """The service on each engine, with no plan and no evaluation yet."""
+    empty_guard_tables(app)
+    yield app
+    empty_guard_tables(app)
+
+
+@pytest.fixture
+def pg_guarded(pg_app):
+    empty_guard_tables(pg_app)
+    yield pg_app
+    empty_guard_tables(pg_app)
+
+
+@pytest.fixture
+def admin():
+    return AuthActions(SECRET).learner(admin=True)
+
+
+def test_the_plan_starts_at_the_seeds_defaults_and_changes_field_by_field(guarded, admin):
+    client = guarded.test_client()
+    plan = client.get(PLAN, headers=admin.headers).get_json()
+    assert plan["stages"] == [0, 10, 100]
+    assert (plan["minStageSeconds"], plan["minCompletions"], plan["minAccessChecks"]) == (
+        600,
+        50,
+        200,
+    )
+    assert plan["autoAdvance"] is False
+    assert plan["onFailure"] == "rollback"
+    assert plan["enabled"] is False
+    assert plan["paused"] is False
+    assert plan["ready"] is False
+    changed = client.put(
+        PLAN,
+        headers=admin.headers,
+        json={"stages": [100, 5, 25], "minStageSeconds": 30, "autoAdvance": True, "enabled": True},
+    )
+    assert changed.status_code == 200, changed.get_json()
+    body = changed.get_json()
+    assert body["stages"] == [0, 5, 25, 100]
+    assert body["minStageSeconds"] == 30
+    assert body["autoAdvance"] is True
+    assert body["minCompletions"] == 50  # untouched
+    assert body["updatedBy"] == admin.email
+    assert client.get(PLAN, headers=admin.headers).get_json() == body
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"stages": [0, 10, 10]}, "stages"),
+        ({"stages": [0, 150]}, "stages.1"),
+        ({"onFailure": "panic"}, "onFailure"),
+        ({"minCompletions": -1}, "minCompletions"),
+        ({"successRateMargin": 2}, "successRateMargin"),
+        ({"enabled": "yes"}, "enabled"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
+def test_a_bad_plan_is_refused_with_the_field_named(guarded, admin, body, field):
+    answer = guarded.test_client().put(PLAN, headers=admin.headers, json=body)
+    assert answer.status_code == 400
+    assert answer.get_json()["error"]["field"] == field
+
+
+def test_guard_routes_are_for_admins_only(guarded, auth):
+    learner = auth.learner()
+    client = guarded.test_client()
+    assert client.get(PLAN).status_code == 401
+    assert client.get(PLAN, headers=learner.headers).status_code == 403
+    assert client.post(ADVANCE, headers=learner.headers).status_code == 403
+    assert client.get(EVALUATIONS, headers=learner.headers).status_code == 403
+
+
+def test_advance_starts_from_zero_and_then_waits_for_a_ready_stage(guarded, admin):
+    """From 0% product may start; from 10% only once the guard marked the stage ready."""
+    client = guarded.test_client()
+    started = client.post(ADVANCE, headers=admin.headers)
+    assert started.status_code == 200, started.get_json()
+    assert started.get_json()["stagePercentage"] == 10
+    assert client.get("/api/v1/admin/rollout", headers=admin.headers).get_json()["percentage"] == 10
+    refused = client.post(ADVANCE, headers=admin.headers)
+    assert refused.status_code == 409
+    assert refused.get_json()["error"]["code"] == "stage_not_ready"
+    with guarded.app_context():  # what the guard does when every check passed
+        db.session.get(RolloutPlan, "verified-progress-path").ready = True
+        db.session.commit()
+    moved = client.post(ADVANCE, headers=admin.headers)
+    assert moved.status_code == 200
+    assert moved.get_json()["stagePercentage"] == 100
+    assert moved.get_json()["ready"] is False
+    last = client.post(ADVANCE, headers=admin.headers)
+    assert last.status_code == 409
+    assert "last stage" in last.get_json()["error"]["message"]
+    history = client.get("/api/v1/admin/rollout/history", headers=admin.headers).get_json()
+    assert [(c["percentage"], c["changedBy"]) for c in history["changes"]] == [
+        (100, admin.email),
+        (10, admin.email),
+    ]
+
+
+def test_a_paused_plan_does_not_advance_until_resumed(guarded, admin):
+    client = guarded.test_client()
+    client.put(PLAN, headers=admin.headers, json={"paused": True})
+    refused = client.post(ADVANCE, headers=admin.headers)
+    assert refused.status_code == 409
+    assert "paused" in refused.get_json()["error"]["message"]
+    client.put(PLAN, headers=admin.headers, json={"paused": False})
+    assert client.post(ADVANCE, headers=admin.headers).status_code == 200
+
+
+def test_a_person_moving_the_rollout_moves_the_plans_stage(guarded, admin):
+    """The guard follows product to another stage of the plan, and that stage's clock
+    starts when the guard notices."""
+    client = guarded.test_client()
+    client.put(PLAN, headers=admin.headers, json={"enabled": True})
+    client.put(
+        "/api/v1/admin/rollout", headers=admin.headers, json={"percentage": 10, "reason": "by hand"}
+    )
+    with prometheus_at(guarded, f"http://127.0.0.1:{free_port()}"), guarded.app_context():
+        run = guard.evaluate()
+    assert (run.evaluation["stage"], run.evaluation["percentage"]) == (1, 10)
+    plan = client.get(PLAN, headers=admin.headers).get_json()
+    assert (plan["stage"], plan["stagePercentage"], plan["ready"]) == (1, 10, False)
+    assert plan["stageStartedAt"] >= run.evaluation["at"].isoformat()[:19]
+
+
+@contextlib.contextmanager
+def prometheus_at(app, url: str):
+    """Point an existing app's guard at `url` for a moment (no schedule is started)."""
+    app.config["PROMETHEUS_URL"] = url
+    try:
+        yield
+    finally:
+        app.config["PROMETHEUS_URL"] = ""
+
+
+def test_the_command_line_prints_and_changes_the_plan(guarded):
+    runner = guarded.test_cli_runner()
+    shown = runner.invoke(args=["rollout", "plan"])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output)["stages"] == [0, 10, 100]
+    changed = runner.invoke(
+        args=[
+            "rollout",
+            "plan",
+            "--stages",
+            "0,20,100",
+            "--min-stage-seconds",
+            "5",
+            "--min-completions",
+            "3",
+            "--min-access-checks",
+            "7",
+            "--auto-advance",
+            "--on-failure",
+            "pause",
+            "--enable",
+        ]
+    )
+    assert changed.exit_code == 0, changed.output
+    plan = json.loads(changed.output)
+    assert plan["stages"] == [0, 20, 100]
+    assert plan["minStageSeconds"] == 5
+    assert (plan["minCompletions"], plan["minAccessChecks"]) == (3, 7)
+    assert plan["autoAdvance"] is True
+    assert plan["onFailure"] == "pause"
+    assert plan["enabled"]
+    assert plan["updatedBy"].startswith("cli:")
+    bad = runner.invoke(args=["rollout", "plan", "--stages", "0,x"])
+    assert bad.exit_code != 0
+    assert "--stages" in bad.output
+    no_prometheus = runner.invoke(args=["rollout", "guard", "--once"])
+    assert no_prometheus.exit_code != 0
+    assert "PROMETHEUS_URL" in no_prometheus.output
+    assert runner.invoke(args=["rollout", "evaluations"]).output == ""
+
+
+def test_an_unreachable_prometheus_is_one_stored_hold_and_scheduled_wakeups_share_it(
+    make_pg_app, pg_guarded, caplog
+):
+    """A scheduled wake-up right after an evaluation (any process's) is skipped, so every
+    worker waking each interval makes one evaluation per interval between them."""
+    app = make_pg_app(
+        PROMETHEUS_URL=f"http://127.0.0.1:{free_port()}",
+        PROGRESS_GUARD_INTERVAL_S=60,
+    )
+    with app.app_context():
+        guard.update_plan({"enabled": True}, "tests")
+        first = guard.evaluate(scheduled=True)
+        second = guard.evaluate(scheduled=True)
+        forced = guard.evaluate()
+    assert first.outcome == "evaluated"
+    assert first.evaluation["decision"] == "hold"
+    assert "unreachable" in first.evaluation["reason"]
+    assert second.outcome == "skipped"
+    assert forced.outcome == "evaluated"  # `flask rollout guard --once` always evaluates
+    assert any(
+        r.levelno == logging.WARNING and "Prometheus unavailable" in r.getMessage()
+        for r in caplog.records
+    )
+
+
+def test_a_held_advisory_lock_keeps_another_evaluation_out(make_pg_app, pg_guarded):
+    """While another session holds the guard's PostgreSQL lock, an evaluation neither
+    judges nor records anything; plan changes wait, then answer busy."""
+    app = make_pg_app(PROMETHEUS_URL=f"http://127.0.0.1:{free_port()}", PROGRESS_GUARD_INTERVAL_S=0)
+    with app.app_context():
+        guard.update_plan({"enabled": True}, "tests")
+        key = guard._lock_key("verified-progress-path")
+    with psycopg.connect(app.config["SQLALCHEMY_DATABASE_URI"].replace("+psycopg", "")) as other:
+        assert other.execute("SELECT pg_try_advisory_xact_lock(%s)", (key,)).fetchone()[0]
+        with app.app_context():
+            run = guard.evaluate()
+            assert run.outcome == "lock_held"
+            assert run.evaluation is None
+            assert guard.recent_evaluations() == []
+        original_wait, guard.PLAN_LOCK_WAIT_S = guard.PLAN_LOCK_WAIT_S, 0.3
+        try:
+            admin = AuthActions(SECRET).learner(admin=True)
+            busy = app.test_client().put(PLAN, headers=admin.headers, json={"paused": True})
+        finally:
+            guard.PLAN_LOCK_WAIT_S = original_wait
+        assert busy.status_code == 409
+        assert busy.get_json()["error"]["code"] == "guard_busy"
+        other.rollback()
+    with app.app_context():
+        assert guard.evaluate().outcome == "evaluated"
+
+
+def test_when_the_flag_backend_refuses_the_evaluation_says_nothing_changed(guarded, monkeypatch):
+    """Unleash down at the moment of a rollback: the evaluation is kept, not acted on."""
+
+    def refuse(*args, **kwargs):
+        raise rollout.RolloutError("Unleash unreachable: ConnectionError")
+
+    monkeypatch.setattr(guard, "read_figures", lambda *a, **k: figures(shown=1, window=60))
+    with prometheus_at(guarded, "http://prometheus.invalid"), guarded.app_context():
+        guard.update_plan({"enabled": True}, "tests")
+        guard.advance_stage("tests")
+        monkeypatch.setattr(rollout, "set_rollout", refuse)
+        run = guard.evaluate()
+        assert (run.evaluation["decision"], run.evaluation["acted"]) == ("rollback", False)
+        assert "could not act: Unleash unreachable" in run.evaluation["reason"]
+        assert _check(run.evaluation, "false_lock_screens")["status"] == "fail"
+        plan = guard.current_plan()
+        assert (plan.stage_index, plan.paused) == (1, False)  # the plan did not move either
+        assert rollout.rollout_state().percentage == 10
+
+
+def test_on_sqlite_a_process_lock_keeps_a_second_evaluation_out(sqlite_app_session):
+    app = sqlite_app_session
+    empty_guard_tables(app)
+    try:
+        with prometheus_at(app, f"http://127.0.0.1:{free_port()}"), app.app_context():
+            guard.update_plan({"enabled": True}, "tests")
+            with guard._local_lock("verified-progress-path"):
+                assert guard.evaluate().outcome == "lock_held"
+            assert guard.evaluate().outcome == "evaluated"
+    finally:
+        empty_guard_tables(app)
+
+
+def test_each_worker_publishes_the_plans_stage_on_its_first_request(make_pg_app, pg_guarded):
+    """progress_rollout_stage is exported (dashboards draw it) even before any evaluation."""
+    with pg_guarded.app_context():
+        guard.advance_stage("tests")  # stage 1 (10%)
+    worker = make_pg_app()  # a fresh worker: it has not served a request yet
+    worker.test_client().get("/healthz")
+    assert REGISTRY.get_sample_value("progress_rollout_stage") == 1
+
+
+def test_the_admin_page_has_the_guard_section_and_script(guarded):
+    page = guarded.test_client().get("/admin/rollout").get_data(as_text=True)
+    assert 'id="guard"' in page
+    assert 'aria-labelledby="guard-h"' in page
+    assert "guard.js" in page
+    assert '<label for="guard-stages">' in page
+    with guarded.test_client().get("/static/guard.js") as script:
+        assert script.status_code == 200
+
+
+def test_migration_0003_adds_the_guard_tables_and_takes_them_away(tmp_path):
+    require_postgres()
+    url = recreate_pg_database("progress_guard_migration_test")
+    app = build_app(url, tmp_path)
+    try:
+        with app.app_context():
+            upgrade()
+            tables = set(sa.inspect(db.engine).get_table_names())
+            assert {"rollout_plans", "guard_evaluations"} <= tables
+            with db.engine.connect() as conn:
+                assert compare_metadata(MigrationContext.configure(conn), db.metadata) == []
+            downgrade(revision="0002")
+            tables = set(sa.inspect(db.engine).get_table_names())
+            assert not {"rollout_plans", "guard_evaluations"} & tables
+            assert "rollout_changes" in tables
+    finally:
+        with app.app_context():
+            for engine in db.engines.values():
+                engine.dispose()
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute('DROP DATABASE IF EXISTS "progress_guard_migration_test" WITH (FORCE)')
+
+
+# -- against a real Prometheus and the service under gunicorn ----------------------------------
+
+
+def require_prometheus() -> None:
+    if not prometheus_server.available():
+        if IN_CI:
+            pytest.fail("prometheus is required under CI=true (apt-get install prometheus)")
+        pytest.skip("prometheus is not installed")
+
+
+def service_env(pg_database: str, tmp_path: Path, port: int, **extra: str) -> dict[str, str]:
+    return {
+        "PROGRESS_ENV": "test",
+        "DATABASE_URL": pg_database,
+        "PROGRESS_JWT_SECRET": SECRET,
+        "PROGRESS_LOG_LEVEL": "WARNING",
+        "PROGRESS_FLAG_REFRESH_S": "1",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / f"metrics-{port}"),
+        **extra,
+    }
+
+
+@contextlib.contextmanager
+def guarded_services(monkeypatch, tmp_path, pg_database, instances=1, workers=1, **extra):
+    """Prometheus (1 s scrapes) and `instances` gunicorn instances that it scrapes, each
+    with the guard's per-worker schedule (1 s) pointed at that Prometheus. Prometheus is
+    started first, on the instances' ports chosen in advance, so they know its URL."""
+    require_prometheus()
+    ports = [free_port() for _ in range(instances)]
+    targets = [f"127.0.0.1:{port}" for port in ports]
+    with (
+        prometheus_server.running_prometheus(targets, tmp_path) as prometheus,
+        contextlib.ExitStack() as stack,
+    ):
+        services = []
+        for port in ports:
+            monkeypatch.setattr(lab.service, "free_port", lambda port=port: port)
+            env = service_env(
+                pg_database,
+                tmp_path,
+                port,
+                PROMETHEUS_URL=prometheus.url,
+                PROGRESS_GUARD_INTERVAL_S="1",
+                PROGRESS_GUARD_MIN_WINDOW_S="3",
+                **extra,
+            )
+            services.append(stack.enter_context(running_service(env, tmp_path, workers=workers)))
+        wait_for_samples(prometheus, instances)
+        yield prometheus, services
+
+
+def wait_for_samples(prometheus, targets: int, samples: int = 4) -> None:
+    """Until every target has `samples` scrapes stored: increase() needs two in its window,
+    and Prometheus starts scraping a few seconds after it is ready."""
+    query = 'count_over_time(up{job="lesson-progress"}[1m])'
+    wait_until(
+        lambda: (
+            sum(int(float(s["value"][1])) >= samples for s in prometheus.query(query)) >= targets
+        ),
+        30,
+        f"{samples} scrapes of each target",
+    )
+
+
+def learners_on_each_path(app, n: int) -> dict[str, list]:
+    """Learners whose bucket at the current percentage is known: n on each path."""
+    chosen: dict[str, list] = {"legacy": [], "verified": []}
+    with app.app_context():
+        while min(len(v) for v in chosen.values()) < n:
+            learner = AuthActions(SECRET).learner()
+            path = path_for_learner(learner.id)
+            if len(chosen[path]) < n:
+                chosen[path].append(learner)
+    return chosen
+
+
+def walk_the_first_module(url: str, learner) -> str:
+    """Open each lesson, complete it, open the next: 5 completions, 9 access checks."""
+    session = requests.Session()
+    session.headers.update(learner.headers)
+    served = set()
+    for lesson, following in zip(LESSONS, [*LESSONS[1:], None], strict=True):
+        assert session.get(url + BASE + lesson + "/access", timeout=10).json()["accessible"]
+        done = session.post(url + BASE + lesson + "/complete", timeout=10)
+        assert done.status_code == 200, done.text
+        served.add(done.json()["path"])
+        if following:
+            session.get(url + BASE + following + "/access", timeout=10)
+    (path,) = served
+    return path
+
+
+def drive_healthy_traffic(url: str, learners: dict[str, list]) -> None:
+    with ThreadPoolExecutor(8) as pool:
+        jobs = {
+            pool.submit(walk_the_first_module, url, learner): path
+            for path, group in learners.items()
+            for learner in group
+        }
+    for job, path in jobs.items():
+        assert job.result() == path  # the flag picked the path we expected
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.3):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(interval)
+
+
+def evaluations_oldest_first(app) -> list[dict]:
+    with app.app_context():
+        return [guard.evaluation_json(e) for e in reversed(guard.recent_evaluations(500))]
+
+
+def guard_changes(app) -> list[RolloutChange]:
+    with app.app_context():
+        return [c for c in rollout.rollout_history() if c.changed_by == "guard"]
+
+
+def print_timeline(app) -> None:
+    """What `flask rollout history` and `flask rollout evaluations --format text` print,
+    for the test's log (shown with -s, or under a failure)."""
+    runner = app.test_cli_runner()
+    print(runner.invoke(args=["rollout", "history"]).output)
+    print(
+        runner.invoke(args=["rollout", "evaluations", "--format", "text", "--limit", "200"]).output
+    )
+
+
+@pytest.mark.slow
+def test_healthy_traffic_at_ten_percent_advances_to_one_hundred(
+    pg_guarded, pg_database, tmp_path, monkeypatch
+):
+    """Two gunicorn workers each wake their guard every second; with healthy traffic on
+    both paths and the stage's time over, one of them advances 10% -> 100%, once."""
+    app = pg_guarded
+    with app.app_context():
+        guard.update_plan(
+            {
+                "min_stage_seconds": 6,
+                "min_completions": 10,
+                "min_access_checks": 20,
+                "auto_advance": True,
+                "enabled": True,
+            },
+            "tests",
+        )
+        guard.advance_stage("product@example.com")  # 0% -> 10%: product starts the rollout
+    learners = learners_on_each_path(app, 4)
+    with guarded_services(monkeypatch, tmp_path, pg_database, workers=2) as (_prometheus, (svc,)):
+        drive_healthy_traffic(svc.url, learners)
+        admin = AuthActions(SECRET).learner(admin=True)
+
+        def percentage():
+            return requests.get(svc.url + "/api/v1/admin/rollout", headers=admin.headers,
+                                timeout=10).json()["percentage"]  # fmt: skip
+
+        wait_until(lambda: percentage() == 100, 40, "the guard to advance to 100%")
+        metrics_text = requests.get(svc.url + "/metrics", timeout=10).text
+    print_timeline(app)
+
+    evaluations = evaluations_oldest_first(app)
+    acted = [e for e in evaluations if e["acted"]]
+    assert [(e["decision"], e["percentage"]) for e in acted] == [("advance", 10)]
+    advance = acted[0]
+    assert advance["windowSeconds"] >= 6  # not before the stage's time was over
+    assert {c["name"]: c["status"] for c in advance["checks"]} == dict.fromkeys(
+        [
+            "false_lock_screens",
+            "sample_size",
+            "completion_success_rate",
+            "cache_update_p95",
+            "circuit_breaker",
+        ],
+        "pass",
+    )
+    sample = next(c for c in advance["checks"] if c["name"] == "sample_size")["figures"]
+    assert sample["verifiedCompletions"] >= 10
+    assert sample["legacyCompletions"] >= 10
+    (change,) = guard_changes(app)
+    assert (change.previous_percentage, change.percentage) == (10, 100)
+    assert change.reason.startswith(f"guard advance (evaluation #{advance['id']}): advancing")
+    with app.app_context():
+        assert guard.current_plan().stage_index == 2
+    assert 'progress_rollout_guard_decisions_total{decision="advance"} 1.0' in metrics_text
+    assert "progress_rollout_stage 2.0" in metrics_text
+
+
+@pytest.mark.slow
+def test_false_lock_screens_on_the_verified_path_roll_back_at_the_next_evaluation(
+    pg_guarded, pg_database, tmp_path, monkeypatch
+):
+    """Instance X caches lesson 2 as locked, the learner completes lesson 1 on instance Y,
+    X never hears of it (notifications dropped) and, with the double check off, answers
+    "locked" from its copy; the learner reports the lock screen. The guard rolls back to
+    0% at its next evaluation, and the history and the evaluation say why, with figures."""
+    app = pg_guarded
+    with app.app_context():
+        guard.update_plan(
+            # A sample far beyond this test's traffic: a false lock needs none.
+            {"min_stage_seconds": 600, "min_completions": 500, "enabled": True},
+            "tests",
+        )
+        guard.advance_stage("product@example.com")
+    learners = learners_on_each_path(app, 3)["verified"]
+    faults = "disable_double_check=1,drop_notifications=1"
+    with guarded_services(
+        monkeypatch, tmp_path, pg_database, instances=2, PROGRESS_FAULTS=faults
+    ) as (_prometheus, (x, y)):
+        shown = 0
+        for learner in learners:
+            h = learner.headers
+            lesson_2 = BASE + "introductions/access"
+            assert (
+                requests.get(x.url + lesson_2, headers=h, timeout=10).json()["accessible"] is False
+            )
+            completed = requests.post(y.url + BASE + "greetings/complete", headers=h, timeout=10)
+            assert completed.json()["path"] == "verified"
+            answer = requests.get(x.url + lesson_2, headers=h, timeout=10).json()
+            if answer["accessible"] is False:  # the false lock screen the learner saw
+                report = requests.post(
+                    x.url + "/api/v1/events/lock-screen",
+                    headers=h,
+                    json={"moduleId": "basics", "lessonId": "introductions"},
+                    timeout=10,
+                )
+                assert report.json() == {"falseLock": True}
+                shown += 1
+        assert shown == len(learners), "the faults did not produce the false lock screens"
+        reported_at = time.time()
+        admin = AuthActions(SECRET).learner(admin=True)
+
+        def percentage():
+            return requests.get(x.url + "/api/v1/admin/rollout", headers=admin.headers,
+                                timeout=10).json()["percentage"]  # fmt: skip
+
+        wait_until(lambda: percentage() == 0, 30, "the guard to roll back to 0%")
+        rolled_back_after = time.time() - reported_at
+        # The learners are back on the legacy path once the flag refreshes (1 s).
+        wait_until(
+            lambda: (
+                requests.get(
+                    x.url + BASE + "greetings/access", headers=learners[0].headers, timeout=10
+                ).headers["X-Progress-Path"]
+                == "legacy"
+            ),
+            10,
+            "the learner to be served by the legacy path",
+        )
+    print_timeline(app)
+
+    evaluations = evaluations_oldest_first(app)
+    seen = [e for e in evaluations if _check(e, "false_lock_screens")["status"] == "fail"]
+    first = seen[0]  # the first evaluation that saw a false lock is the one that rolled back
+    assert (first["decision"], first["acted"], first["percentage"]) == ("rollback", True, 10)
+    locks = _check(first, "false_lock_screens")
+    assert locks["figures"]["shown"] >= 1
+    assert locks["figures"]["clientReport"] >= 1
+    assert locks["threshold"] == {"maxShown": 0}
+    assert _check(first, "sample_size")["status"] == "no_data"  # acted without a sample
+    assert "false lock screens shown on the verified path" in first["reason"]
+    assert [e["decision"] for e in evaluations if e["acted"]] == ["rollback"]  # once, not twice
+    assert rolled_back_after < 15
+    (change,) = guard_changes(app)
+    assert (change.previous_percentage, change.percentage) == (10, 0)
+    assert change.reason.startswith(f"guard rollback (evaluation #{first['id']}): rolling back")
+    assert "client_report" in change.reason
+    with app.app_context():
+        plan = guard.current_plan()
+        assert (plan.stage_index, plan.paused) == (0, True)
+
+
+def _check(evaluation: dict, name: str) -> dict:
+    return next(c for c in evaluation["checks"] if c["name"] == name)
+
+
+def guard_app(make_pg_app, prometheus_url: str):
+    """An app instance that evaluates on demand (no schedule), like `flask rollout guard`."""
+    return make_pg_app(
+        PROMETHEUS_URL=prometheus_url,
+        PROGRESS_GUARD_INTERVAL_S=0,
+        PROGRESS_GUARD_MIN_WINDOW_S=3,
+    )
+
+
+@pytest.mark.slow
+def test_no_traffic_holds_with_no_data(pg_guarded, pg_database, make_pg_app, tmp_path):
+    """At 10%, with the stage's time over but nobody learning, the guard holds: no data."""
+    require_prometheus()
+    app = pg_guarded
+    with app.app_context():
+        guard.update_plan({"min_stage_seconds": 0, "auto_advance": True, "enabled": True}, "t")
+        guard.advance_stage("product@example.com")
+    env = service_env(pg_database, tmp_path, 0)
+    with (
+        running_service(env, tmp_path, workers=1) as svc,
+        prometheus_server.running_prometheus([f"127.0.0.1:{svc.port}"], tmp_path) as prometheus,
+    ):
+        wait_for_samples(prometheus, 1)
+        checker = guard_app(make_pg_app, prometheus.url)
+        holds = REGISTRY.get_sample_value(
+            "progress_rollout_guard_decisions_total", {"decision": "hold"}
+        )
+        result = checker.test_cli_runner().invoke(args=["rollout", "guard", "--once"])
+    assert result.exit_code == 0, result.output
+    evaluation = json.loads(result.output)
+    assert (evaluation["decision"], evaluation["acted"]) == ("hold", False)
+    assert "no data" in evaluation["reason"]
+    assert _check(evaluation, "sample_size")["figures"]["verifiedCompletions"] == 0
+    assert _check(evaluation, "false_lock_screens")["status"] == "pass"  # zero, not missing
+    assert (
+        REGISTRY.get_sample_value("progress_rollout_guard_decisions_total", {"decision": "hold"})
+        == holds + 1
+    )
+    with app.app_context():
+        assert rollout.rollout_state().percentage == 10
+    assert guard_changes(app) == []
+    listed = checker.test_cli_runner().invoke(args=["rollout", "evaluations", "--limit", "1"])
+    assert json.loads(listed.output)["id"] == evaluation["id"]
+
+
+@pytest.mark.slow
+def test_prometheus_down_holds_logs_it_and_changes_nothing(
+    pg_guarded, make_pg_app, tmp_path, caplog
+):
+    require_prometheus()
+    app = pg_guarded
+    with app.app_context():
+        guard.update_plan({"min_stage_seconds": 0, "auto_advance": True, "enabled": True}, "t")
+        guard.advance_stage("product@example.com")
+        before = guard.plan_json(guard.current_plan())
+    with prometheus_server.running_prometheus([], tmp_path) as prometheus:
+        url = prometheus.url
+    checker = guard_app(make_pg_app, url)  # Prometheus has stopped: nothing listens there
+    result = checker.test_cli_runner().invoke(args=["rollout", "guard", "--once"])
+    assert result.exit_code == 0, result.output
+    evaluation = json.loads(result.output)
+    assert (evaluation["decision"], evaluation["acted"]) == ("hold", False)
+    assert "unreachable" in evaluation["reason"]
+    assert "nothing changed" in evaluation["reason"]
+    assert {c["status"] for c in evaluation["checks"]} == {"no_data"}
+    warnings = [r for r in caplog.records if r.name == "progress.guard"]
+    assert any(r.levelno == logging.WARNING and url in r.prometheus_url for r in warnings)
+    with app.app_context():
+        assert guard.plan_json(guard.current_plan()) == before
+        assert rollout.rollout_state().percentage == 10
+    assert guard_changes(app) == []
+
+
+@pytest.mark.slow
+def test_two_instances_never_both_act_on_one_evaluation(
+    pg_guarded, pg_database, make_pg_app, tmp_path, monkeypatch
+):
+    """Two app instances evaluate at the same moment (Prometheus slowed so they overlap):
+    one takes the lock, judges and advances; the other reports the lock held and does
+    nothing. Repeated until the data is in: every round has exactly one evaluation."""
+    require_prometheus()
+    app = pg_guarded
+    with app.app_context():
+        guard.update_plan(
+            {"min_stage_seconds": 0, "min_completions": 5, "min_access_checks": 10,
+             "auto_advance": True, "enabled": True},
+            "tests",
+        )  # fmt: skip
+        guard.advance_stage("product@example.com")
+    learners = learners_on_each_path(app, 2)
+    env = service_env(pg_database, tmp_path, 0)
+    with (
+        running_service(env, tmp_path, workers=1) as svc,
+        prometheus_server.running_prometheus([f"127.0.0.1:{svc.port}"], tmp_path) as prometheus,
+    ):
+        wait_for_samples(prometheus, 1)
+        drive_healthy_traffic(svc.url, learners)
+        instances = [guard_app(make_pg_app, prometheus.url) for _ in range(2)]
+        slow_query = guard.Prometheus.query
+
+        def slowed(self, expr, at):
+            time.sleep(0.2)
+            return slow_query(self, expr, at)
+
+        monkeypatch.setattr(guard.Prometheus, "query", slowed)
+        rounds = []
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline:
+            start = threading.Barrier(2)
+
+            def evaluate(instance, start=start):
+                with instance.app_context():
+                    start.wait(10)
+                    return guard.evaluate()
+
+            with ThreadPoolExecutor(2) as pool:
+                runs = list(pool.map(evaluate, instances))
+            rounds.append(runs)
+            assert sorted(r.outcome for r in runs) == ["evaluated", "lock_held"], runs
+            (judged,) = [r for r in runs if r.outcome == "evaluated"]
+            if judged.evaluation["acted"]:
+                break
+            time.sleep(1)
+    print_timeline(app)
+    assert judged.evaluation["decision"] == "advance", [r[0].message for r in rounds]
+    (change,) = guard_changes(app)
+    assert (change.previous_percentage, change.percentage) == (10, 100)
+    evaluations = evaluations_oldest_first(app)
+    assert len(evaluations) == len(rounds)  # one kept per round, never two
+    assert [e["decision"] for e in evaluations if e["acted"]] == ["advance"]
+
+
+@pytest.mark.slow
+def test_with_a_real_unleash_server_the_guard_moves_the_flag_in_unleash(
+    make_pg_app, pg_guarded, monkeypatch
+):
+    """The guard only uses rollout_state and set_rollout: with Unleash as the backend,
+    its rollback changes the flexibleRollout in Unleash and the history says why."""
+    from .support.unleash_server import create_rollout_flag, running_unleash
+
+    with running_unleash() as server:
+        create_rollout_flag(server, "verified-progress-path", percentage=0)
+        app = make_pg_app(
+            UNLEASH_URL=server.url,
+            UNLEASH_API_TOKEN=server.client_token,
+            UNLEASH_ADMIN_TOKEN=server.admin_token,
+            PROMETHEUS_URL="http://prometheus.invalid",
+            PROGRESS_GUARD_INTERVAL_S=0,
+        )
+        admin = AuthActions(SECRET).learner(admin=True)
+        client = app.test_client()
+        client.put(PLAN, headers=admin.headers, json={"enabled": True, "minStageSeconds": 0})
+        assert client.post(ADVANCE, headers=admin.headers).status_code == 200
+        state = client.get("/api/v1/admin/rollout", headers=admin.headers).get_json()
+        assert (state["percentage"], state["backend"]) == (10, "unleash")
+        # Figures as Prometheus would give them: one shown false lock on the verified path.
+        monkeypatch.setattr(guard, "read_figures", lambda *a, **k: figures(shown=1, window=60))
+        with app.app_context():
+            run = guard.evaluate()
+            assert run.evaluation["decision"] == "rollback"
+            assert run.evaluation["acted"]
+            assert rollout.rollout_state().percentage == 0  # read back from Unleash
+            (change,) = [c for c in rollout.rollout_history() if c.changed_by == "guard"]
+            assert (change.percentage, change.backend) == (0, "unleash")
+            assert "false lock screens shown" in change.reason
