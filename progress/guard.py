@@ -684,6 +684,16 @@ PLAN_FIELDS = {
 }
 
 
+@contextlib.contextmanager
+def _plan_locked() -> Iterator[RolloutPlan]:
+    """The plan, changed under the guard's lock; GuardBusy while an evaluation holds it."""
+    flag = flag_gate().flag
+    with guarded_transaction(flag, PLAN_LOCK_WAIT_S) as held:
+        if not held:
+            raise GuardBusy("the guard is evaluating; try again in a moment")
+        yield _plan_for_update(flag)
+
+
 def update_plan(changes: dict[str, Any], actor: str) -> RolloutPlan:
     """Change the plan (any of PLAN_FIELDS); GuardBusy if an evaluation holds the lock."""
     unknown = set(changes) - PLAN_FIELDS
@@ -693,11 +703,7 @@ def update_plan(changes: dict[str, Any], actor: str) -> RolloutPlan:
         changes["stages"] = validate_stages(changes["stages"])
     if changes.get("on_failure", "rollback") not in ("rollback", "pause"):
         raise ValueError("on_failure is rollback or pause")
-    flag = flag_gate().flag
-    with guarded_transaction(flag, PLAN_LOCK_WAIT_S) as held:
-        if not held:
-            raise GuardBusy("the guard is evaluating; try again in a moment")
-        plan = _plan_for_update(flag)
+    with _plan_locked() as plan:
         percentage = rollout.rollout_state().percentage
         for name, value in changes.items():
             setattr(plan, name, value)
@@ -716,11 +722,7 @@ def update_plan(changes: dict[str, Any], actor: str) -> RolloutPlan:
 def advance_stage(actor: str) -> RolloutPlan:
     """Product's click: move to the next stage when the guard marked this one ready (or
     from 0%, where there is nothing to judge). StageNotReady says why not."""
-    flag = flag_gate().flag
-    with guarded_transaction(flag, PLAN_LOCK_WAIT_S) as held:
-        if not held:
-            raise GuardBusy("the guard is evaluating; try again in a moment")
-        plan = _plan_for_update(flag)
+    with _plan_locked() as plan:
         percentage = rollout.rollout_state().percentage
         if not _sync_stage(plan, percentage):
             raise StageNotReady(f"the rollout is at {percentage}%, not a stage of the plan")

@@ -1,28 +1,10 @@
 // The admin rollout page: reads and changes the rollout through /api/v1/admin.
 (function () {
   "use strict";
-  const api = "/api/v1/admin";
   const $ = (id) => document.getElementById(id);
   let token = sessionStorage.getItem("progress.adminToken") || "";
 
-  async function call(method, path, body) {
-    const response = await fetch(api + path, {
-      method,
-      headers: Object.assign(
-        { Authorization: "Bearer " + token },
-        body ? { "Content-Type": "application/json" } : {}
-      ),
-      body: body ? JSON.stringify(body) : undefined,
-    });
-    const data = await response.json().catch(() => null); // a proxy's HTML error page, say
-    if (!response.ok) {
-      const error = new Error(data && data.error ? data.error.message : response.status + " " + response.statusText);
-      error.status = response.status;
-      throw error;
-    }
-    if (data === null) throw new Error(method + " " + path + " did not answer JSON");
-    return data;
-  }
+  const call = window.AdminApi.call;
 
   function signedIn(yes) {
     $("signin").hidden = yes;

@@ -3,9 +3,8 @@
 // admin-rollout.js keeps in sessionStorage.
 (function () {
   "use strict";
-  const api = "/api/v1/admin/rollout";
   const $ = (id) => document.getElementById(id);
-  const tokenKey = "progress.adminToken";
+  const tokenKey = window.AdminApi.TOKEN_KEY;
   const NUMBERS = [
     ["guard-min-stage", "minStageSeconds", "minimum time at each stage", true],
     ["guard-min-completions", "minCompletions", "completions needed", true],
@@ -20,25 +19,8 @@
   ];
   let editing = false; // never overwrite what someone is typing
 
-  async function call(method, path, body) {
-    const token = sessionStorage.getItem(tokenKey) || "";
-    if (!token) throw Object.assign(new Error("no admin token"), { status: 401 });
-    const response = await fetch(api + path, {
-      method,
-      headers: Object.assign(
-        { Authorization: "Bearer " + token },
-        body ? { "Content-Type": "application/json" } : {}
-      ),
-      body: body ? JSON.stringify(body) : undefined,
-    });
-    const data = await response.json().catch(() => null);
-    if (!response.ok) {
-      const message = data && data.error ? data.error.message : response.status + " " + response.statusText;
-      throw Object.assign(new Error(message), { status: response.status, field: data && data.error && data.error.field });
-    }
-    if (data === null) throw new Error(method + " " + path + " did not answer JSON");
-    return data;
-  }
+  // The guard's routes live under /api/v1/admin/rollout.
+  const call = (method, path, body) => window.AdminApi.call(method, "/rollout" + path, body);
 
   function when(iso) {
     return iso ? new Date(iso).toLocaleString() : "never";
