@@ -33,7 +33,7 @@ import requests
 
 from progress import faults
 
-from . import postgres, report
+from . import postgres, prometheus, report
 from .learners import Learner, LearnerResult, LessonStep, StartCounter
 from .service import REPO, RunningService, start_service
 
@@ -100,6 +100,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--kill-worker", action="store_true", help="SIGKILL a worker of instance 0 mid-run")
     add("--concurrency", type=_at_least(1), default=16, help="learners in flight (default 16)")
     add("--lessons", type=_at_least(1), default=3, help="lessons per learner (default 3)")
+    add(
+        "--guard",
+        action="store_true",
+        help="also run a real Prometheus and the rollout guard (a sidecar) with stages 0,10,100 "
+        "and auto-advance; print its evaluations and the rollout history",
+    )
+    add("--guard-stage-seconds", type=_at_least(1), default=20, help="minimum stage time (20)")
     add("--json", type=Path, help="also write the full report as JSON here")
     add("--logs", type=Path, help="copy the instances' logs into this directory")
     return parser.parse_args(argv)
@@ -134,6 +141,66 @@ def flask(args: Sequence[str], env: Mapping[str, str]) -> str:
             f"{result.stdout[-2000:]}{result.stderr[-2000:]}"
         )
     return result.stdout.strip()
+
+
+# ---------------------------------------------------------------- the rollout guard
+
+
+class GuardRun:
+    """A real Prometheus scraping the instances, a guard plan, and `flask rollout guard
+    --loop` as a sidecar judging the rollout while the learners run."""
+
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        env: Mapping[str, str],
+        services: Sequence[RunningService],
+        root: Path,
+    ) -> None:
+        self._env = dict(env)
+        targets = [service.url.removeprefix("http://") for service in services]
+        self._prometheus = prometheus.running_prometheus(targets, root)
+        server = self._prometheus.__enter__()
+        stage_s = str(args.guard_stage_seconds)
+        flask(
+            ["rollout", "plan", "--stages", "0,10,100", "--min-stage-seconds", stage_s,
+             "--min-completions", "20", "--min-access-checks", "40", "--auto-advance",
+             "--on-failure", "rollback", "--enable", "--resume"],
+            self._env,
+        )  # fmt: skip
+        executable = Path(sys.executable).with_name("flask")
+        self._log = open(root / "guard.log", "w")  # noqa: SIM115 - open for the sidecar's life
+        self._sidecar = subprocess.Popen(  # noqa: S603 - our own flask, fixed arguments
+            [str(executable), "--app", "app", "rollout", "guard", "--loop"],
+            cwd=REPO,
+            env={
+                **self._env,
+                "PROMETHEUS_URL": server.url,
+                "PROGRESS_GUARD_INTERVAL_S": "3",
+                "PROGRESS_GUARD_MIN_WINDOW_S": "5",
+            },
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        log(f"guard: Prometheus at {server.url}, sidecar every 3 s, stages 0,10,100")
+
+    def finish(self) -> dict[str, str]:
+        self._sidecar.terminate()
+        try:
+            self._sidecar.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self._sidecar.kill()
+        self._log.close()
+        self._prometheus.__exit__(None, None, None)
+        timeline = {
+            "evaluations": flask(
+                ["rollout", "evaluations", "--limit", "200", "--format", "text"], self._env
+            ),
+            "history": flask(["rollout", "history"], self._env),
+        }
+        print("\n# rollout guard: evaluations, oldest last\n" + timeline["evaluations"])
+        print("\n# rollout history, newest first\n" + timeline["history"])
+        return timeline
 
 
 # ---------------------------------------------------------------- killing a worker
@@ -291,6 +358,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
                         f"--lessons must be below the course's {len(steps)} lessons "
                         "(each learner opens the lesson after its last)"
                     )
+                guard = GuardRun(args, common, services, root) if args.guard else None
                 killer = WorkerKiller(services[0]) if args.kill_worker else None
                 log(
                     f"{args.learners} learners x {args.lessons} lessons, "
@@ -298,7 +366,10 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
                     f"faults {args.faults or 'none'}"
                 )
                 traffic_started = time.monotonic()
-                results = drive(args, urls, steps, secret, killer)
+                try:
+                    results = drive(args, urls, steps, secret, killer)
+                finally:
+                    guard_timeline = guard.finish() if guard else None
                 phases["traffic_s"] = round(time.monotonic() - traffic_started, 1)
                 kill = killer.outcome(args.workers) if killer else None
 
@@ -353,6 +424,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
             for path, view in views.items()
         },
         "db_retries": report.db_retries(samples),
+        "guard_timeline": guard_timeline,
         "kill": kill,
         "lost_acknowledged_completions": lost,
         "aborted_learners": [

@@ -49,7 +49,7 @@ class WorkerState:
     breaker: CircuitBreaker
     listener: ListenerHandle
     _curriculum: Curriculum | None = None
-    _executor: ThreadPoolExecutor | None = None
+    _executors: dict[str, ThreadPoolExecutor] = field(default_factory=dict)
     _executor_pid: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -61,18 +61,21 @@ class WorkerState:
                     self._curriculum = load_curriculum()
         return self._curriculum
 
-    def background(self) -> ThreadPoolExecutor:
-        """A thread pool for cache updates, created in the process that uses it
-        (threads do not survive fork)."""
+    def background(self, path: str) -> ThreadPoolExecutor:
+        """A thread pool per path for cache updates, so the legacy path's slow
+        fire-and-forget patches never hold up the verified path's bounded ones. Created in
+        the process that uses it (threads do not survive fork)."""
         pid = os.getpid()
-        if self._executor is None or self._executor_pid != pid:
+        pool = self._executors.get(path) if self._executor_pid == pid else None
+        if pool is None:
             with self._lock:
-                if self._executor is None or self._executor_pid != pid:
-                    self._executor = ThreadPoolExecutor(
-                        max_workers=4, thread_name_prefix="progress-cache"
-                    )
-                    self._executor_pid = pid
-        return self._executor
+                if self._executor_pid != pid:
+                    self._executors, self._executor_pid = {}, pid
+                pool = self._executors.get(path)
+                if pool is None:
+                    pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix=f"cache-{path}")
+                    self._executors[path] = pool
+        return pool
 
     def reset(self) -> None:
         """Forget everything this process holds (tests; a re-seeded curriculum)."""
@@ -84,9 +87,10 @@ class WorkerState:
 
     def shutdown(self) -> None:
         self.listener.stop()
-        if self._executor is not None and self._executor_pid == os.getpid():
-            self._executor.shutdown(wait=True, cancel_futures=False)
-            self._executor = None
+        if self._executor_pid == os.getpid():
+            for pool in self._executors.values():
+                pool.shutdown(wait=True, cancel_futures=False)
+            self._executors = {}
 
 
 def init_app(app: Flask) -> None:

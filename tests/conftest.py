@@ -90,14 +90,15 @@ def migrate_and_seed(app: Flask) -> None:
 
 
 def settle_background(app: Flask) -> None:
-    """Wait for the cache updates already handed to this process's background pool."""
+    """Wait for the cache updates already handed to this process's background pools."""
     with app.app_context():
-        pool = worker_state().background()
-    # Occupy every pool thread at once: then every task queued before has finished.
-    size = pool._max_workers
-    barrier = threading.Barrier(size)
-    for future in [pool.submit(barrier.wait, 10) for _ in range(size)]:
-        future.result(timeout=10)
+        pools = [worker_state().background(path) for path in ("legacy", "verified")]
+    for pool in pools:
+        # Occupy every pool thread at once: then every task queued before has finished.
+        size = pool._max_workers
+        barrier = threading.Barrier(size)
+        for future in [pool.submit(barrier.wait, 10) for _ in range(size)]:
+            future.result(timeout=10)
 
 
 def empty_learner_tables(app: Flask) -> None:

@@ -45,7 +45,7 @@ class LegacyPath:
             raise
         metrics.completions.labels(self.name, "success").inc()
         committed = time.perf_counter()
-        state.background().submit(
+        state.background(self.name).submit(
             _patch_cache,
             state.cache,
             learner_id,

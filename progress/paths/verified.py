@@ -103,7 +103,7 @@ class VerifiedPath:
         state = worker_state()
         app = current_app._get_current_object()  # type: ignore[attr-defined]
         started = time.perf_counter()
-        future = state.background().submit(
+        future = state.background(NAME).submit(
             _update_entry, app, learner_id, lesson.id, completion.completed_at, completion.version
         )
         try:
