@@ -54,6 +54,7 @@ class LearnerResult:
     path: str | None = None
     acknowledged: list[tuple[str, str]] = field(default_factory=list)
     false_locks_seen: int = 0
+    false_locks_by_path: dict[str, int] = field(default_factory=dict)  # by the answering path
     false_unlocks_seen: int = 0  # lesson k+1 said accessible before k was completed
     reports_acknowledged: int = 0  # lock-screen reports answered 202
     reports_confirmed_false: int = 0  # ... that the service judged false
@@ -132,8 +133,8 @@ class Learner:
 
     def _access(self, lesson: LessonStep) -> dict[str, Any]:
         path = lesson.url("access")
-        if self.result.path == "verified" and self.version:
-            path += f"?minVersion={self.version}"  # the verified client's navigation guard
+        if self.version:  # the reference client's navigation guard (the legacy path ignores it)
+            path += f"?minVersion={self.version}"
         answer = self._json(self._call("GET", path, "access"), 200, f"access {lesson}")
         self.result.path = self.result.path or answer["path"]
         self.version = max(self.version, answer["version"])
@@ -149,8 +150,8 @@ class Learner:
         self.version = max(self.version, answer["version"])
         return answer
 
-    def _report_lock_screen(self, lesson: LessonStep) -> None:
-        body = {"moduleId": lesson.module_id, "lessonId": lesson.lesson_id}
+    def _report_lock_screen(self, lesson: LessonStep, shown_by: str) -> None:
+        body = {"moduleId": lesson.module_id, "lessonId": lesson.lesson_id, "path": shown_by}
         try:
             response = self._call("POST", "/api/v1/events/lock-screen", "report", body)
             answer = self._json(response, 202, f"lock-screen report {lesson}")
@@ -171,9 +172,13 @@ class Learner:
                     self.result.false_unlocks_seen += 1  # k isn't complete yet
                 self._complete(current)
                 self.result.acknowledged.append((current.module_id, current.lesson_id))
-                if not self._access(following)["accessible"]:
-                    self.result.false_locks_seen += 1  # k was just acknowledged
-                    self._report_lock_screen(following)
+                answer = self._access(following)
+                if not answer["accessible"]:  # k was just acknowledged
+                    self.result.false_locks_seen += 1
+                    shown_by = answer["path"]
+                    by_path = self.result.false_locks_by_path
+                    by_path[shown_by] = by_path.get(shown_by, 0) + 1
+                    self._report_lock_screen(following, shown_by)
         except RequestFailed as exc:
             self.result.aborted = str(exc)
         finally:

@@ -107,7 +107,9 @@ def learners_by_path(results: Sequence[LearnerResult]) -> dict[str, PathView]:
         view.learners += 1
         view.aborted += result.aborted is not None
         view.acknowledged += len(result.acknowledged)
-        view.false_locks_seen += result.false_locks_seen
+        # False locks by the path that answered "locked": a rollout change moves a learner.
+        for shown_by, count in result.false_locks_by_path.items():
+            views.setdefault(shown_by, PathView()).false_locks_seen += count
         view.false_unlocks_seen += result.false_unlocks_seen
         view.reports_acknowledged += result.reports_acknowledged
         view.reports_confirmed_false += result.reports_confirmed_false

@@ -197,3 +197,26 @@ def test_health_and_readiness(client):
     assert ready.status_code == 200
     assert ready.get_json()["checks"]["database"] == "ok"
     assert ready.headers["X-Request-ID"]
+
+
+def test_a_lock_screen_report_counts_against_the_path_that_showed_it(client, auth):
+    """During a rollout change the report can reach a worker that already serves the
+    learner by the other path: the client says which path answered "locked"."""
+    learner = auth.learner()
+    client.post(COMPLETE.format("basics", "greetings"), headers=learner.headers)
+    before = counter(
+        "progress_false_lock_screens_total", path="verified", detected_by="client_report"
+    )
+    body = {"moduleId": "basics", "lessonId": "introductions", "path": "verified"}
+    answer = client.post("/api/v1/events/lock-screen", headers=learner.headers, json=body)
+    assert answer.get_json() == {"falseLock": True}
+    assert answer.headers["X-Progress-Path"] == "legacy"  # who serves the learner now
+    after = counter(
+        "progress_false_lock_screens_total", path="verified", detected_by="client_report"
+    )
+    assert after == before + 1
+    bad = client.post(
+        "/api/v1/events/lock-screen", headers=learner.headers, json={**body, "path": "other"}
+    )
+    assert bad.status_code == 400
+    assert bad.get_json()["error"]["field"] == "path"

@@ -146,11 +146,13 @@ def check_access(moduleId: str, lessonId: str, query: AccessQuery) -> AccessOut:
     security=AUTH,
 )
 def report_lock_screen(json: LockScreenIn) -> tuple[dict, int]:
-    """A client showed a lock screen; the primary says whether it was false."""
+    """A client showed a lock screen; the primary says whether it was false. Send the
+    `path` of the answer that locked (X-Progress-Path) so the report counts against it."""
     identity = authenticate()
     lesson = find_lesson(json.moduleId, json.lessonId)
-    path = serving_path(identity.user_id)
+    serving = serving_path(identity.user_id)  # answers with X-Progress-Path, as every route
+    shown_by = json.path or serving.name
     false_lock = not primary_confirms_locked(identity.user_id, lesson)
     if false_lock:
-        record_false_lock(path.name, identity.user_id, lesson, "client_report")
+        record_false_lock(shown_by, identity.user_id, lesson, "client_report")
     return {"falseLock": false_lock}, 202

@@ -113,6 +113,9 @@ class ProgressQuery(AccessQuery):
 class LockScreenIn(Strict):
     moduleId: str = Field(min_length=1, max_length=64)  # noqa: N815
     lessonId: str = Field(min_length=1, max_length=64)  # noqa: N815
+    # The path whose answer the lock screen showed (its X-Progress-Path): during a rollout
+    # change the report may reach a worker that already serves the learner another way.
+    path: PathName | None = None
 
 
 class LockScreenOut(BaseModel):

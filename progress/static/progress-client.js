@@ -127,8 +127,10 @@
     }
 
     // Tell the service a lock screen was shown; 202 {falseLock} says whether it was false.
-    reportLockScreen(moduleId, lessonId) {
-      return this.request("POST", "/events/lock-screen", { moduleId, lessonId });
+    // `path` is the path whose answer locked; by default the last one that answered.
+    reportLockScreen(moduleId, lessonId, path = this.lastPath) {
+      const body = path ? { moduleId, lessonId, path } : { moduleId, lessonId };
+      return this.request("POST", "/events/lock-screen", body);
     }
   }
 
