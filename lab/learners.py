@@ -82,8 +82,10 @@ class Learner:
         first_instance: int,
         lessons: Sequence[LessonStep],
         secret: str,
+        send_min_version: bool = True,
     ) -> None:
         self.id = uuid.uuid4()
+        self.send_min_version = send_min_version
         self.token = issue_token(
             self.id, f"lab-{self.id.hex[:12]}@example.com", secret=secret, ttl_s=4 * 3600
         )
@@ -133,7 +135,7 @@ class Learner:
 
     def _access(self, lesson: LessonStep) -> dict[str, Any]:
         path = lesson.url("access")
-        if self.version:  # the reference client's navigation guard (the legacy path ignores it)
+        if self.send_min_version and self.version:  # the reference client's navigation guard
             path += f"?minVersion={self.version}"
         answer = self._json(self._call("GET", path, "access"), 200, f"access {lesson}")
         self.result.path = self.result.path or answer["path"]

@@ -106,6 +106,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="also run a real Prometheus and the rollout guard (a sidecar) with stages 0,10,100 "
         "and auto-advance; print its evaluations and the rollout history",
     )
+    add(
+        "--old-clients",
+        action="store_true",
+        help="learners' clients never send minVersion (the old app's client), so only the "
+        "service's own layers stand between a stale copy and a false lock",
+    )
     add("--guard-stage-seconds", type=_at_least(1), default=20, help="minimum stage time (20)")
     add("--json", type=Path, help="also write the full report as JSON here")
     add("--logs", type=Path, help="copy the instances' logs into this directory")
@@ -266,7 +272,10 @@ def drive(
     secret: str,
     killer: WorkerKiller | None,
 ) -> list[LearnerResult]:
-    learners = [Learner(urls, i % len(urls), steps, secret) for i in range(args.learners)]
+    learners = [
+        Learner(urls, i % len(urls), steps, secret, not args.old_clients)
+        for i in range(args.learners)
+    ]
     counter = StartCounter(max(1, args.learners // 3), killer.fire if killer else None)
     stop = threading.Event()
 
