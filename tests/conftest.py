@@ -83,6 +83,19 @@ def build_app(database_url: str, tmp: Path, **overrides: object) -> Flask:
     )
 
 
+def service_env(database_url: str, metrics_dir: Path, **extra: str) -> dict[str, str]:
+    """The environment of the service under gunicorn in a test (tests/support/service.py)."""
+    return {
+        "PROGRESS_ENV": "test",
+        "DATABASE_URL": database_url,
+        "PROGRESS_JWT_SECRET": SECRET,
+        "PROGRESS_LOG_LEVEL": "WARNING",
+        "PROGRESS_FLAG_REFRESH_S": "1",
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        **extra,
+    }
+
+
 def migrate_and_seed(app: Flask) -> None:
     with app.app_context():
         upgrade()

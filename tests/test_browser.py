@@ -30,6 +30,7 @@ from tests.conftest import (
     Learner,
     build_app,
     dispose,
+    service_env,
     set_rollout,
 )
 from tests.support.service import REPO, RunningService, running_service
@@ -106,16 +107,15 @@ def serve(
     """gunicorn, 2 workers, on the session's test database (migrated and seeded by pg_app,
     emptied after each test), with the rollout set before it starts."""
     set_rollout(pg_app, rollout)
-    settings = {
-        "PROGRESS_ENV": "test",
-        "DATABASE_URL": pg_database,
-        "PROGRESS_JWT_SECRET": SECRET,
-        "PROGRESS_LOG_LEVEL": "WARNING",
-        "PROGRESS_FLAG_REFRESH_S": "1",
-        "PROGRESS_FAULTS": "",
-        "PROGRESS_GUARD_INTERVAL_S": "0",  # only the test moves the rollout
-        **env,
-    }
+    settings = service_env(
+        pg_database,
+        tmp_path / "metrics",
+        **{
+            "PROGRESS_FAULTS": "",
+            "PROGRESS_GUARD_INTERVAL_S": "0",  # only the test moves the rollout
+            **env,
+        },
+    )
     with running_service(settings, tmp_path, workers=2) as service:
         wait_until_both_workers_listen(service)
         yield service

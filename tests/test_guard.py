@@ -11,7 +11,6 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -37,6 +36,7 @@ from .conftest import (
     build_app,
     recreate_pg_database,
     require_postgres,
+    service_env,
 )
 from .support import prometheus_server
 from .support.service import free_port, running_service
@@ -555,18 +555,6 @@ def require_prometheus() -> None:
         pytest.skip("prometheus is not installed")
 
 
-def service_env(pg_database: str, tmp_path: Path, port: int, **extra: str) -> dict[str, str]:
-    return {
-        "PROGRESS_ENV": "test",
-        "DATABASE_URL": pg_database,
-        "PROGRESS_JWT_SECRET": SECRET,
-        "PROGRESS_LOG_LEVEL": "WARNING",
-        "PROGRESS_FLAG_REFRESH_S": "1",
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / f"metrics-{port}"),
-        **extra,
-    }
-
-
 @contextlib.contextmanager
 def guarded_services(monkeypatch, tmp_path, pg_database, instances=1, workers=1, **extra):
     """Prometheus (1 s scrapes) and `instances` gunicorn instances that it scrapes, each
@@ -584,8 +572,7 @@ def guarded_services(monkeypatch, tmp_path, pg_database, instances=1, workers=1,
             monkeypatch.setattr(lab.service, "free_port", lambda port=port: port)
             env = service_env(
                 pg_database,
-                tmp_path,
-                port,
+                tmp_path / f"metrics-{port}",
                 PROMETHEUS_URL=prometheus.url,
                 PROGRESS_GUARD_INTERVAL_S="1",
                 PROGRESS_GUARD_MIN_WINDOW_S="3",
@@ -842,7 +829,7 @@ def test_no_traffic_holds_with_no_data(pg_guarded, pg_database, make_pg_app, tmp
     with app.app_context():
         guard.update_plan({"min_stage_seconds": 0, "auto_advance": True, "enabled": True}, "t")
         guard.advance_stage("product@example.com")
-    env = service_env(pg_database, tmp_path, 0)
+    env = service_env(pg_database, tmp_path / "metrics-0")
     with (
         running_service(env, tmp_path, workers=1) as svc,
         prometheus_server.running_prometheus([f"127.0.0.1:{svc.port}"], tmp_path) as prometheus,
@@ -915,7 +902,7 @@ def test_two_instances_never_both_act_on_one_evaluation(
         )  # fmt: skip
         guard.advance_stage("product@example.com")
     learners = learners_on_each_path(app, 2)
-    env = service_env(pg_database, tmp_path, 0)
+    env = service_env(pg_database, tmp_path / "metrics-0")
     with (
         running_service(env, tmp_path, workers=1) as svc,
         prometheus_server.running_prometheus([f"127.0.0.1:{svc.port}"], tmp_path) as prometheus,

@@ -8,7 +8,7 @@ import time
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from .conftest import SECRET, AuthActions, set_rollout
+from .conftest import SECRET, AuthActions, service_env, set_rollout
 from .support.service import running_service
 
 FAMILIES = {
@@ -60,13 +60,7 @@ def test_under_gunicorn_metrics_sum_every_worker_and_survive_a_killed_worker(
     pg_app, pg_database, tmp_path
 ):
     set_rollout(pg_app, 100)
-    env = {
-        "PROGRESS_ENV": "test",
-        "DATABASE_URL": pg_database,
-        "PROGRESS_JWT_SECRET": SECRET,
-        "PROGRESS_LOG_LEVEL": "WARNING",
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
-    }
+    env = service_env(pg_database, tmp_path / "metrics")
     learners = [AuthActions(SECRET).learner() for _ in range(12)]
     with running_service(env, tmp_path, workers=2) as service:
         session = requests.Session()

@@ -11,7 +11,7 @@ import requests
 
 from progress.flags import path_for_learner
 
-from .conftest import IN_CI, SECRET, AuthActions, set_rollout
+from .conftest import IN_CI, SECRET, AuthActions, service_env, set_rollout
 from .support import prometheus_server
 from .support.service import running_service
 
@@ -83,17 +83,14 @@ def test_dashboards_and_figures_on_a_real_prometheus(
             pytest.fail("prometheus is required under CI=true (apt-get install prometheus)")
         pytest.skip("prometheus is not installed")
     assert DASHBOARDS, "no dashboards in grafana/dashboards"
-    env = {
-        "PROGRESS_ENV": "test",
-        "DATABASE_URL": pg_database,
-        "PROGRESS_JWT_SECRET": SECRET,
-        "PROGRESS_LOG_LEVEL": "WARNING",
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
-        # The legacy patch lands late, as a slow cache would; the verified path's bounded
-        # update times out and its breaker opens, and it stays right.
-        "PROGRESS_FAULTS": "cache_update_delay_ms=1500",
-        "PROGRESS_CACHE_UPDATE_TIMEOUT_MS": "200",
-    }
+    # The legacy patch lands late, as a slow cache would; the verified path's bounded
+    # update times out and its breaker opens, and it stays right.
+    env = service_env(
+        pg_database,
+        tmp_path / "metrics",
+        PROGRESS_FAULTS="cache_update_delay_ms=1500",
+        PROGRESS_CACHE_UPDATE_TIMEOUT_MS="200",
+    )
     with running_service(env, tmp_path, workers=2) as service:
         target = f"127.0.0.1:{service.port}"
         with prometheus_server.running_prometheus([target], tmp_path) as prometheus:
