@@ -125,7 +125,3 @@ class ProgressCache:
         with self._lock:
             self._entries.clear()
             self._floors.clear()
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._entries)

@@ -28,7 +28,6 @@ class LessonLocked(Exception):
 class Completion:
     version: int
     completed_at: datetime
-    newly_completed: bool
 
 
 def _insert(table: type[db.Model]) -> postgresql.Insert | sqlite.Insert:
@@ -102,7 +101,7 @@ def mark_lesson_completed(
         )
         if lesson.id in completed:
             session.rollback()
-            return Completion(version, completed[lesson.id], newly_completed=False)
+            return Completion(version, completed[lesson.id])
         if not is_lesson_accessible(curriculum, completed, lesson):
             session.rollback()
             raise LessonLocked(lesson)
@@ -127,9 +126,9 @@ def mark_lesson_completed(
     except BaseException:
         session.rollback()
         raise
-    return Completion(version, completed_at, newly_completed=True)
+    return Completion(version, completed_at)
 
 
 def _existing_completion(learner_id: uuid.UUID, lesson: LessonRef) -> Completion:
     snapshot = load_progress(learner_id)
-    return Completion(snapshot.version, snapshot.completed[lesson.id], newly_completed=False)
+    return Completion(snapshot.version, snapshot.completed[lesson.id])
