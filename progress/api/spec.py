@@ -7,6 +7,9 @@ from typing import Any
 from flask import Blueprint, Flask, Response, jsonify
 from spectree import SecurityScheme, SpecTree
 from spectree.models import SecureType, SecuritySchemeData
+from spectree.plugins.base import Context
+from spectree.plugins.flask_plugin import FlaskPlugin
+from spectree.utils import get_multidict_items
 
 from ..errors import ApiError
 from .schemas import ErrorOut
@@ -30,8 +33,34 @@ def _reject_invalid_request(
     raise ApiError(400, "invalid_request", f"{field}: {first['msg']}", field)
 
 
+class DeclaredPartsPlugin(FlaskPlugin):
+    """spectree's Flask plugin, parsing only what a route declares: the stock one copies
+    every header and cookie of every request, whether a model asks for them or not."""
+
+    def request_validation(
+        self, request: Any, query: Any, json: Any, form: Any, headers: Any, cookies: Any
+    ) -> None:
+        if headers or cookies or form:
+            super().request_validation(request, query, json, form, headers, cookies)
+            return
+        validate = self.model_adapter.validate_obj
+        use_json = (
+            json is not None
+            and request.method not in ("GET", "DELETE")
+            and request.mimetype not in self.FORM_MIMETYPE
+        )
+        request.context = Context(
+            validate(query, get_multidict_items(request.args, query)) if query else None,
+            validate(json, request.get_json(silent=True) or {}) if use_json else None,
+            None,
+            None,
+            None,
+        )
+
+
 api_spec = SpecTree(
     "flask",
+    backend=DeclaredPartsPlugin,
     title="Lesson progress service",
     version="v1",
     path="apidoc",
