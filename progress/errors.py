@@ -9,6 +9,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from .extensions import db
+from .guard import GuardBusy, StageNotReady
 from .rollout import RolloutError
 from .store import LessonLocked
 
@@ -52,6 +53,14 @@ def register_errorhandlers(app: Flask) -> None:
     def flag_backend_error(exc: RolloutError) -> Response:
         log.error("flag backend error", extra={"error": str(exc)})
         return error_response(502, "flag_backend_error", str(exc))
+
+    @app.errorhandler(GuardBusy)
+    def guard_busy(exc: GuardBusy) -> Response:
+        return error_response(409, "guard_busy", str(exc))
+
+    @app.errorhandler(StageNotReady)
+    def stage_not_ready(exc: StageNotReady) -> Response:
+        return error_response(409, "stage_not_ready", str(exc))
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:

@@ -8,7 +8,6 @@ from spectree import Response as Resp
 
 from .. import guard, metrics, rollout
 from ..auth import authenticate
-from ..errors import ApiError
 from .schemas import (
     ErrorOut,
     GuardEvaluationsOut,
@@ -125,11 +124,7 @@ def put_rollout_plan(json: RolloutPlanIn) -> dict:
     changes = {
         PLAN_FIELDS[name]: value for name, value in json.model_dump(exclude_none=True).items()
     }
-    try:
-        plan = guard.update_plan(changes, g.identity.email)
-    except guard.GuardBusy as exc:
-        raise ApiError(409, "guard_busy", str(exc)) from None
-    return guard.plan_json(plan)
+    return guard.plan_json(guard.update_plan(changes, g.identity.email))
 
 
 @bp.get("/rollout/evaluations")
@@ -152,10 +147,4 @@ def get_rollout_evaluations(query: GuardEvaluationsQuery) -> dict:
 )
 def post_rollout_advance() -> dict:
     """Product's click: move to the next stage once the guard marked this one ready."""
-    try:
-        plan = guard.advance_stage(g.identity.email)
-    except guard.GuardBusy as exc:
-        raise ApiError(409, "guard_busy", str(exc)) from None
-    except guard.StageNotReady as exc:
-        raise ApiError(409, "stage_not_ready", str(exc)) from None
-    return guard.plan_json(plan)
+    return guard.plan_json(guard.advance_stage(g.identity.email))

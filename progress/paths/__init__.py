@@ -66,6 +66,19 @@ def primary_confirms_locked(learner_id: uuid.UUID, lesson: LessonRef) -> bool:
     return not is_lesson_accessible(worker_state().curriculum(), snapshot.completed, lesson)
 
 
+def record_completion(path: PathName, learner_id: uuid.UUID, lesson: LessonRef) -> store.Completion:
+    """Write the completion and count its outcome; a locked lesson is the client's error."""
+    try:
+        completion = store.mark_lesson_completed(learner_id, lesson, worker_state().curriculum())
+    except store.LessonLocked:
+        raise
+    except Exception:
+        metrics.completions.labels(path, "error").inc()
+        raise
+    metrics.completions.labels(path, "success").inc()
+    return completion
+
+
 def count_access(path: PathName, answer: AccessAnswer) -> AccessAnswer:
     metrics.access_checks.labels(
         path, answer.source, "accessible" if answer.accessible else "locked"

@@ -24,6 +24,7 @@ from . import (
     count_access,
     install_path,
     primary_confirms_locked,
+    record_completion,
     record_false_lock,
 )
 
@@ -36,14 +37,7 @@ class LegacyPath:
 
     def complete_lesson(self, learner_id: uuid.UUID, lesson: LessonRef) -> CompletionAnswer:
         state = worker_state()
-        try:
-            completion = store.mark_lesson_completed(learner_id, lesson, state.curriculum())
-        except store.LessonLocked:
-            raise
-        except Exception:
-            metrics.completions.labels(self.name, "error").inc()
-            raise
-        metrics.completions.labels(self.name, "success").inc()
+        completion = record_completion(self.name, learner_id, lesson)
         committed = time.perf_counter()
         state.background(self.name).submit(
             _patch_cache,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,6 +36,7 @@ from . import (
     CompletionAnswer,
     count_access,
     install_path,
+    record_completion,
     record_false_lock,
 )
 
@@ -79,14 +81,7 @@ class VerifiedPath:
 
     def complete_lesson(self, learner_id: uuid.UUID, lesson: LessonRef) -> CompletionAnswer:
         state = worker_state()
-        try:
-            completion = store.mark_lesson_completed(learner_id, lesson, state.curriculum())
-        except store.LessonLocked:
-            raise
-        except Exception:
-            metrics.completions.labels(NAME, "error").inc()
-            raise  # the DB failed: answer an error, cache nothing
-        metrics.completions.labels(NAME, "success").inc()
+        completion = record_completion(NAME, learner_id, lesson)  # a DB failure: cache nothing
         version = completion.version
         state.cache.raise_floor(learner_id, version)  # older entries are now behind
         if not state.breaker.allows_cache():
@@ -186,10 +181,17 @@ class VerifiedPath:
 
     # -- 5. reads that honour a known version ---------------------------------------------
 
+    def _backoff(self) -> Iterator[float]:
+        """Exponential delays from PROGRESS_RETRY_BASE_MS while they fit the retry budget."""
+        deadline = time.monotonic() + self.settings.retry_max_s
+        delay = self.settings.retry_base_s
+        while time.monotonic() + delay <= deadline:
+            yield delay
+            delay *= 2
+
     def _read_db(self, learner_id: uuid.UUID, floor: int) -> Read:
         if store.has_replica():
-            deadline = time.monotonic() + self.settings.retry_max_s
-            delay = self.settings.retry_base_s
+            delays = self._backoff()
             while True:
                 try:
                     snapshot = store.load_progress(learner_id, replica=True)
@@ -198,26 +200,25 @@ class VerifiedPath:
                     break
                 if snapshot.version >= floor:
                     return Read(snapshot, "db", from_primary=False)
-                if time.monotonic() + delay > deadline:
+                delay = next(delays, None)
+                if delay is None:
                     break
                 metrics.db_retries.labels("replica_lag").inc()
                 time.sleep(delay)
-                delay *= 2
         return Read(self._load_primary(learner_id), "db", from_primary=True)
 
     def _load_primary(self, learner_id: uuid.UUID) -> ProgressSnapshot:
         """The primary, retried with backoff on connection errors within the retry budget."""
-        deadline = time.monotonic() + self.settings.retry_max_s
-        delay = self.settings.retry_base_s
+        delays = self._backoff()
         while True:
             try:
                 return store.load_progress(learner_id)
             except OperationalError:
-                if time.monotonic() + delay > deadline:
+                delay = next(delays, None)
+                if delay is None:
                     raise
                 metrics.db_retries.labels("db_error").inc()
                 time.sleep(delay)
-                delay *= 2
 
 
 def _update_entry(
