@@ -31,6 +31,7 @@ from progress.models import GuardEvaluation, RolloutChange, RolloutPlan
 from .conftest import (
     IN_CI,
     PG_ADMIN_URL,
+    PG_TEST_DB,
     SECRET,
     AuthActions,
     build_app,
@@ -524,7 +525,7 @@ def test_the_admin_page_has_the_guard_section_and_script(guarded):
 
 def test_migration_0003_adds_the_guard_tables_and_takes_them_away(tmp_path):
     require_postgres()
-    url = recreate_pg_database("progress_guard_migration_test")
+    url = recreate_pg_database(f"{PG_TEST_DB}_guard_migration")
     app = build_app(url, tmp_path)
     try:
         with app.app_context():
@@ -542,7 +543,7 @@ def test_migration_0003_adds_the_guard_tables_and_takes_them_away(tmp_path):
             for engine in db.engines.values():
                 engine.dispose()
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute('DROP DATABASE IF EXISTS "progress_guard_migration_test" WITH (FORCE)')
+            conn.execute(f'DROP DATABASE IF EXISTS "{PG_TEST_DB}_guard_migration" WITH (FORCE)')
 
 
 # -- against a real Prometheus and the service under gunicorn ----------------------------------

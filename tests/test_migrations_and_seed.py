@@ -11,7 +11,7 @@ from flask_migrate import downgrade, upgrade
 from progress.extensions import db
 from progress.models import Lesson, Module
 
-from .conftest import build_app, recreate_pg_database, require_postgres
+from .conftest import PG_TEST_DB, build_app, recreate_pg_database, require_postgres
 
 TABLES = {"users", "modules", "lessons", "lesson_progress", "progress_versions"}
 
@@ -20,7 +20,7 @@ TABLES = {"users", "modules", "lessons", "lesson_progress", "progress_versions"}
 def empty_database_url(request, tmp_path):
     if request.param == "postgresql":
         require_postgres()
-        return recreate_pg_database("progress_migrations_test")
+        return recreate_pg_database(f"{PG_TEST_DB}_migrations")
     return f"sqlite:///{tmp_path / 'empty.db'}"
 
 

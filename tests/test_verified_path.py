@@ -11,7 +11,7 @@ from progress import store
 from progress.breaker import BreakerState
 from progress.worker import worker_state
 
-from .conftest import recreate_pg_database, set_rollout, settle_background
+from .conftest import PG_TEST_DB, recreate_pg_database, set_rollout, settle_background
 
 COMPLETE = "/api/v1/modules/basics/lessons/{}/complete"
 ACCESS = "/api/v1/modules/basics/lessons/{}/access"
@@ -211,7 +211,7 @@ def lagging_replica(pg_app):
     writes: a replica that lags behind the primary for as long as the test wants."""
     from .conftest import migrate_and_seed
 
-    url = recreate_pg_database("progress_test_replica")
+    url = recreate_pg_database(f"{PG_TEST_DB}_replica")
     return url, migrate_and_seed
 
 

@@ -53,7 +53,7 @@ from psycopg.conninfo import conninfo_to_dict
 REPO_ROOT = Path(__file__).resolve().parents[2]
 UNLEASH_DIR = REPO_ROOT / "devtools" / "unleash"
 DEFAULT_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
-DEFAULT_DATABASE = "unleash_test"
+DEFAULT_DATABASE = os.environ.get("TEST_POSTGRES_DB", "progress_test") + "_unleash"
 STARTUP_TIMEOUT_S = 120.0
 HTTP_TIMEOUT_S = 10.0
 
