@@ -98,9 +98,11 @@ class ProgressCache:
             if current is None:
                 return None
             updated = change(current)
-            if updated.version >= current.version:
-                self._entries[learner_id] = updated
-            return self._entries[learner_id]
+            if updated.version < current.version:
+                return current
+            self._entries[learner_id] = updated
+            # Not a second lookup: with a short TTL the entry can expire before it.
+            return updated
 
     def raise_floor(self, learner_id: uuid.UUID, version: int) -> None:
         """Remember that `version` is committed; entries below it are behind."""
