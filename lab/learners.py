@@ -152,8 +152,8 @@ class Learner:
         self.version = max(self.version, answer["version"])
         return answer
 
-    def _report_lock_screen(self, lesson: LessonStep, shown_by: str) -> None:
-        body = {"moduleId": lesson.module_id, "lessonId": lesson.lesson_id, "path": shown_by}
+    def _report_lock_screen(self, lesson: LessonStep, receipt: str) -> None:
+        body = {"moduleId": lesson.module_id, "lessonId": lesson.lesson_id, "lockReceipt": receipt}
         try:
             response = self._call("POST", "/api/v1/events/lock-screen", "report", body)
             answer = self._json(response, 202, f"lock-screen report {lesson}")
@@ -180,7 +180,7 @@ class Learner:
                     shown_by = answer["path"]
                     by_path = self.result.false_locks_by_path
                     by_path[shown_by] = by_path.get(shown_by, 0) + 1
-                    self._report_lock_screen(following, shown_by)
+                    self._report_lock_screen(following, answer["lockReceipt"])
         except RequestFailed as exc:
             self.result.aborted = str(exc)
         finally:

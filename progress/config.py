@@ -130,6 +130,8 @@ def load_settings(instance_path: Path, env: Mapping[str, str] | None = None) -> 
         "PROGRESS_RETRY_BASE_MS": _int(env, "PROGRESS_RETRY_BASE_MS", 50, minimum=1),
         "PROGRESS_CACHE_TTL_S": _int(env, "PROGRESS_CACHE_TTL_S", 300, minimum=1),
         "PROGRESS_CACHE_MAXSIZE": _int(env, "PROGRESS_CACHE_MAXSIZE", 100_000, minimum=1),
+        # How long a lock receipt can be reported (the access answer's `lockReceipt`).
+        "PROGRESS_LOCK_RECEIPT_TTL_S": _int(env, "PROGRESS_LOCK_RECEIPT_TTL_S", 600, minimum=1),
         "PROGRESS_FAULTS": injected,
         "PROGRESS_LOG_LEVEL": env.get("PROGRESS_LOG_LEVEL", "INFO").upper(),
     }

@@ -169,3 +169,24 @@ class GuardEvaluation(db.Model):
     reason: Mapped[str] = mapped_column(sa.Text)
     acted: Mapped[bool] = mapped_column(sa.Boolean)
     instance: Mapped[str] = mapped_column(sa.String(200))
+
+
+class LockScreenReport(db.Model):
+    """A lock screen a client reported, with the receipt its access answer carried: one row
+    per receipt (so each counts once, across workers and instances), and ops' audit trail."""
+
+    __tablename__ = "lock_screen_reports"
+    __table_args__ = (sa.Index("ix_lock_screen_reports_reported_at", "reported_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    receipt_id: Mapped[str] = mapped_column(sa.String(32), unique=True)
+    learner_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    module_id: Mapped[str] = mapped_column(sa.String(64))
+    lesson_id: Mapped[str] = mapped_column(sa.String(64))
+    path: Mapped[str] = mapped_column(sa.String(20))  # the path whose answer locked
+    answered_version: Mapped[int] = mapped_column(sa.BigInteger)
+    shown_at: Mapped[datetime] = mapped_column(UTCDateTime)  # when the lock was answered
+    reported_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    false_lock: Mapped[bool] = mapped_column(sa.Boolean)

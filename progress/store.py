@@ -30,7 +30,7 @@ class Completion:
     completed_at: datetime
 
 
-def _insert(table: type[db.Model]) -> postgresql.Insert | sqlite.Insert:
+def insert(table: type[db.Model]) -> postgresql.Insert | sqlite.Insert:
     dialect = postgresql if db.engine.dialect.name == "postgresql" else sqlite
     return dialect.insert(table)
 
@@ -38,7 +38,7 @@ def _insert(table: type[db.Model]) -> postgresql.Insert | sqlite.Insert:
 def ensure_user(user_id: uuid.UUID, email: str, email_verified: bool) -> None:
     """Create the learner (and their version row) the first time the identity provider
     vouches for them; keep email and verification in step afterwards."""
-    upsert = _insert(User).values(id=user_id, email=email, email_verified=email_verified)
+    upsert = insert(User).values(id=user_id, email=email, email_verified=email_verified)
     db.session.execute(
         upsert.on_conflict_do_update(
             index_elements=[User.id],
@@ -46,7 +46,7 @@ def ensure_user(user_id: uuid.UUID, email: str, email_verified: bool) -> None:
         )
     )
     db.session.execute(
-        _insert(ProgressVersion)
+        insert(ProgressVersion)
         .values(user_id=user_id, version=0, updated_at=utcnow())
         .on_conflict_do_nothing(index_elements=[ProgressVersion.user_id])
     )
@@ -108,7 +108,7 @@ def mark_lesson_completed(
 
         completed_at = utcnow()
         inserted = session.execute(
-            _insert(LessonProgress)
+            insert(LessonProgress)
             .values(user_id=learner_id, lesson_id=lesson.id, completed_at=completed_at)
             .on_conflict_do_nothing(index_elements=["user_id", "lesson_id"])
         )

@@ -38,6 +38,7 @@ LEARNER_TABLES = (
     "users",
     "feature_flags",
     "rollout_changes",
+    "lock_screen_reports",
 )
 
 

@@ -350,6 +350,11 @@ def test_the_reference_client_retries_a_failed_completion_once_and_guards_naviga
         page.route("**/lessons/introductions/complete", lambda route: route.abort())
         accesses: list[str] = []
         page.on("request", lambda r: accesses.append(r.url) if "/access" in r.url else None)
+        reports: list[dict] = []
+        page.on(
+            "request",
+            lambda r: reports.append(r.post_data_json) if "/lock-screen" in r.url else None,
+        )
 
         outcome = page.evaluate(
             """async (token) => {
@@ -370,6 +375,10 @@ def test_the_reference_client_retries_a_failed_completion_once_and_guards_naviga
                   return { status: e.status, code: e.code, message: e.message, ms };
                 }
               };
+              outcome.lockAnswer = await client.access("basics", "colours");
+              outcome.report = await client.reportLockScreen(
+                "basics", "colours", outcome.lockAnswer.lockReceipt
+              );
               outcome.locked = await failure(() => client.complete("basics", "colours"));
               outcome.network = await failure(() => client.complete("basics", "introductions"));
               outcome.lastPath = client.lastPath;
@@ -385,6 +394,17 @@ def test_the_reference_client_retries_a_failed_completion_once_and_guards_naviga
     # The next access carries the version it saw.
     assert any(f"minVersion={outcome['version']}" in url for url in accesses)
     assert outcome["access"]["accessible"] is True
+    assert outcome["access"]["lockReceipt"] is None
+    # A locked answer's receipt goes back with the lock-screen report: a true lock here.
+    assert outcome["lockAnswer"]["accessible"] is False
+    assert reports == [
+        {
+            "moduleId": "basics",
+            "lessonId": "colours",
+            "lockReceipt": outcome["lockAnswer"]["lockReceipt"],
+        }
+    ]
+    assert outcome["report"] == {"falseLock": False}
     # A 4xx is not retried: at once, with the API's code.
     assert outcome["locked"]["status"] == 409
     assert outcome["locked"]["code"] == "lesson_locked"

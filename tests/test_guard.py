@@ -760,7 +760,11 @@ def test_false_lock_screens_on_the_verified_path_roll_back_at_the_next_evaluatio
                 report = requests.post(
                     x.url + "/api/v1/events/lock-screen",
                     headers=h,
-                    json={"moduleId": "basics", "lessonId": "introductions"},
+                    json={
+                        "moduleId": "basics",
+                        "lessonId": "introductions",
+                        "lockReceipt": answer["lockReceipt"],
+                    },
                     timeout=10,
                 )
                 assert report.json() == {"falseLock": True}

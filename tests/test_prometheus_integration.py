@@ -68,7 +68,11 @@ def drive(url: str, learner) -> tuple[str, bool]:
         requests.post(
             url + "/api/v1/events/lock-screen",
             headers=headers,
-            json={"moduleId": "basics", "lessonId": "introductions"},
+            json={
+                "moduleId": "basics",
+                "lessonId": "introductions",
+                "lockReceipt": access.json()["lockReceipt"],
+            },
             timeout=10,
         )
     return done["path"], false_lock

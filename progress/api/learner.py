@@ -3,13 +3,16 @@ the path answers. No business logic here."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from flask import Blueprint, Response, g
 from spectree import Response as Resp
 
+from .. import lock_reports
 from ..auth import authenticate
 from ..curriculum import LessonRef, accessible_lessons
 from ..errors import ApiError
-from ..paths import primary_confirms_locked, record_false_lock, serving_path
+from ..paths import serving_path
 from ..worker import worker_state
 from .schemas import (
     AccessOut,
@@ -128,6 +131,13 @@ def check_access(moduleId: str, lessonId: str, query: AccessQuery) -> AccessOut:
     lesson = find_lesson(moduleId, lessonId)
     path = serving_path(identity.user_id)
     answer = path.check_access(identity.user_id, lesson, query.minVersion)
+    receipt = (
+        None
+        if answer.accessible
+        else lock_reports.issue_lock_receipt(
+            identity.user_id, lesson, path.name, answer.version, datetime.now(UTC)
+        )
+    )
     # A model instance: spectree serializes it without validating the dict again.
     return AccessOut(
         accessible=answer.accessible,
@@ -135,6 +145,7 @@ def check_access(moduleId: str, lessonId: str, query: AccessQuery) -> AccessOut:
         cacheAgeMs=answer.cache_age_ms,
         version=answer.version,
         path=path.name,
+        lockReceipt=receipt,
     )
 
 
@@ -146,13 +157,14 @@ def check_access(moduleId: str, lessonId: str, query: AccessQuery) -> AccessOut:
     security=AUTH,
 )
 def report_lock_screen(json: LockScreenIn) -> tuple[dict, int]:
-    """A client showed a lock screen; the primary says whether it was false. Send the
-    `path` of the answer that locked (X-Progress-Path) so the report counts against it."""
+    """A client showed a lock screen: send the `lockReceipt` of the access answer that
+    locked. The primary says whether the lesson was open when the lock was answered; each
+    receipt counts once. A missing, tampered, expired or foreign receipt is a 400."""
     identity = authenticate()
     lesson = find_lesson(json.moduleId, json.lessonId)
-    serving = serving_path(identity.user_id)  # answers with X-Progress-Path, as every route
-    shown_by = json.path or serving.name
-    false_lock = not primary_confirms_locked(identity.user_id, lesson)
-    if false_lock:
-        record_false_lock(shown_by, identity.user_id, lesson, "client_report")
-    return {"falseLock": false_lock}, 202
+    serving_path(identity.user_id)  # answers with X-Progress-Path, as every route
+    try:
+        receipt = lock_reports.read_lock_receipt(json.lockReceipt, identity.user_id, lesson)
+    except lock_reports.InvalidReceipt as exc:
+        raise ApiError(400, "invalid_receipt", str(exc), "lockReceipt") from None
+    return {"falseLock": lock_reports.report_lock_screen(lesson, receipt)}, 202

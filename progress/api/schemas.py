@@ -104,6 +104,9 @@ class AccessOut(BaseModel):
     cacheAgeMs: int | None  # noqa: N815 - null when the DB answered
     version: int
     path: PathName
+    # Signed by the service when the lesson is locked; null when it is accessible. Send it
+    # with the lock-screen report.
+    lockReceipt: str | None  # noqa: N815
 
 
 class ProgressQuery(AccessQuery):
@@ -113,9 +116,9 @@ class ProgressQuery(AccessQuery):
 class LockScreenIn(Strict):
     moduleId: str = Field(min_length=1, max_length=64)  # noqa: N815
     lessonId: str = Field(min_length=1, max_length=64)  # noqa: N815
-    # The path whose answer the lock screen showed (its X-Progress-Path): during a rollout
-    # change the report may reach a worker that already serves the learner another way.
-    path: PathName | None = None
+    # The `lockReceipt` of the access answer that locked: it says which path answered, from
+    # which version and when.
+    lockReceipt: str = Field(min_length=1, max_length=1024)  # noqa: N815
 
 
 class LockScreenOut(BaseModel):

@@ -15,6 +15,8 @@ from ..errors import ApiError
 from .schemas import ErrorOut
 
 BODY_METHODS = ("POST", "PUT", "PATCH")
+# Fields whose problems have an error code of their own (the contract's names).
+FIELD_ERROR_CODES = {"lockReceipt": "invalid_receipt"}
 
 
 def _reject_invalid_request(
@@ -30,7 +32,8 @@ def _reject_invalid_request(
         return
     first = error.errors()[0]  # type: ignore[attr-defined]
     field = ".".join(str(part) for part in first["loc"]) or "body"
-    raise ApiError(400, "invalid_request", f"{field}: {first['msg']}", field)
+    code = FIELD_ERROR_CODES.get(field, "invalid_request")
+    raise ApiError(400, code, f"{field}: {first['msg']}", field)
 
 
 class DeclaredPartsPlugin(FlaskPlugin):

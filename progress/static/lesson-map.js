@@ -256,7 +256,7 @@
   }
 
   // ProgressClient calls this whenever the navigation guard answers "locked".
-  function showLockScreen({ moduleId, lessonId }) {
+  function showLockScreen({ moduleId, lessonId, answer }) {
     const lesson = find(moduleId, lessonId);
     if (!lesson || target !== key(moduleId, lessonId)) return;
     const previous = lessons[lesson.index - 1];
@@ -277,7 +277,7 @@
     say("");
     focusHeading(screen);
     // Every lock screen shown is reported: the service checks it against the primary.
-    api(() => client.reportLockScreen(moduleId, lessonId)).then(
+    api(() => client.reportLockScreen(moduleId, lessonId, answer.lockReceipt)).then(
       (report) => {
         screen.dataset.falseLock = String(report.falseLock);
         if (report.falseLock) {

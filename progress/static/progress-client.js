@@ -6,7 +6,7 @@
 //   const progress = await client.progress();
 //   await client.complete("basics", "greetings");          // one retry after 1 s on failure
 //   const answer = await client.access("basics", "introductions");  // sends minVersion
-//   if (!answer.accessible) await client.reportLockScreen("basics", "introductions");
+//   if (!answer.accessible) await client.reportLockScreen("basics", "introductions", answer.lockReceipt);
 (function (global) {
   "use strict";
 
@@ -115,8 +115,9 @@
       }
     }
 
-    // The navigation guard: {accessible, source, cacheAgeMs, version, path}. Sends the last
-    // version seen, so the answer never comes from a copy older than our own completion.
+    // The navigation guard: {accessible, source, cacheAgeMs, version, path, lockReceipt}. Sends
+    // the last version seen, so the answer never comes from a copy older than our own
+    // completion. A "locked" answer carries lockReceipt: send it with the lock-screen report.
     async access(moduleId, lessonId) {
       const answer = await this.request(
         "GET",
@@ -126,11 +127,12 @@
       return answer;
     }
 
-    // Tell the service a lock screen was shown; 202 {falseLock} says whether it was false.
-    // `path` is the path whose answer locked; by default the last one that answered.
-    reportLockScreen(moduleId, lessonId, path = this.lastPath) {
-      const body = path ? { moduleId, lessonId, path } : { moduleId, lessonId };
-      return this.request("POST", "/events/lock-screen", body);
+    // Tell the service a lock screen was shown, with the lockReceipt of the access answer
+    // that locked (the service signed it; it says which path answered and when).
+    // 202 {falseLock} says whether the lesson was in fact open; each receipt counts once.
+    reportLockScreen(moduleId, lessonId, lockReceipt) {
+      if (!lockReceipt) throw new Error("reportLockScreen needs the lockReceipt of the locked answer.");
+      return this.request("POST", "/events/lock-screen", { moduleId, lessonId, lockReceipt });
     }
   }
 
