@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 
 import psycopg
 import pytest
@@ -741,11 +742,28 @@ def test_false_lock_screens_on_the_verified_path_roll_back_at_the_next_evaluatio
             "tests",
         )
         guard.advance_stage("product@example.com")
-    learners = learners_on_each_path(app, 3)["verified"]
+    *learners, forger = learners_on_each_path(app, 4)["verified"]
     faults = "disable_double_check=1,drop_notifications=1"
     with guarded_services(
         monkeypatch, tmp_path, pg_database, instances=2, PROGRESS_FAULTS=faults
     ) as (_prometheus, (x, y)):
+        # First, forged reports of a lesson that is open: every one refused, nothing counted,
+        # and the guard, evaluating every second, holds at 10%.
+        forged_at = datetime.now(UTC)
+        for body in forged_reports(x.url, forger, learners[0]):
+            answer = requests.post(
+                x.url + "/api/v1/events/lock-screen", headers=forger.headers, json=body, timeout=10
+            )
+            assert answer.status_code == 400, (body, answer.text)
+        wait_until(
+            lambda: len([e for e in evaluations_oldest_first(app) if e["at"] > forged_at]) >= 3,
+            30,
+            "three evaluations after the forged reports",
+        )
+        after_forgery = [e for e in evaluations_oldest_first(app) if e["at"] > forged_at]
+        assert all(_check(e, "false_lock_screens")["status"] == "pass" for e in after_forgery)
+        assert not any(e["acted"] for e in after_forgery)
+        assert guard_changes(app) == []
         shown = 0
         for learner in learners:
             h = learner.headers
@@ -811,6 +829,26 @@ def test_false_lock_screens_on_the_verified_path_roll_back_at_the_next_evaluatio
     with app.app_context():
         plan = guard.current_plan()
         assert (plan.stage_index, plan.paused) == (0, True)
+
+
+def forged_reports(url: str, forger, someone_else) -> list[dict]:
+    """The forger completed lesson 1, so lesson 2 is open: a report that counted would be a
+    verified-path false lock. No receipt with `path` claimed, a tampered receipt, another
+    learner's, and a receipt for another lesson."""
+    h = forger.headers
+    assert requests.post(url + BASE + "greetings/complete", headers=h, timeout=10).ok
+    other_lesson = requests.get(url + BASE + "colours/access", headers=h, timeout=10).json()
+    theirs = requests.get(
+        url + BASE + "introductions/access", headers=someone_else.headers, timeout=10
+    ).json()
+    head, _, signature = other_lesson["lockReceipt"].rpartition(".")
+    intro = {"moduleId": "basics", "lessonId": "introductions"}
+    return [
+        {**intro, "path": "verified"},
+        {**intro, "lockReceipt": head + "." + signature[::-1]},
+        {**intro, "lockReceipt": theirs["lockReceipt"]},
+        {**intro, "lockReceipt": other_lesson["lockReceipt"]},
+    ]
 
 
 def _check(evaluation: dict, name: str) -> dict:
