@@ -17,7 +17,7 @@ from .api import admin, health, learner, spec
 from .api.health import register_readiness_check
 from .config import load_settings
 from .errors import register_errorhandlers
-from .extensions import db, migrate
+from .extensions import cors, db, migrate
 from .paths import legacy, verified
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,12 +71,28 @@ def register_extensions(app: Flask) -> None:
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             sa.event.listen(db.engine, "connect", _sqlite_pragmas)
+    register_cors(app)
     worker.init_app(app)
     metrics.create_series_at_zero()
     state = app.extensions[worker.STATE_KEY]
     register_readiness_check(app, "circuit_breaker", state.breaker.describe)
     register_readiness_check(app, "invalidation", state.listener.describe)
     logs.init_app(app)
+
+
+def register_cors(app: Flask) -> None:
+    """Browsers on the configured origins may call /api/v1 with a bearer token (no
+    cookies, so no credentials mode); preflights are answered before any auth."""
+    cors.init_app(
+        app,
+        resources={r"/api/v1/*": {"origins": app.config["PROGRESS_CORS_ORIGINS"]}},
+        allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+        expose_headers=["X-Progress-Path", "X-Request-ID"],
+        methods=["GET", "POST", "PUT", "OPTIONS"],
+        max_age=600,
+        supports_credentials=False,
+        vary_header=True,
+    )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

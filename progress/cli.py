@@ -16,6 +16,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
 from . import guard, rollout, store
+from .api import spec
 from .auth import issue_token
 from .curriculum import CurriculumFileError, read_curriculum_file, seed_curriculum
 from .extensions import db
@@ -267,7 +268,22 @@ def rollout_evaluations(limit: int, output: str) -> None:
             click.echo(f"    {check['status']:8} {check['name']:24} {figures}  [{threshold}]")
 
 
+@click.command("openapi")
+@with_appcontext
+@click.option(
+    "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Default: stdout."
+)
+def openapi_command(output: Path | None) -> None:
+    """Write the OpenAPI document (what GET /api/v1/openapi.json answers), for generators."""
+    text = json.dumps(spec.document(), indent=2, ensure_ascii=False) + "\n"
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+
+
 def init_app(app: Flask) -> None:
+    app.cli.add_command(openapi_command)
     app.cli.add_command(seed_command)
     app.cli.add_command(users)
     app.cli.add_command(token)

@@ -46,6 +46,18 @@ def _label_matchers(env: Mapping[str, str], name: str, default: str) -> str:
     return value.rstrip(", ")
 
 
+def _origins(env: Mapping[str, str], name: str) -> list[str]:
+    """Comma-separated origins (`https://app.example.com,http://localhost:5173`); empty: none.
+    An origin is a scheme and a host (and port), no path: the browser's Origin header."""
+    origins = [part.strip().rstrip("/") for part in env.get(name, "").split(",") if part.strip()]
+    for origin in origins:
+        if origin == "*":
+            raise ConfigError(f"{name}: list the origins; '*' would grant every site")
+        if not re.fullmatch(r"https?://[^/\s]+", origin):
+            raise ConfigError(f"{name}: {origin!r} is not an origin like https://app.example.com")
+    return origins
+
+
 def database_url(raw: str) -> str:
     """Accept `postgresql://` and `postgres://` and use psycopg 3 for them."""
     for prefix in ("postgresql://", "postgres://"):
@@ -133,5 +145,9 @@ def load_settings(instance_path: Path, env: Mapping[str, str] | None = None) -> 
         # How long a lock receipt can be reported (the access answer's `lockReceipt`).
         "PROGRESS_LOCK_RECEIPT_TTL_S": _int(env, "PROGRESS_LOCK_RECEIPT_TTL_S", 600, minimum=1),
         "PROGRESS_FAULTS": injected,
+        # Browser origins allowed to call /api/v1 (docs/frontend.md); none by default.
+        "PROGRESS_CORS_ORIGINS": _origins(env, "PROGRESS_CORS_ORIGINS"),
+        # The learner page's own client: a request taking longer counts as failed.
+        "PROGRESS_PAGE_TIMEOUT_MS": _int(env, "PROGRESS_PAGE_TIMEOUT_MS", 10_000, minimum=100),
         "PROGRESS_LOG_LEVEL": env.get("PROGRESS_LOG_LEVEL", "INFO").upper(),
     }

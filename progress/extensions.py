@@ -1,5 +1,6 @@
 """Extensions, created unbound here and bound to the app in `create_app`."""
 
+from flask_cors import CORS
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import DeclarativeBase
@@ -11,3 +12,4 @@ class Base(DeclarativeBase):
 
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
+cors = CORS()

@@ -24,7 +24,9 @@ bp = Blueprint(
 @bp.get("/")
 def lesson_map() -> str:
     return render_template(
-        "lesson_map.html", embedded=current_app.config["PROGRESS_ENV"] == "development"
+        "lesson_map.html",
+        embedded=current_app.config["PROGRESS_ENV"] == "development",
+        timeout_ms=current_app.config["PROGRESS_PAGE_TIMEOUT_MS"],
     )
 
 

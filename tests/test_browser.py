@@ -154,8 +154,8 @@ def served_path(page: Page) -> str | None:
 
 
 def complete_in_a_row(page: Page, order: list[tuple[str, str]]) -> list[str]:
-    """From the map: open the first lesson, then Mark complete → Next lesson, ROW times, by
-    keyboard and as fast as the page allows. Stops at the first lock screen. Returns the
+    """From the map: open the first lesson, then Mark complete → (completion view) Continue,
+    ROW times, by keyboard and as fast as the page allows. Stops at the first lock screen. Returns the
     path that served each step."""
     paths = []
     page.locator(f'li[data-lesson="{order[0][1]}"] a').click()
@@ -165,7 +165,8 @@ def complete_in_a_row(page: Page, order: list[tuple[str, str]]) -> list[str]:
         page.keyboard.press("Tab")
         expect(page.locator("#complete")).to_be_focused()
         page.keyboard.press("Enter")
-        expect(view).to_have_attribute("data-state", "complete")
+        # The completion view (the seed's LessonRunner) before the learner moves on.
+        expect(page.locator(f'.completion-view[data-lesson="{lesson}"]')).to_be_visible()
         paths.append(served_path(page))
         expect(page.locator("#next")).to_be_focused()
         page.keyboard.press("Enter")
@@ -222,9 +223,13 @@ def test_verified_path_completes_five_lessons_in_a_row_without_a_lock_screen(
         # The state is text in each lesson's accessible name, not only a colour.
         first = page.locator(f'li[data-lesson="{order[0][1]}"] a')
         expect(first).to_have_accessible_name(re.compile(r", complete$"))
-        expect(page.locator(f'li[data-lesson="{order[ROW + 1][1]}"] a')).to_have_accessible_name(
-            re.compile(r", locked$")
-        )
+        current = page.locator(f'li[data-lesson="{order[ROW][1]}"]')
+        expect(current).to_have_attribute("aria-current", "step")  # highlighted: up next
+        expect(current.locator("a")).to_have_accessible_name(re.compile(r", up next$"))
+        locked = page.locator(f'li[data-lesson="{order[ROW + 1][1]}"]')
+        expect(locked.locator("a")).to_have_count(0)  # a locked lesson is not a link
+        expect(locked).to_contain_text(re.compile(r", locked"))
+        expect(page.locator(".module").first.locator(".count")).to_contain_text(" of ")
         screenshot(page, "learner-map.png")
         assert lock_screens(page) == []
 

@@ -3,7 +3,7 @@ the two paths' key figures."""
 
 from __future__ import annotations
 
-from flask import Blueprint, g
+from flask import Blueprint, g, request
 from spectree import Response as Resp
 
 from .. import guard, metrics, rollout
@@ -30,7 +30,10 @@ ERRORS = {f"HTTP_{code}": ErrorOut for code in (401, 403, 502, 503)}
 
 @bp.before_request
 def require_admin() -> None:
-    """Every admin route: a valid token with the admin role, before anything else."""
+    """Every admin route: a valid token with the admin role, before anything else. A CORS
+    preflight carries no token by design: it is answered without one."""
+    if request.method == "OPTIONS":
+        return
     g.identity = authenticate(admin=True)
 
 
@@ -45,7 +48,12 @@ def _state_json(state: rollout.RolloutState) -> dict:
 
 
 @bp.get("/rollout")
-@api_spec.validate(resp=Resp(HTTP_200=RolloutOut, **ERRORS), tags=["admin"], security=AUTH)
+@api_spec.validate(
+    resp=Resp(HTTP_200=RolloutOut, **ERRORS),
+    operation_id="getRollout",
+    tags=["admin"],
+    security=AUTH,
+)
 def get_rollout() -> dict:
     """The flag's current percentage and its last change."""
     return _state_json(rollout.rollout_state())
@@ -53,7 +61,11 @@ def get_rollout() -> dict:
 
 @bp.put("/rollout")
 @api_spec.validate(
-    json=RolloutIn, resp=Resp(HTTP_200=RolloutOut, **ERRORS), tags=["admin"], security=AUTH
+    json=RolloutIn,
+    resp=Resp(HTTP_200=RolloutOut, **ERRORS),
+    operation_id="setRollout",
+    tags=["admin"],
+    security=AUTH,
 )
 def put_rollout(json: RolloutIn) -> dict:
     """Move the rollout (0, 10, 100 or any value); the change is kept with its reason."""
@@ -62,7 +74,12 @@ def put_rollout(json: RolloutIn) -> dict:
 
 
 @bp.get("/rollout/history")
-@api_spec.validate(resp=Resp(HTTP_200=RolloutHistoryOut, **ERRORS), tags=["admin"], security=AUTH)
+@api_spec.validate(
+    resp=Resp(HTTP_200=RolloutHistoryOut, **ERRORS),
+    operation_id="getRolloutHistory",
+    tags=["admin"],
+    security=AUTH,
+)
 def get_rollout_history() -> dict:
     """Every change, newest first."""
     return {
@@ -81,7 +98,12 @@ def get_rollout_history() -> dict:
 
 
 @bp.get("/paths")
-@api_spec.validate(resp=Resp(HTTP_200=PathFiguresOut, **ERRORS), tags=["admin"], security=AUTH)
+@api_spec.validate(
+    resp=Resp(HTTP_200=PathFiguresOut, **ERRORS),
+    operation_id="getPathFigures",
+    tags=["admin"],
+    security=AUTH,
+)
 def get_path_figures() -> dict:
     """The two paths' key figures side by side."""
     return metrics.path_figures()
@@ -106,7 +128,12 @@ GUARD_ERRORS = {**ERRORS, "HTTP_409": ErrorOut}
 
 
 @bp.get("/rollout/plan")
-@api_spec.validate(resp=Resp(HTTP_200=RolloutPlanOut, **ERRORS), tags=["admin"], security=AUTH)
+@api_spec.validate(
+    resp=Resp(HTTP_200=RolloutPlanOut, **ERRORS),
+    operation_id="getRolloutPlan",
+    tags=["admin"],
+    security=AUTH,
+)
 def get_rollout_plan() -> dict:
     """The rollout guard's plan: stages, evidence needed, what a failure does, where it is."""
     return guard.plan_json(guard.current_plan())
@@ -116,6 +143,7 @@ def get_rollout_plan() -> dict:
 @api_spec.validate(
     json=RolloutPlanIn,
     resp=Resp(HTTP_200=RolloutPlanOut, **GUARD_ERRORS),
+    operation_id="updateRolloutPlan",
     tags=["admin"],
     security=AUTH,
 )
@@ -131,6 +159,7 @@ def put_rollout_plan(json: RolloutPlanIn) -> dict:
 @api_spec.validate(
     query=GuardEvaluationsQuery,
     resp=Resp(HTTP_200=GuardEvaluationsOut, **ERRORS),
+    operation_id="getRolloutEvaluations",
     tags=["admin"],
     security=AUTH,
 )
@@ -143,7 +172,10 @@ def get_rollout_evaluations(query: GuardEvaluationsQuery) -> dict:
 
 @bp.post("/rollout/advance")
 @api_spec.validate(
-    resp=Resp(HTTP_200=RolloutPlanOut, **GUARD_ERRORS), tags=["admin"], security=AUTH
+    resp=Resp(HTTP_200=RolloutPlanOut, **GUARD_ERRORS),
+    operation_id="advanceRollout",
+    tags=["admin"],
+    security=AUTH,
 )
 def post_rollout_advance() -> dict:
     """Product's click: move to the next stage once the guard marked this one ready."""

@@ -25,14 +25,16 @@ def register_readiness_check(app: Flask, name: str, check: Callable[[], str]) ->
 
 
 @bp.get("/healthz")
-@api_spec.validate(resp=Resp(HTTP_200=HealthOut), tags=["health"])
+@api_spec.validate(resp=Resp(HTTP_200=HealthOut), operation_id="getHealth", tags=["health"])
 def healthz() -> dict:
     """The process is alive."""
     return {"status": "ok"}
 
 
 @bp.get("/readyz")
-@api_spec.validate(resp=Resp(HTTP_200=ReadyOut, HTTP_503=ReadyOut), tags=["health"])
+@api_spec.validate(
+    resp=Resp(HTTP_200=ReadyOut, HTTP_503=ReadyOut), operation_id="getReadiness", tags=["health"]
+)
 def readyz() -> tuple[dict, int]:
     """Ready when the database answers and every registered check passes."""
     checks: dict[str, str] = {}

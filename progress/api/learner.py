@@ -53,7 +53,11 @@ def tag_path(response: Response) -> Response:
 
 
 @bp.get("/curriculum")
-@api_spec.validate(resp=Resp(HTTP_200=CurriculumOut, HTTP_503=ErrorOut), tags=["curriculum"])
+@api_spec.validate(
+    resp=Resp(HTTP_200=CurriculumOut, HTTP_503=ErrorOut),
+    operation_id="getCurriculum",
+    tags=["curriculum"],
+)
 def get_curriculum() -> dict:
     """Modules in order, each with its lessons in order."""
     curriculum = worker_state().curriculum()
@@ -73,7 +77,11 @@ def get_curriculum() -> dict:
 
 @bp.get("/progress")
 @api_spec.validate(
-    query=ProgressQuery, resp=Resp(HTTP_200=ProgressOut, **ERRORS), tags=["progress"], security=AUTH
+    query=ProgressQuery,
+    resp=Resp(HTTP_200=ProgressOut, **ERRORS),
+    operation_id="getProgress",
+    tags=["progress"],
+    security=AUTH,
 )
 def get_progress(query: ProgressQuery) -> dict:
     """The learner's completed lessons and which lessons are open."""
@@ -104,7 +112,10 @@ def get_progress(query: ProgressQuery) -> dict:
 
 @bp.post("/modules/<moduleId>/lessons/<lessonId>/complete")
 @api_spec.validate(
-    resp=Resp(HTTP_200=CompletionOut, HTTP_409=ErrorOut, **ERRORS), tags=["progress"], security=AUTH
+    resp=Resp(HTTP_200=CompletionOut, HTTP_409=ErrorOut, **ERRORS),
+    operation_id="completeLesson",
+    tags=["progress"],
+    security=AUTH,
 )
 def complete_lesson(moduleId: str, lessonId: str) -> CompletionOut:  # noqa: N803 - path names
     """Mark a lesson complete; completing it again changes nothing."""
@@ -123,7 +134,11 @@ def complete_lesson(moduleId: str, lessonId: str) -> CompletionOut:  # noqa: N80
 
 @bp.get("/modules/<moduleId>/lessons/<lessonId>/access")
 @api_spec.validate(
-    query=AccessQuery, resp=Resp(HTTP_200=AccessOut, **ERRORS), tags=["progress"], security=AUTH
+    query=AccessQuery,
+    resp=Resp(HTTP_200=AccessOut, **ERRORS),
+    operation_id="checkAccess",
+    tags=["progress"],
+    security=AUTH,
 )
 def check_access(moduleId: str, lessonId: str, query: AccessQuery) -> AccessOut:  # noqa: N803
     """Is this lesson open for the learner? Send the last version seen as minVersion."""
@@ -153,6 +168,7 @@ def check_access(moduleId: str, lessonId: str, query: AccessQuery) -> AccessOut:
 @api_spec.validate(
     json=LockScreenIn,
     resp=Resp(HTTP_202=LockScreenOut, **ERRORS),
+    operation_id="reportLockScreen",
     tags=["events"],
     security=AUTH,
 )

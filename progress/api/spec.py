@@ -12,6 +12,7 @@ from spectree.plugins.flask_plugin import FlaskPlugin
 from spectree.utils import get_multidict_items
 
 from ..errors import ApiError
+from .examples import add_examples
 from .schemas import ErrorOut
 
 BODY_METHODS = ("POST", "PUT", "PATCH")
@@ -85,9 +86,14 @@ api_spec = SpecTree(
 bp = Blueprint("openapi", __name__)
 
 
+def document() -> dict[str, Any]:
+    """The OpenAPI document: the routes' models, operation ids and examples."""
+    return add_examples(api_spec.spec)
+
+
 @bp.get("/api/v1/openapi.json", endpoint="openapi_document")
 def openapi_document() -> Response:
-    return jsonify(api_spec.spec)
+    return jsonify(document())
 
 
 def init_app(app: Flask) -> None:

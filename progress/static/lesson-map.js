@@ -1,16 +1,19 @@
-// The learner page: sign in, the lesson map, a lesson, the lock screen. It talks to the
-// service only through ProgressClient (progress-client.js), that is the public API.
+// The learner page: sign in, the lesson map, a lesson, its completion view, the lock screen.
+// It talks to the service only through ProgressClient (progress-client.js), the public API.
+// No inline scripts or handlers anywhere, so it runs under a strict Content-Security-Policy.
 //
 // Views are addressed by the URL's hash, so the back button works:
 //   #/               the lesson map
 //   #/lesson/M/L     lesson L of module M (the navigation guard decides: lesson or lock screen)
+// The completion view follows a completion in place; "next" goes through the guard again.
 (function () {
   "use strict";
   const $ = (id) => document.getElementById(id);
+  const script = document.currentScript;
+  const TIMEOUT_MS = Number(script && script.dataset.timeoutMs) || 10000;
   const TOKEN_KEY = "progress.token";
   const RANK = { locked: 0, open: 1, complete: 2 };
-  const LABEL = { locked: "Locked", open: "Open", complete: "Complete" };
-  const ICON = { open: "▶", complete: "✓" }; // locked: lockIcon(), no emoji font needed
+  const LABEL = { locked: "Locked", open: "Open", complete: "Complete", current: "Up next" };
 
   let client = null;
   let lessons = []; // every lesson in course order: {moduleId, moduleTitle, lessonId, title, index}
@@ -22,6 +25,10 @@
   const find = (moduleId, lessonId) => lessons.find((l) => l.moduleId === moduleId && l.lessonId === lessonId);
   const stateOf = (lesson) => states.get(key(lesson.moduleId, lesson.lessonId)) || "locked";
   const hashFor = (lesson) => "#/lesson/" + encodeURIComponent(lesson.moduleId) + "/" + encodeURIComponent(lesson.lessonId);
+  const moduleOf = (lesson) => modules.find((m) => m.id === lesson.moduleId);
+  const doneIn = (module) => module.lessons.filter((l) => stateOf(l) === "complete").length;
+  // The lesson to do next: the first one not complete (it is open once its predecessor is).
+  const upNext = () => lessons.find((l) => stateOf(l) !== "complete");
 
   // Progress only grows: a lesson's state never moves back (a stale answer can't undo what we saw).
   function raise(moduleId, lessonId, state) {
@@ -29,7 +36,8 @@
     if (RANK[state] > RANK[states.get(k) || "locked"]) states.set(k, state);
   }
 
-  // el("button", {type: "button", onclick: f}, "text", child, ...)
+  // el("button", {type: "button", onclick: f}, "text", child, ...): handlers are attached
+  // with addEventListener, never as attributes.
   function el(tag, attrs, ...children) {
     const node = document.createElement(tag);
     Object.entries(attrs || {}).forEach(([name, value]) => {
@@ -41,25 +49,45 @@
     return node;
   }
 
-  // A row of controls, a space apart (inline elements, so they wrap on a small screen).
+  // A row of controls (they wrap on a small screen).
   function actions(...items) {
-    const row = el("div", { class: "actions" });
-    items.filter(Boolean).forEach((item, i) => row.append(...(i ? [" ", item] : [item])));
-    return row;
+    return el("div", { class: "actions" }, ...items.filter(Boolean));
   }
 
-  function lockIcon() {
+  function svgIcon(paths) {
     const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
     svg.setAttribute("viewBox", "0 0 16 16");
     svg.setAttribute("width", "1em");
     svg.setAttribute("height", "1em");
     svg.setAttribute("aria-hidden", "true");
-    svg.setAttribute("class", "lock-icon");
-    svg.style.verticalAlign = "-0.1em";
-    svg.innerHTML =
-      '<path d="M4.5 7V5a3.5 3.5 0 0 1 7 0v2" fill="none" stroke="currentColor" stroke-width="1.6"/>' +
-      '<rect x="2.5" y="7" width="11" height="8" rx="1.5" fill="currentColor"/>';
+    svg.setAttribute("class", "icon");
+    paths.forEach((attrs) => {
+      const path = document.createElementNS("http://www.w3.org/2000/svg", attrs.tag || "path");
+      Object.entries(attrs).forEach(([name, value]) => name !== "tag" && path.setAttribute(name, value));
+      svg.append(path);
+    });
     return svg;
+  }
+  const lockIcon = () =>
+    svgIcon([
+      { d: "M4.5 7V5a3.5 3.5 0 0 1 7 0v2", fill: "none", stroke: "currentColor", "stroke-width": "1.6" },
+      { tag: "rect", x: "2.5", y: "7", width: "11", height: "8", rx: "1.5", fill: "currentColor" },
+    ]);
+  const checkIcon = () =>
+    svgIcon([{ d: "M3 8.5l3.2 3L13 4.5", fill: "none", stroke: "currentColor", "stroke-width": "2.2" }]);
+
+  // A module's progress: a bar and "3 of 5" as text (the bar is decoration).
+  function moduleProgress(module) {
+    const done = doneIn(module);
+    const total = module.lessons.length;
+    const bar = el("span", { class: "bar", "aria-hidden": "true" }, el("span", { class: "bar-fill" }));
+    bar.firstChild.style.width = (total ? (100 * done) / total : 0) + "%";
+    return el(
+      "div",
+      { class: "module-progress" },
+      bar,
+      el("span", { class: "count" }, done + " of " + total, el("span", { class: "visually-hidden" }, " lessons complete"))
+    );
   }
 
   function say(text) {
@@ -84,7 +112,7 @@
     $("signin").hidden = name !== "signin";
     $("account").hidden = name === "signin";
     $("map").hidden = name !== "map";
-    $("view").hidden = name !== "lesson" && name !== "lock";
+    $("view").hidden = !["lesson", "lock", "done"].includes(name);
   }
 
   function focusHeading(container) {
@@ -104,7 +132,8 @@
   }
 
   async function signIn(token, byHand) {
-    client = new ProgressClient({ token, onLockScreen: showLockScreen });
+    if (client) client.close();
+    client = new ProgressClient({ token, onLockScreen: showLockScreen, onVersionChange, timeoutMs: TIMEOUT_MS });
     states.clear();
     say("Signing in…");
     try {
@@ -121,6 +150,7 @@
       await loadProgress(); // also fills the service's cache for this learner, as the app does
     } catch (error) {
       if (error.status !== 401) say("Could not sign in: " + error.message);
+      if (client) client.close();
       client = null;
       return;
     }
@@ -132,6 +162,7 @@
 
   function signOut(message) {
     sessionStorage.removeItem(TOKEN_KEY);
+    if (client) client.close();
     client = null;
     states.clear();
     target = null;
@@ -140,6 +171,16 @@
     say(message || "Signed out.");
     $("token").value = "";
     $("token").focus();
+  }
+
+  // Another tab of this learner completed something: the map and a lock screen catch up.
+  function onVersionChange() {
+    const view = document.body.dataset.view;
+    if (view === "map") loadProgress().catch(() => {});
+    else if (view === "lock" && target) {
+      const lesson = find(...target.split("/"));
+      if (lesson) openLesson(lesson);
+    }
   }
 
   // ---------------------------------------------------------------- the lesson map
@@ -152,40 +193,47 @@
   }
 
   function renderMap() {
+    const next = upNext();
+    const total = lessons.filter((l) => stateOf(l) === "complete").length;
+    $("course-progress").textContent = total + " of " + lessons.length + " lessons complete";
     $("modules").replaceChildren(
-      ...modules.map((m) => {
-        const done = m.lessons.filter((l) => stateOf(l) === "complete").length;
-        return el(
+      ...modules.map((m) =>
+        el(
           "section",
-          { class: "module", "aria-labelledby": "module-" + m.id },
-          el("h3", { id: "module-" + m.id }, m.title, el("span", { class: "muted count" }, " · " + done + " of " + m.lessons.length + " complete")),
-          el("ol", { class: "lessons" }, ...m.lessons.map(lessonItem))
-        );
-      })
+          { class: "module", "aria-labelledby": "module-" + m.id, dataset: { module: m.id } },
+          el("div", { class: "module-head" }, el("h3", { id: "module-" + m.id }, m.title), moduleProgress(m)),
+          el("ol", { class: "lessons" }, ...m.lessons.map((l) => lessonItem(l, l === next)))
+        )
+      )
     );
-    const next = lessons.find((l) => stateOf(l) !== "complete");
     $("continue").hidden = !next;
+    if (next) $("continue").textContent = (total ? "Continue: " : "Start: ") + next.title;
   }
 
-  function lessonItem(lesson) {
+  // A locked lesson is text, not a link; its state is in words (name and visible label).
+  function lessonItem(lesson, current) {
     const state = stateOf(lesson);
-    // The state is text: in the button's name for screen readers, and visible beside it.
+    const label = current && state === "open" ? LABEL.current : LABEL[state];
+    const marker = state === "locked" ? lockIcon() : state === "complete" ? checkIcon() : String(lesson.index + 1);
+    const name = [lesson.title, el("span", { class: "visually-hidden" }, ", " + label.toLowerCase())];
     return el(
       "li",
-      { class: "lesson", dataset: { state, module: lesson.moduleId, lesson: lesson.lessonId } },
-      el("span", { class: "lesson-icon", "aria-hidden": "true" }, state === "locked" ? lockIcon() : ICON[state]),
-      el(
-        "a",
-        { href: hashFor(lesson), class: "lesson-link" },
-        lesson.title,
-        el("span", { class: "visually-hidden" }, ", " + LABEL[state].toLowerCase())
-      ),
-      el("span", { class: "lesson-state", "aria-hidden": "true" }, LABEL[state])
+      {
+        class: "lesson" + (current ? " current" : ""),
+        dataset: { state, module: lesson.moduleId, lesson: lesson.lessonId },
+        "aria-current": current && state === "open" ? "step" : false,
+      },
+      el("span", { class: "lesson-marker", "aria-hidden": "true" }, marker),
+      state === "locked"
+        ? el("span", { class: "lesson-title" }, ...name)
+        : el("a", { href: hashFor(lesson), class: "lesson-link" }, ...name),
+      el("span", { class: "lesson-state", "aria-hidden": "true" }, label)
     );
   }
 
   async function showMap(moveFocus, reload) {
     target = null;
+    renderMap();
     setView("map");
     if (moveFocus) $("map-h").focus();
     if (!reload) return;
@@ -196,7 +244,7 @@
     }
   }
 
-  // ---------------------------------------------------------------- a lesson and the lock screen
+  // ---------------------------------------------------------------- a lesson, its completion, the lock screen
 
   async function openLesson(lesson) {
     target = key(lesson.moduleId, lesson.lessonId);
@@ -205,54 +253,116 @@
     try {
       answer = await api(() => client.access(lesson.moduleId, lesson.lessonId)); // locked: showLockScreen
     } catch (error) {
-      say("Could not open " + lesson.title + ": " + error.message);
+      if (target === key(lesson.moduleId, lesson.lessonId)) say("Could not open " + lesson.title + ": " + error.message);
       return;
     }
     if (target !== key(lesson.moduleId, lesson.lessonId)) return; // the learner went elsewhere
     if (!answer.accessible) return;
     raise(lesson.moduleId, lesson.lessonId, "open");
     say("");
-    showLesson(lesson, "heading");
+    showLesson(lesson);
   }
 
-  function showLesson(lesson, focus) {
-    const state = stateOf(lesson);
+  function lessonHeader(lesson) {
+    return el("p", { class: "muted eyebrow" }, lesson.moduleTitle + " · lesson " + (lesson.index + 1) + " of " + lessons.length);
+  }
+
+  function showLesson(lesson) {
+    const complete = stateOf(lesson) === "complete";
     const next = lessons[lesson.index + 1];
-    const complete = state === "complete";
     const view = el(
       "article",
-      { class: "lesson-view", dataset: { module: lesson.moduleId, lesson: lesson.lessonId, state } },
-      el("p", { class: "muted" }, lesson.moduleTitle + " · lesson " + (lesson.index + 1) + " of " + lessons.length),
+      { class: "lesson-view card", dataset: { module: lesson.moduleId, lesson: lesson.lessonId, state: stateOf(lesson) } },
+      lessonHeader(lesson),
       el("h2", { tabindex: "-1" }, lesson.title),
-      el("p", { class: "lesson-status" }, complete ? "✓ You have completed this lesson." : "Not completed yet."),
+      el("p", { class: "lesson-status" }, complete ? "You have completed this lesson." : "Not completed yet."),
       el("p", { class: "lesson-body" }, "The lesson's exercises go here."),
-      complete && !next && el("p", {}, "You have finished the course!"),
+      el("div", { id: "save-error" }),
       actions(
-        !complete && el("button", { type: "button", id: "complete", onclick: () => completeLesson(lesson) }, "Mark complete"),
-        complete && next && el("button", { type: "button", id: "next", onclick: () => go(next) }, "Next lesson: " + next.title),
+        !complete && el("button", { type: "button", id: "complete", class: "primary", onclick: () => completeLesson(lesson) }, "Mark complete"),
+        complete && next && el("button", { type: "button", id: "next", class: "primary", onclick: () => go(next) }, "Next lesson: " + next.title),
         el("a", { href: "#/", class: "back" }, "Back to the lesson map")
       )
     );
     $("view").replaceChildren(view);
     setView("lesson");
-    if (focus === "next" && $("next")) $("next").focus();
-    else focusHeading(view);
+    focusHeading(view);
   }
 
   async function completeLesson(lesson) {
     const button = $("complete");
+    const problem = $("save-error");
     button.disabled = true;
+    button.setAttribute("aria-busy", "true");
     say("Saving…");
     try {
-      await api(() => client.complete(lesson.moduleId, lesson.lessonId));
+      await api(() => client.complete(lesson.moduleId, lesson.lessonId)); // one retry inside
     } catch (error) {
       button.disabled = false;
-      say(error.code === "lesson_locked" ? "Complete the previous lesson first." : error.message);
+      button.removeAttribute("aria-busy");
+      say("");
+      if (error.status === 401) return; // signed out already
+      if (target === key(lesson.moduleId, lesson.lessonId)) showSaveError(problem, lesson, error);
       return;
     }
     raise(lesson.moduleId, lesson.lessonId, "complete");
+    const next = lessons[lesson.index + 1];
+    if (next) raise(next.moduleId, next.lessonId, "open"); // the server's rule; the guard still decides
+    say("");
+    if (target === key(lesson.moduleId, lesson.lessonId)) showCompletion(lesson);
+  }
+
+  // Saving failed after the client's one retry: say so plainly, stay on the lesson.
+  function showSaveError(container, lesson, error) {
+    const locked = error.code === "lesson_locked";
+    const retry = el("button", { type: "button", id: "retry", onclick: () => completeLesson(lesson) }, "Try again");
+    container.replaceChildren(
+      el(
+        "div",
+        { class: "save-error", role: "alert", dataset: { code: error.code } },
+        el("p", { class: "save-error-title" }, locked ? "This lesson can't be completed yet." : "Your progress was not saved."),
+        el(
+          "p",
+          {},
+          locked
+            ? "Complete the lesson before it first."
+            : error.status === 0
+              ? "The service did not answer in time. Check your connection and try again."
+              : "The service could not save it (" + error.message + "). Try again in a moment."
+        ),
+        !locked && actions(retry)
+      )
+    );
+    if (!locked) retry.focus();
+  }
+
+  // The seed's LessonRunner: after a verified completion, a completion screen (what was
+  // done, what opens next) before the learner moves on; "next" asks the guard again.
+  function showCompletion(lesson) {
+    const module = moduleOf(lesson);
+    const next = lessons[lesson.index + 1];
+    const moduleDone = doneIn(module) === module.lessons.length;
+    const view = el(
+      "section",
+      { class: "completion-view card", dataset: { module: lesson.moduleId, lesson: lesson.lessonId, state: "complete" } },
+      el("div", { class: "completion-badge", "aria-hidden": "true" }, checkIcon()),
+      lessonHeader(lesson),
+      el("h2", { tabindex: "-1" }, "Lesson complete: " + lesson.title),
+      el("div", { class: "completion-module" }, el("span", {}, module.title), moduleProgress(module)),
+      moduleDone && el("p", { class: "completion-note" }, "You finished the module “" + module.title + "”."),
+      next
+        ? el("p", { class: "completion-next" }, "Next up: ", el("strong", {}, next.title), next.moduleId !== lesson.moduleId ? " (" + next.moduleTitle + ")" : "")
+        : el("p", { class: "completion-next" }, "You have finished the course!"),
+      actions(
+        next && el("button", { type: "button", id: "next", class: "primary", onclick: () => go(next) }, "Continue: " + next.title),
+        el("a", { href: "#/", class: "back" }, "Back to the lesson map")
+      )
+    );
+    $("view").replaceChildren(view);
+    setView("done");
     say("Lesson complete: " + lesson.title + ".");
-    if (target === key(lesson.moduleId, lesson.lessonId)) showLesson(lesson, "next");
+    if (next) $("next").focus();
+    else focusHeading(view);
   }
 
   // ProgressClient calls this whenever the navigation guard answers "locked".
@@ -262,13 +372,15 @@
     const previous = lessons[lesson.index - 1];
     const screen = el(
       "section",
-      { class: "lock-screen", role: "alert", "aria-labelledby": "lock-h", dataset: { module: moduleId, lesson: lessonId } },
-      el("h2", { id: "lock-h", tabindex: "-1" }, lockIcon(), " " + lesson.title + " is locked"),
+      { class: "lock-screen card", role: "alert", "aria-labelledby": "lock-h", dataset: { module: moduleId, lesson: lessonId } },
+      el("div", { class: "lock-badge", "aria-hidden": "true" }, lockIcon()),
+      lessonHeader(lesson),
+      el("h2", { id: "lock-h", tabindex: "-1" }, lesson.title + " is locked"),
       el("p", {}, previous ? "It opens when you complete “" + previous.title + "”." : "It is not open yet."),
       el("p", { class: "lock-report muted" }),
       actions(
         el("button", { type: "button", id: "check-again", onclick: () => openLesson(lesson) }, "Check again"),
-        previous && el("button", { type: "button", onclick: () => go(previous) }, "Go to “" + previous.title + "”"),
+        previous && el("button", { type: "button", class: "primary", onclick: () => go(previous) }, "Go to “" + previous.title + "”"),
         el("a", { href: "#/", class: "back" }, "Back to the lesson map")
       )
     );
@@ -276,7 +388,7 @@
     setView("lock");
     say("");
     focusHeading(screen);
-    // Every lock screen shown is reported: the service checks it against the primary.
+    // Every lock screen shown is reported with its receipt: the service checks it against the primary.
     api(() => client.reportLockScreen(moduleId, lessonId, answer.lockReceipt)).then(
       (report) => {
         screen.dataset.falseLock = String(report.falseLock);
@@ -317,7 +429,7 @@
   $("sign-out").addEventListener("click", () => signOut());
 
   $("continue").addEventListener("click", () => {
-    const next = lessons.find((l) => stateOf(l) !== "complete");
+    const next = upNext();
     if (next) go(next);
   });
 

@@ -1,20 +1,27 @@
 // ProgressClient: a dependency-free reference client for the lesson progress API.
 // Copy it as it is: a plain script (no modules, no build step) that sets window.ProgressClient.
+// Its types are in progress-client.d.ts (and the API's in progress-api.d.ts); docs/frontend.md.
 //
-//   const client = new ProgressClient({ baseUrl: "", token, onLockScreen });
+//   const client = new ProgressClient({ baseUrl: "https://progress.example.com", token, onLockScreen });
 //   const modules = await client.curriculum();
 //   const progress = await client.progress();
 //   await client.complete("basics", "greetings");          // one retry after 1 s on failure
 //   const answer = await client.access("basics", "introductions");  // sends minVersion
 //   if (!answer.accessible) await client.reportLockScreen("basics", "introductions", answer.lockReceipt);
+//
+// Read-your-writes across reloads and tabs: the highest progress version seen is kept per
+// learner in localStorage and followed through the `storage` event, so every tab and every
+// reload sends it back as minVersion.
 (function (global) {
   "use strict";
 
   const RETRY_DELAY_MS = 1000; // the seed's LessonRunner: one retry, one second later
-  const TIMEOUT_MS = 10000; // a request that hangs longer counts as a network error
+  const TIMEOUT_MS = 10000; // a request that hangs longer counts as failed
+  const VERSION_KEY = "progress.version."; // + the learner's id (the token's sub)
 
-  // Every failure is a ProgressError: status 0 for the network, else the HTTP status,
-  // and code is the API's error code ("lesson_locked", "token_expired", ...).
+  // Every failure is a ProgressError: status 0 when no answer came (code "network_error",
+  // or "timeout" after timeoutMs), else the HTTP status and the API's error code
+  // ("lesson_locked", "token_expired", ...).
   class ProgressError extends Error {
     constructor(message, status, code) {
       super(message);
@@ -27,24 +34,94 @@
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
   const lessonPath = (moduleId, lessonId) =>
     "/modules/" + encodeURIComponent(moduleId) + "/lessons/" + encodeURIComponent(lessonId);
-  // Worth one more try: the network failed or the server did (5xx). A 4xx never is.
+  // Worth one more try: no answer, or the server failed (5xx). A 4xx never is.
   const retryable = (error) => error.status === 0 || error.status >= 500;
+  const asVersion = (value) => {
+    const version = Number(value);
+    return Number.isSafeInteger(version) && version >= 0 ? version : 0;
+  };
+
+  // The token's subject: the learner whose versions we keep. Not verified here (the
+  // server does that); only used to keep two learners' versions apart in one browser.
+  function learnerOf(token) {
+    try {
+      const payload = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+      const sub = JSON.parse(atob(payload)).sub;
+      return typeof sub === "string" && sub ? sub : null;
+    } catch (error) {
+      return null;
+    }
+  }
+
+  function defaultStorage() {
+    try {
+      return global.localStorage || null;
+    } catch (error) {
+      return null; // storage disabled (some privacy modes): versions stay in memory
+    }
+  }
 
   class ProgressClient {
-    constructor({ baseUrl = "", token, onLockScreen } = {}) {
+    constructor({ baseUrl = "", token, onLockScreen, onVersionChange, timeoutMs = TIMEOUT_MS, storage } = {}) {
       if (!token) throw new Error("ProgressClient needs a token (a Bearer JWT).");
       this.baseUrl = String(baseUrl).replace(/\/+$/, "");
       this.token = token;
-      this.onLockScreen = onLockScreen; // called as onLockScreen({moduleId, lessonId, answer})
-      this.version = 0; // the highest progress version seen: sent back as minVersion
+      this.onLockScreen = onLockScreen; // onLockScreen({moduleId, lessonId, answer})
+      this.onVersionChange = onVersionChange; // onVersionChange(version): another tab wrote
+      this.timeoutMs = timeoutMs;
       this.lastPath = null; // "legacy" or "verified": the path that served the last answer
+      this.learnerId = learnerOf(token);
+      this.storage = storage === undefined ? defaultStorage() : storage;
+      this.storageKey = this.learnerId && this.storage ? VERSION_KEY + this.learnerId : null;
+      this.seen = 0; // the highest version this client saw itself
+      this.receipts = new Map(); // "module/lesson" -> the lockReceipt of its last locked answer
+      this.onStorage = (event) => {
+        if (event.key !== this.storageKey || event.newValue === null) return;
+        const version = asVersion(event.newValue);
+        if (version > this.seen) {
+          this.seen = version;
+          if (this.onVersionChange) this.onVersionChange(version);
+        }
+      };
+      if (this.storageKey && global.addEventListener) global.addEventListener("storage", this.onStorage);
+    }
+
+    // The highest progress version any tab of this learner saw: sent back as minVersion.
+    get version() {
+      return Math.max(this.seen, this.stored());
+    }
+
+    stored() {
+      if (!this.storageKey) return 0;
+      try {
+        return asVersion(this.storage.getItem(this.storageKey));
+      } catch (error) {
+        return 0;
+      }
+    }
+
+    // Versions only grow; keep the highest one any answer carried, here and for other tabs.
+    remember(version) {
+      if (!Number.isSafeInteger(version) || version <= this.version) return;
+      this.seen = version;
+      if (!this.storageKey) return;
+      try {
+        this.storage.setItem(this.storageKey, String(version));
+      } catch (error) {
+        // storage full or refused: this tab still sends it
+      }
+    }
+
+    // Stop following other tabs (a single-page app that signs the learner out).
+    close() {
+      if (this.storageKey && global.removeEventListener) global.removeEventListener("storage", this.onStorage);
     }
 
     // One call to /api/v1: JSON in and out; any failure throws a ProgressError.
     async request(method, path, body) {
       const where = method + " " + path;
       const abort = new AbortController();
-      const timer = setTimeout(() => abort.abort(), TIMEOUT_MS);
+      const timer = setTimeout(() => abort.abort(), this.timeoutMs);
       let response;
       try {
         response = await fetch(this.baseUrl + "/api/v1" + path, {
@@ -58,13 +135,24 @@
           signal: abort.signal,
         });
       } catch (error) {
-        const why = error.name === "AbortError" ? "no answer in " + TIMEOUT_MS / 1000 + " s" : error.message;
-        throw new ProgressError("Network error on " + where + ": " + why, 0, "network_error");
+        clearTimeout(timer);
+        if (error.name === "AbortError") {
+          throw new ProgressError(where + ": no answer in " + this.timeoutMs / 1000 + " s", 0, "timeout");
+        }
+        throw new ProgressError("Network error on " + where + ": " + error.message, 0, "network_error");
+      }
+      let data;
+      try {
+        data = await response.json().catch((error) => {
+          if (error.name === "AbortError") throw error;
+          return null;
+        });
+      } catch (error) {
+        throw new ProgressError(where + ": no answer in " + this.timeoutMs / 1000 + " s", 0, "timeout");
       } finally {
         clearTimeout(timer);
       }
       this.lastPath = response.headers.get("X-Progress-Path") || this.lastPath;
-      const data = await response.json().catch(() => null);
       if (!response.ok) {
         const error = (data && data.error) || {};
         const message = error.message || response.statusText || "no details";
@@ -79,11 +167,6 @@
       return data;
     }
 
-    // Versions only grow; keep the highest one any answer carried.
-    remember(version) {
-      if (Number.isInteger(version) && version > this.version) this.version = version;
-    }
-
     // [{id, title, lessons: [{id, title}]}], in order. No token needed, but it is sent.
     async curriculum() {
       return (await this.request("GET", "/curriculum")).modules;
@@ -94,8 +177,8 @@
       return this.request("GET", "/progress?minVersion=" + this.version);
     }
 
-    // {success, dbUpdated, cacheUpdated, version, path}. On a network error or a 5xx: one
-    // retry after 1 s (completing twice changes nothing), then a clear error. 4xx: at once.
+    // {success, dbUpdated, cacheUpdated, version, path}. No answer or a 5xx: one retry after
+    // 1 s (completing twice changes nothing), then a clear error. A 4xx: at once.
     async complete(moduleId, lessonId) {
       const path = lessonPath(moduleId, lessonId) + "/complete";
       try {
@@ -115,22 +198,27 @@
       }
     }
 
-    // The navigation guard: {accessible, source, cacheAgeMs, version, path, lockReceipt}. Sends
-    // the last version seen, so the answer never comes from a copy older than our own
-    // completion. A "locked" answer carries lockReceipt: send it with the lock-screen report.
+    // The navigation guard: {accessible, source, cacheAgeMs, version, path, lockReceipt}.
+    // Sends the last version seen, so the answer never comes from a copy older than our
+    // own completion (or another tab's). A "locked" answer carries lockReceipt: send it
+    // with the lock-screen report.
     async access(moduleId, lessonId) {
       const answer = await this.request(
         "GET",
         lessonPath(moduleId, lessonId) + "/access?minVersion=" + this.version
       );
+      const key = moduleId + "/" + lessonId;
+      if (answer.accessible) this.receipts.delete(key);
+      else if (answer.lockReceipt) this.receipts.set(key, answer.lockReceipt);
       if (!answer.accessible && this.onLockScreen) this.onLockScreen({ moduleId, lessonId, answer });
       return answer;
     }
 
     // Tell the service a lock screen was shown, with the lockReceipt of the access answer
-    // that locked (the service signed it; it says which path answered and when).
+    // that locked (the service signed it; it says which path answered and when); by default
+    // the last one this client got for that lesson.
     // 202 {falseLock} says whether the lesson was in fact open; each receipt counts once.
-    reportLockScreen(moduleId, lessonId, lockReceipt) {
+    reportLockScreen(moduleId, lessonId, lockReceipt = this.receipts.get(moduleId + "/" + lessonId)) {
       if (!lockReceipt) throw new Error("reportLockScreen needs the lockReceipt of the locked answer.");
       return this.request("POST", "/events/lock-screen", { moduleId, lessonId, lockReceipt });
     }

@@ -1,0 +1,160 @@
+"""One example for every request and response model, added to the OpenAPI document.
+
+Kept beside the models rather than inside them so one module shows every example a frontend
+developer sees; tests/test_openapi_contract.py validates each against its model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from . import schemas as s
+
+WHEN = "2026-03-02T09:15:27.418000+00:00"
+ADMIN = "ana@example.com"
+ROLLOUT = {
+    "flag": "verified-progress-path",
+    "percentage": 10,
+    "backend": "embedded",
+    "updatedAt": WHEN,
+    "updatedBy": ADMIN,
+}
+PATH_FIGURES = {
+    "completions": 1840.0,
+    "completionErrors": 2.0,
+    "completionSuccessRate": 0.9989,
+    "falseLockScreens": 0.0,
+    "stalenessIncidents": 3.0,
+    "cacheHitRate": 0.94,
+    "cacheMismatches": 0.0,
+    "accessChecks": 9120.0,
+}
+PLAN = {
+    "flag": "verified-progress-path",
+    "stages": [0, 10, 100],
+    "stage": 1,
+    "stagePercentage": 10,
+    "stageStartedAt": WHEN,
+    "minStageSeconds": 3600,
+    "minCompletions": 200,
+    "minAccessChecks": 1000,
+    "autoAdvance": False,
+    "onFailure": "rollback",
+    "successRateMargin": 0.005,
+    "p95BudgetSeconds": 0.5,
+    "enabled": True,
+    "paused": False,
+    "ready": False,
+    "updatedAt": WHEN,
+    "updatedBy": ADMIN,
+}
+
+EXAMPLES: dict[type[BaseModel], dict[str, Any]] = {
+    s.ErrorOut: {
+        "error": {
+            "code": "lesson_locked",
+            "message": "Complete 'greetings' before 'introductions'.",
+        }
+    },
+    s.CurriculumOut: {
+        "modules": [
+            {
+                "id": "basics",
+                "title": "Basics",
+                "lessons": [
+                    {"id": "greetings", "title": "Greetings"},
+                    {"id": "introductions", "title": "Introductions"},
+                ],
+            }
+        ]
+    },
+    s.ProgressQuery: {"minVersion": 3},
+    s.ProgressOut: {
+        "version": 3,
+        "completed": [{"moduleId": "basics", "lessonId": "greetings", "completedAt": WHEN}],
+        "lessons": [
+            {"moduleId": "basics", "lessonId": "greetings", "accessible": True},
+            {"moduleId": "basics", "lessonId": "introductions", "accessible": True},
+            {"moduleId": "basics", "lessonId": "numbers", "accessible": False},
+        ],
+    },
+    s.CompletionOut: {
+        "success": True,
+        "dbUpdated": True,
+        "cacheUpdated": True,
+        "version": 4,
+        "path": "verified",
+    },
+    s.AccessQuery: {"minVersion": 4},
+    s.AccessOut: {
+        "accessible": True,
+        "source": "cache",
+        "cacheAgeMs": 12,
+        "version": 4,
+        "path": "verified",
+    },
+    s.LockScreenIn: {"moduleId": "basics", "lessonId": "numbers"},
+    s.LockScreenOut: {"falseLock": False},
+    s.HealthOut: {"status": "ok"},
+    s.ReadyOut: {
+        "status": "ready",
+        "checks": {"database": "ok", "flags": "ok (embedded)"},
+    },
+    s.RolloutOut: ROLLOUT,
+    s.RolloutIn: {"percentage": 10, "reason": "stage 1: 10% of learners"},
+    s.RolloutHistoryOut: {
+        "changes": [
+            {
+                "percentage": 10,
+                "previousPercentage": 0,
+                "reason": "stage 1: 10% of learners",
+                "changedBy": ADMIN,
+                "changedAt": WHEN,
+                "backend": "embedded",
+            }
+        ]
+    },
+    s.PathFiguresOut: {
+        "legacy": {**PATH_FIGURES, "falseLockScreens": 17.0},
+        "verified": PATH_FIGURES,
+    },
+    s.RolloutPlanOut: PLAN,
+    s.RolloutPlanIn: {"stages": [0, 10, 50, 100], "minStageSeconds": 1800, "autoAdvance": True},
+    s.GuardEvaluationsQuery: {"limit": 20},
+    s.GuardEvaluationsOut: {
+        "evaluations": [
+            {
+                "id": 41,
+                "at": WHEN,
+                "flag": "verified-progress-path",
+                "stage": 1,
+                "percentage": 10,
+                "windowSeconds": 3600,
+                "checks": [
+                    {
+                        "name": "false_locks",
+                        "status": "pass",
+                        "detail": "no false lock screen on the verified path",
+                        "figures": {"verified": 0},
+                        "threshold": {"max": 0},
+                    }
+                ],
+                "decision": "hold",
+                "reason": "too few completions on the verified path (120 of 200)",
+                "acted": False,
+                "instance": "web-1:4242",
+            }
+        ]
+    },
+}
+
+
+def add_examples(document: dict[str, Any]) -> dict[str, Any]:
+    """Put each model's example into its component schema (OpenAPI 3.1: `examples`)."""
+    schemas = document.get("components", {}).get("schemas", {})
+    for model, example in EXAMPLES.items():
+        if model.__name__ in schemas:
+            schemas[model.__name__]["examples"] = [example]
+    return document
