@@ -155,8 +155,8 @@ def served_path(page: Page) -> str | None:
 
 def complete_in_a_row(page: Page, order: list[tuple[str, str]]) -> list[str]:
     """From the map: open the first lesson, then Mark complete → (completion view) Continue,
-    ROW times, by keyboard and as fast as the page allows. Stops at the first lock screen. Returns the
-    path that served each step."""
+    ROW times, by keyboard and as fast as the page allows. Stops at the first lock screen.
+    Returns the path that served each step."""
     paths = []
     page.locator(f'li[data-lesson="{order[0][1]}"] a').click()
     for (_, lesson), (_, following) in itertools.pairwise(order[: ROW + 1]):

@@ -1,0 +1,478 @@
+"""The seed's test matrix rows that only a browser shows, in Debian's Chromium: page refresh,
+tab switch across two service instances, a slow (3G) network, a cache updater that never
+works, a frontend on another origin (CORS), and every view of the learner page at desktop
+and phone width (screenshots in test-artifacts/screenshots/).
+
+The service runs as production runs it (gunicorn on the session's PostgreSQL database); the
+browser talks to it only through the reference client, as the learner page does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import requests
+from flask import Flask
+from playwright.sync_api import Browser, Page, Route, expect
+
+from tests.conftest import SECRET, AuthActions, Learner, service_env, set_rollout
+from tests.support.service import RunningService, running_service
+from tests.test_browser import (
+    ROW,
+    SCREENSHOTS,
+    WATCH_LOCK_SCREENS,
+    browser,  # noqa: F401 - the module's Chromium, a fixture
+    complete_in_a_row,
+    course_order,
+    lock_screens,
+    served_path,
+    sign_in,
+    wait_until_both_workers_listen,
+)
+
+DESKTOP = {"width": 1100, "height": 900}
+PHONE = {"width": 390, "height": 844}
+# Chromium's "Regular 3G"-like profile the issue names: about 400 ms and 400 kbit/s.
+THREE_G = {
+    "offline": False,
+    "latency": 400,
+    "downloadThroughput": 400 * 1024 / 8,
+    "uploadThroughput": 400 * 1024 / 8,
+}
+
+
+@contextlib.contextmanager
+def instance(
+    pg_database: str, tmp_path: Path, name: str, workers: int = 2, **env: str
+) -> Iterator[RunningService]:
+    """One service instance (gunicorn) on the session's test database."""
+    tmp = tmp_path / name
+    tmp.mkdir()
+    settings = service_env(
+        pg_database,
+        tmp / "metrics",
+        **{"PROGRESS_FAULTS": "", "PROGRESS_GUARD_INTERVAL_S": "0", **env},
+    )
+    with running_service(settings, tmp, workers=workers) as service:
+        wait_until_both_workers_listen(service)
+        yield service
+
+
+@contextlib.contextmanager
+def tab(browser: Browser, viewport: dict | None = None) -> Iterator[Page]:  # noqa: F811
+    """A fresh browser window (its own storage), watching for lock screens and JS errors."""
+    context = browser.new_context(viewport=viewport or DESKTOP)
+    context.set_default_timeout(10_000)
+    context.add_init_script(WATCH_LOCK_SCREENS)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        yield page
+    finally:
+        context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def requests_to(page: Page, fragment: str) -> list[str]:
+    """Every URL the page asks for that contains `fragment`, as it asks."""
+    seen: list[str] = []
+    page.on("request", lambda r: seen.append(r.url) if fragment in r.url else None)
+    return seen
+
+
+def min_version(url: str) -> int:
+    found = re.search(r"minVersion=(\d+)", url)
+    assert found, f"no minVersion in {url}"
+    return int(found.group(1))
+
+
+def stored_version(page: Page, learner: Learner) -> int:
+    return int(page.evaluate(f"localStorage.getItem('progress.version.{learner.id}') || '0'"))
+
+
+def complete_current_lesson(page: Page, lesson: str) -> None:
+    page.locator(f'.lesson-view[data-lesson="{lesson}"] #complete').click()
+    expect(page.locator(f'.completion-view[data-lesson="{lesson}"]')).to_be_visible()
+
+
+def shoot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / name), full_page=True)
+
+
+@pytest.mark.slow
+def test_page_refresh_right_after_a_completion_keeps_the_next_lesson_open(
+    pg_app: Flask,
+    pg_database: str,
+    tmp_path: Path,
+    browser: Browser,  # noqa: F811
+):
+    """Seed matrix "Page refresh": the version survives the reload (localStorage), so the
+    first calls after it already carry minVersion, and the next lesson opens."""
+    learner = AuthActions(SECRET).learner()
+    set_rollout(pg_app, 100)
+    with instance(pg_database, tmp_path, "a") as service, tab(browser) as page:
+        order = course_order(service)
+        sign_in(page, service, learner)
+        page.locator(f'li[data-lesson="{order[0][1]}"] a').click()
+        complete_current_lesson(page, order[0][1])
+        written = stored_version(page, learner)
+        assert written >= 1
+
+        after_reload = requests_to(page, "minVersion=")
+        page.reload()  # at once: the token is in sessionStorage, the version in localStorage
+        expect(page.locator(f'.lesson-view[data-lesson="{order[0][1]}"]')).to_be_visible()
+        assert after_reload, "no progress or access call after the reload"
+        assert all(min_version(url) >= written for url in after_reload), after_reload
+
+        page.locator("#next").click()
+        expect(page.locator(f'.lesson-view[data-lesson="{order[1][1]}"]')).to_be_visible()
+        assert lock_screens(page) == []
+        assert served_path(page) == "verified"
+
+
+@pytest.mark.slow
+def test_a_completion_in_one_tab_is_honoured_at_once_by_another_tab_on_another_instance(
+    pg_app: Flask,
+    pg_database: str,
+    tmp_path: Path,
+    browser: Browser,  # noqa: F811
+):
+    """Seed matrix "Browser tab switch": tabs A and B of one learner share localStorage; A's
+    calls reach instance A, B's reach instance B (as behind a load balancer), and B's copy
+    of the learner's progress is older. B honours A's completion at once: its next call
+    carries A's version, and its map follows A without a reload (the storage event)."""
+    learner = AuthActions(SECRET).learner()
+    set_rollout(pg_app, 100)
+    with (
+        instance(pg_database, tmp_path, "a", workers=1) as a,
+        instance(pg_database, tmp_path, "b", workers=1) as b,
+    ):
+        context = browser.new_context(viewport=DESKTOP)
+        context.set_default_timeout(10_000)
+        context.add_init_script(WATCH_LOCK_SCREENS)
+        try:
+            order = course_order(a)
+            tab_a, tab_b = context.new_page(), context.new_page()
+            reached_b = route_api_to(tab_b, a, b)
+            sign_in(tab_a, a, learner)
+            sign_in(tab_b, a, learner)  # instance B now holds the learner's progress, version 0
+            assert reached_b, "tab B's calls did not go to instance B"
+
+            tab_a.locator(f'li[data-lesson="{order[0][1]}"] a').click()
+            complete_current_lesson(tab_a, order[0][1])
+            written = stored_version(tab_a, learner)
+
+            b_access = requests_to(tab_b, "/access")
+            tab_b.bring_to_front()
+            tab_b.evaluate(f"location.hash = '#/lesson/{order[1][0]}/{order[1][1]}'")
+            expect(tab_b.locator(f'.lesson-view[data-lesson="{order[1][1]}"]')).to_be_visible()
+            assert [min_version(url) for url in b_access] == [written]
+            assert lock_screens(tab_b) == []
+            assert served_path(tab_b) == "verified"
+
+            # B on its map; A completes the next lesson: B's map opens the one after, unasked.
+            tab_b.get_by_role("link", name="Back to the lesson map").click()
+            after = tab_b.locator(f'li[data-lesson="{order[2][1]}"]')
+            expect(after).to_have_attribute("data-state", "locked")
+            tab_a.locator("#next").click()
+            complete_current_lesson(tab_a, order[1][1])
+            expect(after).to_have_attribute("data-state", "open")
+            expect(after).to_have_attribute("aria-current", "step")
+            assert lock_screens(tab_a) == lock_screens(tab_b) == []
+        finally:
+            context.close()
+
+
+@pytest.mark.slow
+def test_on_the_legacy_path_the_other_instance_still_shows_its_false_lock(
+    pg_app: Flask,
+    pg_database: str,
+    tmp_path: Path,
+    browser: Browser,  # noqa: F811
+):
+    """The baseline of the tab switch: the legacy path believes instance B's older copy
+    (a delayed cache update, no invalidation), whatever version the tab sends."""
+    learner = AuthActions(SECRET).learner()
+    set_rollout(pg_app, 0)
+    slow = {"PROGRESS_FAULTS": "cache_update_delay_ms=1500"}
+    with (
+        instance(pg_database, tmp_path, "a", workers=1, **slow) as a,
+        instance(pg_database, tmp_path, "b", workers=1, **slow) as b,
+    ):
+        context = browser.new_context(viewport=DESKTOP)
+        context.set_default_timeout(10_000)
+        context.add_init_script(WATCH_LOCK_SCREENS)
+        try:
+            order = course_order(a)
+            tab_a, tab_b = context.new_page(), context.new_page()
+            route_api_to(tab_b, a, b)
+            sign_in(tab_a, a, learner)
+            sign_in(tab_b, a, learner)
+            tab_a.locator(f'li[data-lesson="{order[0][1]}"] a').click()
+            complete_current_lesson(tab_a, order[0][1])
+
+            tab_b.evaluate(f"location.hash = '#/lesson/{order[1][0]}/{order[1][1]}'")
+            screen = tab_b.locator(f'.lock-screen[data-lesson="{order[1][1]}"]')
+            expect(screen).to_be_visible()
+            expect(screen).to_have_attribute("data-false-lock", "true")  # reported and judged
+            assert served_path(tab_b) == "legacy"
+        finally:
+            context.close()
+
+
+def route_api_to(page: Page, origin: RunningService, other: RunningService) -> list[str]:
+    """The page's API calls go to `other` instead (a load balancer that picked another
+    instance); the page and its storage stay on `origin`. Returns the calls rerouted."""
+    rerouted: list[str] = []
+
+    def reroute(route: Route) -> None:
+        url = route.request.url.replace(origin.url, other.url, 1)
+        rerouted.append(url)
+        route.continue_(url=url)
+
+    page.route(f"{origin.url}/api/v1/**", reroute)
+    return rerouted
+
+
+@pytest.mark.slow
+def test_on_a_3g_network_five_lessons_in_a_row_and_a_clear_timeout(
+    pg_app: Flask,
+    pg_database: str,
+    tmp_path: Path,
+    browser: Browser,  # noqa: F811
+):
+    """Seed matrix "Slow network (3G)": Chromium's own network emulation. Five completions
+    in a row never meet a lock screen; a completion that gets no answer ends, after the
+    client's timeout and its one retry, in a clear alert with "Try again", and no move."""
+    learner = AuthActions(SECRET).learner()
+    set_rollout(pg_app, 100)
+    timeout = {"PROGRESS_PAGE_TIMEOUT_MS": "4000"}
+    with instance(pg_database, tmp_path, "a", **timeout) as service, tab(browser) as page:
+        order = course_order(service)
+        cdp = page.context.new_cdp_session(page)
+        cdp.send("Network.enable")
+        cdp.send("Network.emulateNetworkConditions", THREE_G)
+        sign_in(page, service, learner)
+        started = page.evaluate("performance.now()")
+        paths = complete_in_a_row(page, order)
+        took_ms = page.evaluate("performance.now()") - started
+        assert lock_screens(page) == []
+        assert set(paths) == {"verified"}
+        # The emulation was real: at least one 400 ms round trip per call (2 per lesson).
+        assert took_ms >= 2 * ROW * 400, took_ms
+
+        # Lesson ROW+1 is open; its completion never gets an answer.
+        held: list[Route] = []
+        page.route("**/complete", lambda route: held.append(route))  # never answered
+        lesson = order[ROW][1]
+        hash_before = page.evaluate("location.hash")
+        page.locator("#complete").click()
+        alert = page.get_by_role("alert")
+        expect(alert).to_contain_text("Your progress was not saved", timeout=15_000)
+        expect(alert).to_contain_text("did not answer in time")
+        expect(page.get_by_role("button", name="Try again")).to_be_focused()
+        assert len(held) == 2  # the client's one retry
+        assert page.evaluate("location.hash") == hash_before  # no navigation
+        expect(page.locator(f'.lesson-view[data-lesson="{lesson}"]')).to_be_visible()
+        expect(page.locator(".completion-view")).to_have_count(0)
+        shoot(page, "learner-save-failed-3g.png")
+
+        page.unroute("**/complete")
+        page.get_by_role("button", name="Try again").click()
+        expect(page.locator(f'.completion-view[data-lesson="{lesson}"]')).to_be_visible()
+        assert lock_screens(page) == []
+
+
+@pytest.mark.slow
+def test_with_the_cache_updater_always_failing_the_verified_path_shows_no_false_lock(
+    pg_app: Flask,
+    pg_database: str,
+    tmp_path: Path,
+    browser: Browser,  # noqa: F811
+):
+    """Seed matrix "Cache updater NULL": every cache update fails (fault injection); the
+    completions still succeed, say so (cacheUpdated false), and no lock screen shows."""
+    learner = AuthActions(SECRET).learner()
+    set_rollout(pg_app, 100)
+    broken = {"PROGRESS_FAULTS": "cache_update_failure_rate=1"}
+    with instance(pg_database, tmp_path, "a", **broken) as service, tab(browser) as page:
+        order = course_order(service)
+        completions: list[dict] = []
+        page.on(
+            "response",
+            lambda r: completions.append(r.json()) if r.url.endswith("/complete") else None,
+        )
+        sign_in(page, service, learner)
+        paths = complete_in_a_row(page, order)
+        assert lock_screens(page) == []
+        assert set(paths) == {"verified"}
+        assert len(completions) == ROW
+        assert all(c["success"] and c["dbUpdated"] for c in completions)
+        assert not any(c["cacheUpdated"] for c in completions)  # the fault was real
+
+
+class _OtherOrigin(SimpleHTTPRequestHandler):
+    """A frontend on another origin: one empty page, nothing else."""
+
+    def do_GET(self) -> None:
+        body = b"<!doctype html><html><head><title>Another app</title></head><body></body></html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def other_origin() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _OtherOrigin)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+USE_THE_API = """async ([baseUrl, token]) => {
+  const client = new ProgressClient({ baseUrl, token });
+  const out = {};
+  try {
+    out.modules = (await client.curriculum()).length;
+    const first = await client.complete("basics", "greetings");
+    out.version = first.version;
+    out.next = await client.access("basics", "introductions");
+    out.locked = await client.access("basics", "colours");
+    out.report = await client.reportLockScreen("basics", "colours");
+    out.lastPath = client.lastPath;
+  } catch (error) {
+    out.error = { status: error.status, code: error.code, message: error.message };
+  }
+  return out;
+}"""
+
+
+@pytest.mark.slow
+def test_a_page_on_an_allowed_origin_uses_the_api_and_another_origin_is_refused(
+    pg_app: Flask,
+    pg_database: str,
+    tmp_path: Path,
+    browser: Browser,  # noqa: F811
+):
+    """CORS: with PROGRESS_CORS_ORIGINS naming the frontend's origin, a page there uses the
+    API with a bearer token (preflights, the exposed X-Progress-Path); a page on any other
+    origin gets no grant, so the browser refuses it the answers."""
+    learner = AuthActions(SECRET).learner()
+    set_rollout(pg_app, 100)
+    with other_origin() as allowed, other_origin() as refused:
+        cors = {"PROGRESS_CORS_ORIGINS": allowed}
+        with instance(pg_database, tmp_path, "a", **cors) as service, tab(browser) as page:
+            client_js = service.url + "/static/progress-client.js"
+
+            page.goto(allowed + "/")
+            page.add_script_tag(url=client_js)
+            out = page.evaluate(USE_THE_API, [service.url, learner.token])
+            assert "error" not in out, out
+            assert out["modules"] >= 2
+            assert out["next"]["accessible"] is True
+            assert out["locked"]["accessible"] is False
+            assert out["report"] == {"falseLock": False}
+            assert out["lastPath"] == "verified"  # X-Progress-Path is exposed
+
+            page.goto(refused + "/")
+            page.add_script_tag(url=client_js)
+            out = page.evaluate(USE_THE_API, [service.url, learner.token])
+            assert out["error"]["status"] == 0
+            assert out["error"]["code"] == "network_error"
+
+            # The allowed page's completion landed (the refused one never got past its preflight).
+            progress = requests.get(
+                service.url + "/api/v1/progress", headers=learner.headers, timeout=5
+            ).json()
+            assert [c["lessonId"] for c in progress["completed"]] == ["greetings"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "390px"])
+def test_every_view_of_the_learner_page_fits_and_is_reachable_by_keyboard(
+    pg_app: Flask,
+    pg_database: str,
+    tmp_path: Path,
+    browser: Browser,  # noqa: F811
+    viewport: dict,
+):
+    """Each view at desktop and phone width: nothing wider than the screen, the heading or
+    the next control focused, and a screenshot of it (test-artifacts/screenshots/)."""
+    learner = AuthActions(SECRET).learner()
+    set_rollout(pg_app, 100)
+    width = "desktop" if viewport is DESKTOP else "390"
+    with instance(pg_database, tmp_path, "a") as service, tab(browser, viewport) as page:
+        order = course_order(service)
+        seen: dict[str, str] = {}
+
+        def view(name: str) -> None:
+            expect(page.locator("body")).to_have_attribute("data-view", name.split("-")[0])
+            overflow = page.evaluate(
+                "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
+            assert overflow <= 0, f"{name} is {overflow} px wider than the {width} screen"
+            path = f"learner-{name}-{width}.png"
+            shoot(page, path)
+            seen[name] = path
+
+        page.goto(service.url + "/")
+        expect(page.get_by_label("Paste your access token")).to_be_visible()
+        view("signin")
+
+        sign_in(page, service, learner)
+        view("map")
+
+        page.locator(f'li[data-lesson="{order[0][1]}"] a').focus()
+        page.keyboard.press("Enter")
+        expect(page.locator(".lesson-view h2")).to_be_focused()
+        view("lesson")
+
+        page.route("**/complete", lambda route: route.abort())
+        page.locator("#complete").click()
+        expect(page.get_by_role("button", name="Try again")).to_be_focused(timeout=5_000)
+        page.evaluate("document.activeElement.blur()")  # the screenshot without the focus ring
+        view("lesson-save-failed")
+        page.unroute("**/complete")
+
+        page.get_by_role("button", name="Try again").click()
+        expect(page.locator("#next")).to_be_focused()
+        expect(page.locator(".completion-view")).to_contain_text("Next up:")
+        view("done")
+
+        # A lesson two steps ahead is really locked: the lock screen, focused on its heading.
+        page.evaluate(f"location.hash = '#/lesson/{order[2][0]}/{order[2][1]}'")
+        expect(page.locator(".lock-screen h2")).to_be_focused()
+        expect(page.locator(".lock-screen")).to_have_attribute("data-false-lock", "false")
+        view("lock")
+
+        page.get_by_role("link", name="Back to the lesson map").click()
+        expect(page.locator(f'li[data-lesson="{order[1][1]}"]')).to_have_attribute(
+            "aria-current", "step"
+        )
+        view("map-after")
+    assert set(seen) == {
+        "signin",
+        "map",
+        "lesson",
+        "lesson-save-failed",
+        "done",
+        "lock",
+        "map-after",
+    }
