@@ -6,7 +6,9 @@ FLASK := $(BIN)/flask --app app
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run migrate seed test lint format clean bench lab
+TS_TOOLS := devtools/typescript
+
+.PHONY: install run migrate seed test lint format clean bench lab types typescript-tools
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +17,22 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 install: $(BIN)/.installed
+
+# openapi-typescript and typescript, pinned in devtools/typescript/package-lock.json (npm registry).
+$(TS_TOOLS)/node_modules/.installed: $(TS_TOOLS)/package-lock.json
+	cd $(TS_TOOLS) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+typescript-tools: $(TS_TOOLS)/node_modules/.installed
+
+# Regenerate progress/static/progress-api.d.ts from the OpenAPI document (commit the result;
+# tests/test_frontend_contract.py fails while it is out of date).
+types: install typescript-tools
+	@tmp=$$(mktemp -d) && \
+	PROGRESS_ENV=development PROGRESS_LOG_LEVEL=ERROR PROGRESS_INSTANCE_PATH=$$tmp \
+		DATABASE_URL=sqlite:///$$tmp/openapi.db $(FLASK) openapi --output $$tmp/openapi.json && \
+	$(TS_TOOLS)/node_modules/.bin/openapi-typescript $$tmp/openapi.json \
+		--output progress/static/progress-api.d.ts && rm -rf $$tmp
 
 migrate: install
 	PROGRESS_ENV=development $(FLASK) db upgrade
@@ -28,7 +46,7 @@ run: seed
 	PROGRESS_ENV=development HOST=$(HOST) PORT=$(PORT) WEB_CONCURRENCY=1 GUNICORN_THREADS=8 \
 		$(BIN)/gunicorn -c gunicorn.conf.py app:app
 
-test: install
+test: install typescript-tools
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
@@ -51,4 +69,4 @@ lab: install
 	$(BIN)/python -m lab $(LAB_ARGS)
 
 clean:
-	rm -rf $(VENV) instance .pytest_cache .ruff_cache test-artifacts
+	rm -rf $(VENV) instance .pytest_cache .ruff_cache test-artifacts $(TS_TOOLS)/node_modules
