@@ -94,8 +94,13 @@ EXAMPLES: dict[type[BaseModel], dict[str, Any]] = {
         "cacheAgeMs": 12,
         "version": 4,
         "path": "verified",
+        "lockReceipt": None,
     },
-    s.LockScreenIn: {"moduleId": "basics", "lessonId": "numbers"},
+    s.LockScreenIn: {
+        "moduleId": "basics",
+        "lessonId": "numbers",
+        "lockReceipt": "eyJ1IjoiM2Y2YjEyYzAiLCJsIjoibnVtYmVycyJ9.ZkY2Qh0w.4oVqRn1b8Xy0sE3tLmA9",
+    },
     s.LockScreenOut: {"falseLock": False},
     s.HealthOut: {"status": "ok"},
     s.ReadyOut: {

@@ -115,7 +115,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** A client showed a lock screen; the primary says whether it was false. Send the `path` of the answer that locked (X-Progress-Path) so the report counts against it. */
+        /** A client showed a lock screen: send the `lockReceipt` of the access answer that locked. The primary says whether the lesson was open when the lock was answered; each receipt counts once. A missing, tampered, expired or foreign receipt is a 400. */
         post: operations["reportLockScreen"];
         delete?: never;
         options?: never;
@@ -672,7 +672,8 @@ export interface components {
          *       "source": "cache",
          *       "cacheAgeMs": 12,
          *       "version": 4,
-         *       "path": "verified"
+         *       "path": "verified",
+         *       "lockReceipt": null
          *     }
          */
         AccessOut: {
@@ -692,12 +693,15 @@ export interface components {
              * @enum {string}
              */
             path: "legacy" | "verified";
+            /** Lockreceipt */
+            lockReceipt: string | null;
         };
         /**
          * LockScreenIn
          * @example {
          *       "moduleId": "basics",
-         *       "lessonId": "numbers"
+         *       "lessonId": "numbers",
+         *       "lockReceipt": "eyJ1IjoiM2Y2YjEyYzAiLCJsIjoibnVtYmVycyJ9.ZkY2Qh0w.4oVqRn1b8Xy0sE3tLmA9"
          *     }
          */
         LockScreenIn: {
@@ -705,11 +709,8 @@ export interface components {
             moduleId: string;
             /** Lessonid */
             lessonId: string;
-            /**
-             * Path
-             * @default null
-             */
-            path: ("legacy" | "verified") | null;
+            /** Lockreceipt */
+            lockReceipt: string;
         };
         /**
          * LockScreenOut
