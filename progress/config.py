@@ -48,12 +48,13 @@ def _label_matchers(env: Mapping[str, str], name: str, default: str) -> str:
 
 def _origins(env: Mapping[str, str], name: str) -> list[str]:
     """Comma-separated origins (`https://app.example.com,http://localhost:5173`); empty: none.
-    An origin is a scheme and a host (and port), no path: the browser's Origin header."""
+    An origin is a scheme and a host (and port), no path: the browser's Origin header. No
+    patterns: flask-cors would read `*` or `(` in one as a regular expression."""
     origins = [part.strip().rstrip("/") for part in env.get(name, "").split(",") if part.strip()]
     for origin in origins:
         if origin == "*":
             raise ConfigError(f"{name}: list the origins; '*' would grant every site")
-        if not re.fullmatch(r"https?://[^/\s]+", origin):
+        if not re.fullmatch(r"https?://[A-Za-z0-9.-]+(?::\d{1,5})?", origin):
             raise ConfigError(f"{name}: {origin!r} is not an origin like https://app.example.com")
     return origins
 

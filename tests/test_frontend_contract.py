@@ -133,6 +133,7 @@ def test_without_the_setting_no_origin_is_granted(pg_app: Flask):
         ("*", "list the origins"),
         ("https://app.example.com/path", "is not an origin"),
         ("app.example.com", "is not an origin"),
+        ("https://*.example.com", "is not an origin"),  # flask-cors would take it as a regex
     ],
 )
 def test_a_malformed_origin_list_refuses_to_start(tmp_path: Path, value: str, problem: str):

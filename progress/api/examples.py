@@ -105,7 +105,11 @@ EXAMPLES: dict[type[BaseModel], dict[str, Any]] = {
     s.HealthOut: {"status": "ok"},
     s.ReadyOut: {
         "status": "ready",
-        "checks": {"database": "ok", "flags": "ok (embedded)"},
+        "checks": {
+            "database": "ok",
+            "circuit_breaker": "ok (closed)",
+            "invalidation": "ok (listening)",
+        },
     },
     s.RolloutOut: ROLLOUT,
     s.RolloutIn: {"percentage": 10, "reason": "stage 1: 10% of learners"},

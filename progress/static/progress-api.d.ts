@@ -536,7 +536,8 @@ export interface components {
          *       "status": "ready",
          *       "checks": {
          *         "database": "ok",
-         *         "flags": "ok (embedded)"
+         *         "circuit_breaker": "ok (closed)",
+         *         "invalidation": "ok (listening)"
          *       }
          *     }
          */
