@@ -20,6 +20,7 @@ import pytest
 import requests
 from flask import Flask
 from playwright.sync_api import Browser, Page, Route, expect
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import SECRET, AuthActions, Learner, service_env, set_rollout
 from tests.support.service import RunningService, running_service
@@ -92,6 +93,18 @@ def min_version(url: str) -> int:
     found = re.search(r"minVersion=(\d+)", url)
     assert found, f"no minVersion in {url}"
     return int(found.group(1))
+
+
+def access_checks(service: RunningService) -> float:
+    """How many access checks this instance answered (its /metrics, all workers)."""
+    text = requests.get(service.url + "/metrics", timeout=5).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "progress_access_checks"
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    )
 
 
 def stored_version(page: Page, learner: Learner) -> int:
@@ -172,10 +185,13 @@ def test_a_completion_in_one_tab_is_honoured_at_once_by_another_tab_on_another_i
             written = stored_version(tab_a, learner)
 
             b_access = requests_to(tab_b, "/access")
+            checks_before = access_checks(a), access_checks(b)
             tab_b.bring_to_front()
             tab_b.evaluate(f"location.hash = '#/lesson/{order[1][0]}/{order[1][1]}'")
             expect(tab_b.locator(f'.lesson-view[data-lesson="{order[1][1]}"]')).to_be_visible()
             assert [min_version(url) for url in b_access] == [written]
+            # Instance B answered it, not A.
+            assert (access_checks(a), access_checks(b)) == (checks_before[0], checks_before[1] + 1)
             assert lock_screens(tab_b) == []
             assert served_path(tab_b) == "verified"
 
@@ -220,9 +236,11 @@ def test_on_the_legacy_path_the_other_instance_still_shows_its_false_lock(
             tab_a.locator(f'li[data-lesson="{order[0][1]}"] a').click()
             complete_current_lesson(tab_a, order[0][1])
 
+            checks_on_a = access_checks(a)
             tab_b.evaluate(f"location.hash = '#/lesson/{order[1][0]}/{order[1][1]}'")
             screen = tab_b.locator(f'.lock-screen[data-lesson="{order[1][1]}"]')
             expect(screen).to_be_visible()
+            assert access_checks(a) == checks_on_a  # instance B's older copy locked it
             expect(screen).to_have_attribute("data-false-lock", "true")  # reported and judged
             assert served_path(tab_b) == "legacy"
         finally:
