@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from datetime import datetime
@@ -12,8 +13,20 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
-from . import cli, faults, flags, guard, logs, metrics, web, worker
-from .api import admin, health, learner, spec
+from . import (
+    body_limit,
+    browser_policy,
+    cli,
+    db_deadline,
+    faults,
+    flags,
+    guard,
+    logs,
+    metrics,
+    web,
+    worker,
+)
+from .api import admin, docs, health, learner, spec
 from .api.health import register_readiness_check
 from .config import load_settings
 from .errors import register_errorhandlers
@@ -24,9 +37,16 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class JSONProvider(DefaultJSONProvider):
-    """ISO 8601 timestamps (Flask's default is the HTTP date format)."""
+    """ISO 8601 timestamps (Flask's default is the HTTP date format); JSON nested too deep
+    for the decoder is malformed JSON like any other (a ValueError), never a 500."""
 
     sort_keys = False
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
 
     @staticmethod
     def default(o: Any) -> Any:
@@ -41,6 +61,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__, instance_path=str(instance_path))
     app.json = JSONProvider(app)
     configure(app, overrides or {})
+    body_limit.init_app(app)
     register_extensions(app)
     register_paths(app)
     register_blueprints(app)
@@ -52,16 +73,32 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
 def configure(app: Flask, overrides: Mapping[str, Any]) -> None:
     env = {**os.environ, **{name: str(value) for name, value in overrides.items()}}
     app.config.update(load_settings(Path(app.instance_path), env))
-    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(app.config["SQLALCHEMY_DATABASE_URI"])
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(
+        app.config["SQLALCHEMY_DATABASE_URI"], app.config["PROGRESS_DB_TIMEOUT_MS"]
+    )
     logs.configure_logging(app.config["PROGRESS_LOG_LEVEL"])
     faults.configure(app.config["PROGRESS_FAULTS"])
 
 
-def engine_options(url: str) -> dict[str, Any]:
+def engine_options(url: str, timeout_ms: int) -> dict[str, Any]:
+    """Every wait on PostgreSQL bounded by PROGRESS_DB_TIMEOUT_MS (0: unbounded): connecting
+    (libpq counts whole seconds, at least 2), a checkout from an exhausted pool, and a
+    statement or lock wait on a running server. A server that stops answering on an open
+    connection is the deadline watchdog's (progress/db_deadline.py)."""
     if url.startswith("sqlite"):
         # Wait for a writer instead of failing at once; the embedded default is one process.
         return {"connect_args": {"timeout": 15}}
-    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 10}
+    options: dict[str, Any] = {"pool_size": 10, "max_overflow": 10}
+    if not timeout_ms:
+        return {**options, "pool_pre_ping": True}
+    return {
+        **options,
+        "pool_timeout": timeout_ms / 1000,
+        "connect_args": {
+            "connect_timeout": max(2, math.ceil(timeout_ms / 1000)),
+            "options": f"-c statement_timeout={timeout_ms} -c lock_timeout={timeout_ms}",
+        },
+    }
 
 
 def register_extensions(app: Flask) -> None:
@@ -71,6 +108,9 @@ def register_extensions(app: Flask) -> None:
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             sa.event.listen(db.engine, "connect", _sqlite_pragmas)
+        elif app.config["PROGRESS_DB_TIMEOUT_MS"]:
+            for engine in db.engines.values():  # the primary and the replica
+                db_deadline.install(engine, app.config["PROGRESS_DB_TIMEOUT_MS"] / 1000)
     register_cors(app)
     worker.init_app(app)
     metrics.create_series_at_zero()
@@ -111,10 +151,12 @@ def register_paths(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
+    browser_policy.init_app(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(learner.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(web.bp)
+    app.register_blueprint(docs.bp)
     spec.init_app(app)  # last: the OpenAPI document lists the routes above
 
 

@@ -143,6 +143,10 @@ def load_settings(instance_path: Path, env: Mapping[str, str] | None = None) -> 
         "PROGRESS_RETRY_BASE_MS": _int(env, "PROGRESS_RETRY_BASE_MS", 50, minimum=1),
         "PROGRESS_CACHE_TTL_S": _int(env, "PROGRESS_CACHE_TTL_S", 300, minimum=1),
         "PROGRESS_CACHE_MAXSIZE": _int(env, "PROGRESS_CACHE_MAXSIZE", 100_000, minimum=1),
+        # Guard rails (docs/hardening.md): every database wait, request bodies, clock skew.
+        "PROGRESS_DB_TIMEOUT_MS": _int(env, "PROGRESS_DB_TIMEOUT_MS", 3000),
+        "PROGRESS_MAX_BODY_BYTES": _int(env, "PROGRESS_MAX_BODY_BYTES", 65536, minimum=1),
+        "PROGRESS_JWT_LEEWAY_S": _int(env, "PROGRESS_JWT_LEEWAY_S", 30),
         # How long a lock receipt can be reported (the access answer's `lockReceipt`).
         "PROGRESS_LOCK_RECEIPT_TTL_S": _int(env, "PROGRESS_LOCK_RECEIPT_TTL_S", 600, minimum=1),
         "PROGRESS_FAULTS": injected,

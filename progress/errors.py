@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, current_app, jsonify
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from .extensions import db
 from .guard import GuardBusy, StageNotReady
@@ -61,6 +61,15 @@ def register_errorhandlers(app: Flask) -> None:
     @app.errorhandler(StageNotReady)
     def stage_not_ready(exc: StageNotReady) -> Response:
         return error_response(409, "stage_not_ready", str(exc))
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def body_too_large(exc: RequestEntityTooLarge) -> Response:
+        limit = current_app.config["PROGRESS_MAX_BODY_BYTES"]
+        response = error_response(
+            413, "payload_too_large", f"The request body is over {limit} bytes.", "body"
+        )
+        response.headers["Connection"] = "close"  # don't read the rest of it to keep alive
+        return response
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:

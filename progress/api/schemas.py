@@ -92,8 +92,9 @@ class CompletionOut(BaseModel):
 
 
 class AccessQuery(BaseModel):
-    # Query strings are text: lax ints ("5"), but only whole non-negative numbers.
-    model_config = ConfigDict(extra="forbid")
+    # Query strings are text: lax ints ("5"), but only whole non-negative numbers. Unknown
+    # parameters (cache-busters, tracking) are ignored.
+    model_config = ConfigDict(extra="ignore")
 
     minVersion: int = Field(default=0, ge=0, le=2**53)  # noqa: N815
 
@@ -264,6 +265,6 @@ class GuardEvaluationsOut(BaseModel):
 
 
 class GuardEvaluationsQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")  # unknown query parameters are ignored
 
     limit: int = Field(default=20, ge=1, le=500)

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from flask import Flask, current_app
+from flask import Flask, current_app, request
 
 from .. import metrics, rollout
 from ..extensions import db
@@ -568,4 +568,8 @@ class GuardWorker:
 def init_app(app: Flask) -> None:
     worker = GuardWorker(app)
     app.extensions[SCHEDULE_KEY] = worker
-    app.before_request(worker.ensure_started)  # a pid check once started
+
+    @app.before_request
+    def start_guard() -> None:
+        if request.endpoint != "health.healthz":  # liveness never waits on the database
+            worker.ensure_started()  # a pid check once started
