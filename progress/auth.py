@@ -49,12 +49,12 @@ def issue_token(
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
-def decode_token(token: str, secret: str) -> Identity:
+def decode_token(token: str, secret: str, leeway_s: int = 0) -> Identity:
     """Check signature, expiry, audience and claim types; 401 on anything wrong."""
-    return _decode(token, secret)[0]
+    return _decode(token, secret, leeway_s)[0]
 
 
-def _decode(token: str, secret: str) -> tuple[Identity, int]:
+def _decode(token: str, secret: str, leeway_s: int) -> tuple[Identity, int]:
     try:
         claims = jwt.decode(
             token,
@@ -62,6 +62,7 @@ def _decode(token: str, secret: str) -> tuple[Identity, int]:
             algorithms=["HS256"],
             audience=AUDIENCE,
             options={"require": ["exp", "sub", "aud"]},
+            leeway=leeway_s,  # clock skew with the identity provider: iat, nbf and exp
         )
     except jwt.ExpiredSignatureError:
         raise ApiError(401, "token_expired", "The access token has expired.") from None
@@ -86,12 +87,13 @@ def _verified_identity(token: str) -> Identity:
     """Decode once per token and process: a signature checked once stays checked, and
     the expiry is still enforced on every use."""
     state = worker_state()
+    leeway_s = current_app.config["PROGRESS_JWT_LEEWAY_S"]
     known = state.verified_tokens.get(token)
     if known is None:
-        known = _decode(token, current_app.config["PROGRESS_JWT_SECRET"])
+        known = _decode(token, current_app.config["PROGRESS_JWT_SECRET"], leeway_s)
         state.verified_tokens.put(token, known)
     identity, expires = known
-    if expires <= time.time():
+    if expires + leeway_s <= time.time():
         raise ApiError(401, "token_expired", "The access token has expired.")
     return identity
 

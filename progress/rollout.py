@@ -7,7 +7,11 @@ rollout_changes with who, when and why.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import quote
@@ -17,7 +21,7 @@ import sqlalchemy as sa
 from flask import current_app
 
 from .extensions import db
-from .flags import features_document, flag_gate
+from .flags import FlagGate, features_document, flag_gate
 from .models import FeatureFlag, RolloutChange, utcnow
 
 STAGES = (0, 10, 100)  # the seed's plan
@@ -102,6 +106,32 @@ def _last_change(flag: str) -> RolloutChange | None:
     )
 
 
+_sqlite_changes = threading.Lock()  # the embedded SQLite default is one process
+
+
+def _change_lock_key(flag: str) -> int:
+    digest = hashlib.blake2b(f"progress.rollout-change:{flag}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+@contextlib.contextmanager
+def _one_change_at_a_time(flag: str) -> Iterator[None]:
+    """Rollout changes one after another, across workers and instances, so each history
+    row's previous percentage is the one the change before it set. PostgreSQL: an advisory
+    lock held until this transaction ends (waiting at most PROGRESS_DB_TIMEOUT_MS, the
+    lock_timeout); SQLite: a lock in this process."""
+    try:
+        if db.engine.dialect.name == "postgresql":
+            db.session.execute(sa.select(sa.func.pg_advisory_xact_lock(_change_lock_key(flag))))
+            yield
+            return
+        with _sqlite_changes:
+            yield
+    except BaseException:
+        db.session.rollback()  # and with it the advisory lock
+        raise
+
+
 def rollout_state() -> RolloutState:
     gate = flag_gate()
     if gate.backend == "unleash":
@@ -117,7 +147,7 @@ def rollout_state() -> RolloutState:
             last.changed_at if last else None,
             last.changed_by if last else None,
         )
-    row = db.session.get(FeatureFlag, gate.flag)
+    row = db.session.get(FeatureFlag, gate.flag, populate_existing=True)  # not a stale copy
     if row is None:
         return RolloutState(gate.flag, 0, gate.backend, None, None)
     return RolloutState(gate.flag, row.percentage, gate.backend, row.updated_at, row.updated_by)
@@ -128,6 +158,17 @@ def set_rollout(percentage: int, reason: str, actor: str) -> RolloutState:
     if not 0 <= percentage <= 100:
         raise ValueError("percentage must be within 0..100")
     gate = flag_gate()
+    with _one_change_at_a_time(gate.flag):
+        _change(gate, percentage, reason, actor)
+    try:
+        gate.reload_now()  # this worker at once; the others within their refresh interval
+    except Exception:  # the change is made; the refresh will pick it up
+        current_app.logger.warning("could not reload the flag at once", exc_info=True)
+    return rollout_state()
+
+
+def _change(gate: FlagGate, percentage: int, reason: str, actor: str) -> None:
+    """Move the flag and keep the change with what it replaced, then commit."""
     previous = rollout_state().percentage
     now = utcnow()
     if gate.backend == "unleash":
@@ -160,11 +201,6 @@ def set_rollout(percentage: int, reason: str, actor: str) -> RolloutState:
         )
     )
     db.session.commit()
-    try:
-        gate.reload_now()  # this worker at once; the others within their refresh interval
-    except Exception:  # the change is made; the refresh will pick it up
-        current_app.logger.warning("could not reload the flag at once", exc_info=True)
-    return rollout_state()
 
 
 def rollout_history(limit: int = 200) -> list[RolloutChange]:

@@ -101,18 +101,22 @@ def mark_lesson_completed(
         )
         if lesson.id in completed:
             session.rollback()
-            return Completion(version, completed[lesson.id])
+            # Read again, in one statement: on SQLite (no row lock) the version read above
+            # can predate the concurrent completion that the second read already sees.
+            return _existing_completion(learner_id, lesson)
         if not is_lesson_accessible(curriculum, completed, lesson):
             session.rollback()
             raise LessonLocked(lesson)
 
         completed_at = utcnow()
-        inserted = session.execute(
+        # RETURNING, not rowcount: an ORM insert's rowcount is -1 on some drivers.
+        inserted = session.scalar(
             insert(LessonProgress)
             .values(user_id=learner_id, lesson_id=lesson.id, completed_at=completed_at)
             .on_conflict_do_nothing(index_elements=["user_id", "lesson_id"])
+            .returning(LessonProgress.id)
         )
-        if inserted.rowcount == 0:  # a concurrent request won the race (SQLite has no row lock)
+        if inserted is None:  # a concurrent request won the race (SQLite has no row lock)
             session.rollback()
             return _existing_completion(learner_id, lesson)
         version = session.scalar(

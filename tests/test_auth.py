@@ -49,7 +49,8 @@ def test_a_token_signed_with_another_secret_is_401(client):
 
 
 def test_an_expired_token_is_401(client):
-    token = jwt.encode(claims(exp=int(time.time()) - 5), SECRET, algorithm="HS256")
+    # Expired beyond PROGRESS_JWT_LEEWAY_S (30 s): tests/test_auth_and_admin.py has the skew.
+    token = jwt.encode(claims(exp=int(time.time()) - 60), SECRET, algorithm="HS256")
     response = client.get(ACCESS, headers=bearer(token))
     assert response.status_code == 401
     assert response.get_json()["error"]["code"] == "token_expired"

@@ -25,16 +25,18 @@ bp = Blueprint("admin_api", __name__, url_prefix="/api/v1/admin")
 
 
 AUTH = {"bearer": []}
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 ERRORS = {f"HTTP_{code}": ErrorOut for code in (401, 403, 502, 503)}
 
 
 @bp.before_request
 def require_admin() -> None:
-    """Every admin route: a valid token with the admin role, before anything else. A CORS
-    preflight carries no token by design: it is answered without one."""
+    """Every admin route: a valid token with the admin role, before anything else; a change
+    needs a verified email too, as a learner's writes do. A CORS preflight carries no token
+    by design: it is answered without one."""
     if request.method == "OPTIONS":
         return
-    g.identity = authenticate(admin=True)
+    g.identity = authenticate(admin=True, write=request.method not in SAFE_METHODS)
 
 
 def _state_json(state: rollout.RolloutState) -> dict:
