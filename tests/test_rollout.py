@@ -11,6 +11,7 @@ from progress.flags import flag_gate, path_for_learner
 
 from .conftest import SECRET, AuthActions, set_rollout
 from .support.unleash_server import create_rollout_flag, running_unleash
+from .test_auth_and_admin import assert_history_is_a_chain, change_concurrently
 
 SYNTHETIC = [uuid.uuid5(uuid.NAMESPACE_URL, f"learner-{n}") for n in range(5000)]
 ROLLOUT = "/api/v1/admin/rollout"
@@ -166,3 +167,12 @@ def test_a_real_unleash_server_splits_learners_by_the_admin_route(make_pg_app, a
         history = client.get(ROLLOUT + "/history", headers=admin.headers).get_json()["changes"]
         assert [c["percentage"] for c in history] == [0, 100, 10]
         assert {c["backend"] for c in history} == {"unleash"}
+        # Changes at once through two instances: Unleash's history chains as ours does.
+        other = make_pg_app(
+            UNLEASH_URL=server.url,
+            UNLEASH_API_TOKEN=server.client_token,
+            UNLEASH_ADMIN_TOKEN=server.admin_token,
+        )
+        percentages = [(n * 37) % 101 for n in range(1, 13)]
+        assert change_concurrently([app, other], admin, percentages) == [200] * 12
+        assert_history_is_a_chain(app, 3 + 12)

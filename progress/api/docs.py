@@ -56,7 +56,9 @@ PAGE_TEMPLATES = {
     "scalar": _page(
         "API reference",
         "",
-        '<script id="api-reference" data-url="{spec_url}"></script>\n'
+        # Configured by attributes (no inline script); its web fonts would come from a CDN.
+        '<script id="api-reference" data-url="{spec_url}"\n'
+        """      data-configuration='{{"withDefaultFonts": false}}'></script>\n"""
         f'    <script src="{ASSETS_URL}scalar.js"></script>',
     ),
 }
