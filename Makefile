@@ -8,7 +8,7 @@ PORT ?= 8000
 
 TS_TOOLS := devtools/typescript
 
-.PHONY: install run migrate seed test lint format clean bench lab types typescript-tools
+.PHONY: install run migrate seed test lint format clean bench lab types typescript-tools fuzz
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -70,3 +70,7 @@ lab: install
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .ruff_cache test-artifacts $(TS_TOOLS)/node_modules
+
+# schemathesis' command line with a larger budget than the suite's (10 examples per operation)
+fuzz: install
+	SCHEMATHESIS_MAX_EXAMPLES=200 $(BIN)/pytest tests/test_schemathesis_cli.py -s

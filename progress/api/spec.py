@@ -38,6 +38,13 @@ def _reject_invalid_request(
     raise ApiError(400, code, f"{field}: {first['msg']}", field)
 
 
+def _json_body(request: Any) -> Any:
+    """The parsed body; `false`, `0` or `[]` stay what they are (and fail the model), and
+    malformed JSON (None here) is answered by `_reject_invalid_request`."""
+    body = request.get_json(silent=True)
+    return {} if body is None else body
+
+
 class DeclaredPartsPlugin(FlaskPlugin):
     """spectree's Flask plugin, parsing only what a route declares: the stock one copies
     every header and cookie of every request, whether a model asks for them or not."""
@@ -59,7 +66,7 @@ class DeclaredPartsPlugin(FlaskPlugin):
         )
         request.context = Context(
             validate(query, get_multidict_items(request.args, query)) if query else None,
-            validate(json, request.get_json(silent=True) or {}) if use_json else None,
+            validate(json, _json_body(request)) if use_json else None,
             None,
             None,
             None,
