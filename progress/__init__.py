@@ -23,6 +23,7 @@ from . import (
     guard,
     logs,
     metrics,
+    replica,
     web,
     worker,
 )
@@ -73,9 +74,15 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
 def configure(app: Flask, overrides: Mapping[str, Any]) -> None:
     env = {**os.environ, **{name: str(value) for name, value in overrides.items()}}
     app.config.update(load_settings(Path(app.instance_path), env))
+    timeout_ms = app.config["PROGRESS_DB_TIMEOUT_MS"]
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(
-        app.config["SQLALCHEMY_DATABASE_URI"], app.config["PROGRESS_DB_TIMEOUT_MS"]
+        app.config["SQLALCHEMY_DATABASE_URI"], timeout_ms
     )
+    # Flask-SQLAlchemy gives binds none of SQLALCHEMY_ENGINE_OPTIONS: the replica's own.
+    app.config["SQLALCHEMY_BINDS"] = {
+        key: {"url": url, **engine_options(url, timeout_ms)}
+        for key, url in app.config["SQLALCHEMY_BINDS"].items()
+    }
     logs.configure_logging(app.config["PROGRESS_LOG_LEVEL"])
     faults.configure(app.config["PROGRESS_FAULTS"])
 
@@ -113,8 +120,11 @@ def register_extensions(app: Flask) -> None:
                 db_deadline.install(engine, app.config["PROGRESS_DB_TIMEOUT_MS"] / 1000)
     register_cors(app)
     worker.init_app(app)
+    replica_health = replica.init_app(app)
     metrics.create_series_at_zero()
     state = app.extensions[worker.STATE_KEY]
+    if app.config["SQLALCHEMY_BINDS"]:
+        register_readiness_check(app, "replica", replica_health.describe)
     register_readiness_check(app, "circuit_breaker", state.breaker.describe)
     register_readiness_check(app, "invalidation", state.listener.describe)
     logs.init_app(app)

@@ -147,6 +147,8 @@ def load_settings(instance_path: Path, env: Mapping[str, str] | None = None) -> 
         "PROGRESS_DB_TIMEOUT_MS": _int(env, "PROGRESS_DB_TIMEOUT_MS", 3000),
         "PROGRESS_MAX_BODY_BYTES": _int(env, "PROGRESS_MAX_BODY_BYTES", 65536, minimum=1),
         "PROGRESS_JWT_LEEWAY_S": _int(env, "PROGRESS_JWT_LEEWAY_S", 30),
+        # A failed read replica is set aside this long (and its warning logged once).
+        "PROGRESS_REPLICA_RECHECK_S": _int(env, "PROGRESS_REPLICA_RECHECK_S", 10, minimum=1),
         # How long a lock receipt can be reported (the access answer's `lockReceipt`).
         "PROGRESS_LOCK_RECEIPT_TTL_S": _int(env, "PROGRESS_LOCK_RECEIPT_TTL_S", 600, minimum=1),
         "PROGRESS_FAULTS": injected,

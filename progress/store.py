@@ -12,12 +12,14 @@ from types import MappingProxyType
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import OperationalError
 
 from . import faults, invalidation
 from .cache import ProgressSnapshot
 from .curriculum import Curriculum, LessonRef, is_lesson_accessible
 from .extensions import db
 from .models import LessonProgress, ProgressVersion, User, utcnow
+from .replica import replica_health
 
 
 class LessonLocked(Exception):
@@ -54,7 +56,8 @@ def ensure_user(user_id: uuid.UUID, email: str, email_verified: bool) -> None:
 
 
 def has_replica() -> bool:
-    return "replica" in db.engines
+    """A replica is configured and not set aside after a failure (progress/replica.py)."""
+    return "replica" in db.engines and replica_health().usable()
 
 
 def load_progress(learner_id: uuid.UUID, *, replica: bool = False) -> ProgressSnapshot:
@@ -66,8 +69,16 @@ def load_progress(learner_id: uuid.UUID, *, replica: bool = False) -> ProgressSn
         .where(ProgressVersion.user_id == learner_id)
     )
     faults.before_db_read()
-    bind = db.engines["replica"] if replica and "replica" in db.engines else None
-    rows = db.session.execute(stmt, bind_arguments={"bind": bind} if bind else None).all()
+    rows = None
+    if replica and has_replica():
+        try:
+            rows = db.session.execute(stmt, bind_arguments={"bind": db.engines["replica"]}).all()
+            replica_health().answered()
+        except OperationalError as exc:  # down, or hung past the deadline: the primary answers
+            db.session.rollback()
+            replica_health().failed(exc)
+    if rows is None:
+        rows = db.session.execute(stmt).all()
     db.session.rollback()  # a read: end the transaction, hold no snapshot open
     version = rows[0].version if rows else 0
     completed = {row.lesson_id: row.completed_at for row in rows if row.lesson_id is not None}

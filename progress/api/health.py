@@ -20,7 +20,8 @@ READINESS_CHECKS_KEY = "progress.readiness"
 
 
 def register_readiness_check(app: Flask, name: str, check: Callable[[], str]) -> None:
-    """`check` answers "ok ..." when ready, anything else when not."""
+    """`check` answers "ok ..." when ready, "degraded ..." when ready around a fault, and
+    anything else when not."""
     app.extensions.setdefault(READINESS_CHECKS_KEY, {})[name] = check
 
 
@@ -47,7 +48,8 @@ def readyz() -> tuple[dict, int]:
         checks["database"] = f"unavailable: {type(exc).__name__}"
     for name, check in current_app.extensions.get(READINESS_CHECKS_KEY, {}).items():
         checks[name] = check()
-    ready = all(value.startswith("ok") for value in checks.values())
+    # "degraded": working around a fault (a replica set aside), still ready to serve.
+    ready = all(value.startswith(("ok", "degraded")) for value in checks.values())
     return {"status": "ready" if ready else "unready", "checks": checks}, 200 if ready else 503
 
 

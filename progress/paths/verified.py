@@ -167,15 +167,18 @@ class VerifiedPath:
         if not state.breaker.allows_cache():
             return self._read_db(learner_id, floor)
         entry = state.cache.get(learner_id)
-        if entry is None:
-            metrics.cache_lookups.labels(NAME, "miss").inc()
-        elif entry.version < floor or entry.age_ms() >= self.settings.stale_after_ms:
-            metrics.cache_lookups.labels(NAME, "stale").inc()
-            metrics.staleness_incidents.labels(NAME).inc()
-        else:
+        fresh = entry is not None and entry.age_ms() < self.settings.stale_after_ms
+        if entry is not None and fresh and entry.version >= floor:
             metrics.cache_lookups.labels(NAME, "hit").inc()
             return Read(entry, "cache", from_primary=False)
         read = self._read_db(learner_id, floor)
+        if entry is None:
+            metrics.cache_lookups.labels(NAME, "miss").inc()
+        elif not fresh or read.snapshot.version > entry.version:
+            metrics.cache_lookups.labels(NAME, "stale").inc()
+            metrics.staleness_incidents.labels(NAME).inc()
+        else:  # behind a version nobody holds (a bogus minVersion): not stale, just unusable
+            metrics.cache_lookups.labels(NAME, "miss").inc()
         state.cache.put(read.snapshot)
         return read
 
@@ -190,16 +193,20 @@ class VerifiedPath:
             delay *= 2
 
     def _read_db(self, learner_id: uuid.UUID, floor: int) -> Read:
-        if store.has_replica():
+        if store.has_replica():  # an unusable replica is the store's: it reads the primary
             delays = self._backoff()
+            checked_primary = False
             while True:
-                try:
-                    snapshot = store.load_progress(learner_id, replica=True)
-                except OperationalError:
-                    log.warning("replica unreadable; asking the primary", exc_info=True)
-                    break
+                snapshot = store.load_progress(learner_id, replica=True)
                 if snapshot.version >= floor:
                     return Read(snapshot, "db", from_primary=False)
+                if not checked_primary:
+                    # A version the primary doesn't hold either (a client's minVersion from
+                    # elsewhere): no replica will catch up to it, answer from the primary now.
+                    checked_primary = True
+                    primary = self._load_primary(learner_id)
+                    if primary.version < floor:
+                        return Read(primary, "db", from_primary=True)
                 delay = next(delays, None)
                 if delay is None:
                     break
