@@ -45,7 +45,7 @@ def cli_database(tmp_path_factory: pytest.TempPathFactory) -> str:
     return url
 
 
-def schemathesis_run(schema_url: str, token: str) -> subprocess.CompletedProcess:
+def schemathesis_run(schema_url: str, token: str, cwd: Path) -> subprocess.CompletedProcess:
     command = [
         str(SCHEMATHESIS),
         "--config-file", str(CONFIG),
@@ -59,7 +59,9 @@ def schemathesis_run(schema_url: str, token: str) -> subprocess.CompletedProcess
         "--header", f"Authorization: Bearer {token}",
         "--no-color",
     ]  # fmt: skip
-    return subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=900, check=False, cwd=cwd
+    )
 
 
 @pytest.mark.parametrize("who", ["learner", "admin"])
@@ -67,7 +69,7 @@ def test_the_command_line_run_finds_no_failure(cli_database, tmp_path, who):
     token = AuthActions(SECRET).learner(admin=who == "admin").token
     env = service_env(cli_database, tmp_path / "metrics")
     with running_service(env, tmp_path, workers=2) as service:
-        run = schemathesis_run(service.url + "/api/v1/openapi.json", token)
+        run = schemathesis_run(service.url + "/api/v1/openapi.json", token, tmp_path)
     summary = run.stdout[-3000:]
     print(f"\nschemathesis ({who}, seed {SEED}, {MAX_EXAMPLES} examples):\n{summary}")
     assert run.returncode == 0, run.stdout[-12000:] + run.stderr[-2000:]
