@@ -14,6 +14,7 @@ from spectree.utils import get_multidict_items
 from ..errors import ApiError
 from .docs import PAGE_TEMPLATES
 from .examples import add_examples
+from .links import add_links
 from .schemas import ErrorOut
 
 BODY_METHODS = ("POST", "PUT", "PATCH")
@@ -99,8 +100,8 @@ bp = Blueprint("openapi", __name__)
 
 
 def document() -> dict[str, Any]:
-    """The OpenAPI document: the routes' models, operation ids and examples."""
-    return add_examples(api_spec.spec)
+    """The OpenAPI document: the routes' models, operation ids, examples and links."""
+    return add_links(add_examples(api_spec.spec))
 
 
 @bp.get("/api/v1/openapi.json", endpoint="openapi_document")
