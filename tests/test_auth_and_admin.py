@@ -13,12 +13,11 @@ import pytest
 import sqlalchemy as sa
 
 from progress.extensions import db
-from progress.models import ProgressVersion, RolloutChange, RolloutPlan
+from progress.models import RolloutChange, RolloutPlan
 
-from .conftest import SECRET
+from .conftest import SECRET, empty_learner_tables
 
 ROLLOUT = "/api/v1/admin/rollout"
-ROUNDS = 10
 ACCESS = "/api/v1/modules/basics/lessons/greetings/access"
 
 
@@ -133,31 +132,43 @@ def test_concurrent_rollout_changes_keep_a_consistent_history(request, app, auth
     assert_history_is_a_chain(app, 30)
 
 
-def test_concurrent_duplicate_completions_answer_the_real_version(app, auth):
-    """Eight devices complete the same lesson at once, ten times over: every answer is
-    200 with the version the database holds (one bump, whoever wins)."""
-    # SQLite has no row lock: the version read at the start could predate the winner's.
+def test_on_sqlite_a_duplicate_completion_racing_the_first_answers_the_real_version(
+    sqlite_app_session, auth
+):
+    """Device A reads the learner's version, then (held here, between its two reads) device
+    B completes the same lesson and commits. A then finds the lesson complete and must answer
+    the version the database holds (1), not the one it read before B's commit (0). SQLite has
+    no row lock to order the two; PostgreSQL's keeps B waiting."""
+    app = sqlite_app_session
+    learner = auth.learner()
     complete = "/api/v1/modules/basics/lessons/greetings/complete"
-    for _ in range(ROUNDS):
-        learner = auth.learner()
-        start = threading.Barrier(8)
-        versions: list[tuple[int, int]] = []
+    app.test_client().get("/api/v1/progress", headers=learner.headers)  # the learner exists
+    b_committed = threading.Event()
+    held = threading.Event()
 
-        def device(learner=learner, start=start, versions=versions) -> None:
-            client = app.test_client()
-            start.wait(30)
-            response = client.post(complete, headers=learner.headers)
-            versions.append((response.status_code, response.get_json().get("version")))
+    def hold_a(_conn, _cursor, statement, *_args) -> None:
+        reads_completions = statement.lstrip().startswith("SELECT lesson_progress.lesson_id")
+        if threading.current_thread().name == "device-a" and reads_completions:
+            held.set()
+            b_committed.wait(10)
 
-        threads = [threading.Thread(target=device) for _ in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(60)
-        with app.app_context():
-            stored = db.session.scalar(
-                sa.select(ProgressVersion.version).where(ProgressVersion.user_id == learner.id)
-            )
-            db.session.rollback()
-        assert stored == 1
-        assert versions == [(200, 1)] * 8
+    answers: dict[str, tuple[int, int]] = {}
+
+    def device(name: str) -> None:
+        response = app.test_client().post(complete, headers=learner.headers)
+        answers[name] = (response.status_code, response.get_json()["version"])
+
+    with app.app_context():
+        engine = db.engine
+    sa.event.listen(engine, "before_cursor_execute", hold_a)
+    try:
+        a = threading.Thread(target=device, args=("a",), name="device-a")
+        a.start()
+        assert held.wait(10), "device A never reached its read of the completions"
+        device("b")
+        b_committed.set()
+        a.join(10)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", hold_a)
+        empty_learner_tables(app)
+    assert answers == {"a": (200, 1), "b": (200, 1)}
