@@ -8,7 +8,7 @@ PORT ?= 8000
 
 TS_TOOLS := devtools/typescript
 
-.PHONY: install run migrate seed test lint format clean bench lab types typescript-tools fuzz
+.PHONY: install run migrate seed test lint format clean bench lab types typescript-tools fuzz guard-sim
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +67,11 @@ bench: install
 # options: make lab LAB_ARGS='--learners 200 --kill-worker' (see python -m lab --help)
 lab: install
 	$(BIN)/python -m lab $(LAB_ARGS)
+
+# The guard's error rates on simulated stages, the previous rule and the sequential test
+# (docs/guard.md); a few minutes. Options: make guard-sim GUARD_SIM_ARGS='--stages 2000'
+guard-sim: install
+	$(BIN)/python -m progress.guard.simulation $(GUARD_SIM_ARGS)
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .ruff_cache test-artifacts $(TS_TOOLS)/node_modules

@@ -181,7 +181,21 @@ def _parse_stages(
 )
 @click.option("--on-failure", type=click.Choice(["rollback", "pause"]))
 @click.option("--success-rate-margin", type=click.FloatRange(0, 1))
-@click.option("--p95-budget-seconds", type=click.FloatRange(0, 60, min_open=True))
+@click.option(
+    "--p95-budget-seconds",
+    type=click.FloatRange(0, 60, min_open=True),
+    help="The cache update latency budget.",
+)
+@click.option(
+    "--latency-margin",
+    type=click.FloatRange(0, 1),
+    help="Verified's share of updates over the budget may exceed legacy's by this much.",
+)
+@click.option(
+    "--false-rollback-rate",
+    type=click.FloatRange(0, 0.2, min_open=True),
+    help="The tolerated chance of a wrong rollback over all the looks at a stage.",
+)
 @click.option("--enable/--disable", "enabled", default=None, help="Turn the guard on or off.")
 @click.option("--pause/--resume", "paused", default=None, help="Pause or resume the plan.")
 def rollout_plan(**options: Any) -> None:
@@ -265,7 +279,15 @@ def rollout_evaluations(limit: int, output: str) -> None:
         for check in evaluation["checks"]:
             figures = " ".join(f"{k}={v}" for k, v in check["figures"].items())
             threshold = " ".join(f"{k}={v}" for k, v in check["threshold"].items())
-            click.echo(f"    {check['status']:8} {check['name']:24} {figures}  [{threshold}]")
+            click.echo(f"    {check['status']:12} {check['name']:24} {check['detail']}")
+            click.echo(f"    {'':12} {'':24} {figures}  [{threshold}]")
+            if "test" in check:
+                test = check["test"]
+                click.echo(
+                    f"    {'':12} {'':24} {test['method']}: difference {test['statistic']:+.4%}, "
+                    f"bound [{test['lower']:+.4%}, {test['upper']:+.4%}], "
+                    f"margin {test['margin']:.4%}, evidence {test['evidence']:,.0f}"
+                )
 
 
 @click.command("openapi")

@@ -122,6 +122,26 @@ class RolloutChange(db.Model):
 
 
 PLAN_STAGES = (0, 10, 100)  # the seed's plan
+# Every default of a rollout plan, in one place: the columns, a plan not yet stored, the
+# migrations that add a column and the simulation (progress.guard.simulation) read these.
+PLAN_DEFAULTS: dict[str, int | float | str | bool] = {
+    "min_stage_seconds": 600,
+    "min_completions": 50,  # on each path
+    "min_access_checks": 200,  # on each path
+    "auto_advance": False,
+    "on_failure": "rollback",
+    # Verified's success rate may be this much lower than legacy's (0.001: 0.1 point).
+    "success_rate_margin": 0.001,
+    # The cache update latency budget, in seconds.
+    "p95_budget_seconds": 0.25,
+    # Verified's share of cache updates over the budget may exceed legacy's by this much:
+    # 0.05 keeps the seed's "95% within the budget" when legacy is always within it.
+    "latency_margin": 0.05,
+    # The chance of a wrong rollback (or pause) over all the looks at a stage whose paths
+    # are in truth equal; also the chance of advancing past a difference beyond a margin.
+    "false_rollback_rate": 0.01,
+    "enabled": False,
+}
 
 
 class RolloutPlan(db.Model):
@@ -132,16 +152,32 @@ class RolloutPlan(db.Model):
 
     flag: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
     stages: Mapped[list[int]] = mapped_column(sa.JSON, default=lambda: list(PLAN_STAGES))
-    min_stage_seconds: Mapped[int] = mapped_column(sa.Integer, default=600)
-    # Per path: the verified path and the legacy path each need this many in the window.
-    min_completions: Mapped[int] = mapped_column(sa.Integer, default=50)
-    min_access_checks: Mapped[int] = mapped_column(sa.Integer, default=200)
+    min_stage_seconds: Mapped[int] = mapped_column(
+        sa.Integer, default=PLAN_DEFAULTS["min_stage_seconds"]
+    )
+    min_completions: Mapped[int] = mapped_column(
+        sa.Integer, default=PLAN_DEFAULTS["min_completions"]
+    )
+    min_access_checks: Mapped[int] = mapped_column(
+        sa.Integer, default=PLAN_DEFAULTS["min_access_checks"]
+    )
     # False: a stage that passed is marked ready and product clicks "advance".
-    auto_advance: Mapped[bool] = mapped_column(sa.Boolean, default=False)
-    on_failure: Mapped[str] = mapped_column(sa.String(20), default="rollback")  # or "pause"
-    success_rate_margin: Mapped[float] = mapped_column(sa.Double, default=0.001)
-    p95_budget_seconds: Mapped[float] = mapped_column(sa.Double, default=0.25)
-    enabled: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    auto_advance: Mapped[bool] = mapped_column(sa.Boolean, default=PLAN_DEFAULTS["auto_advance"])
+    # "rollback" or "pause"
+    on_failure: Mapped[str] = mapped_column(sa.String(20), default=PLAN_DEFAULTS["on_failure"])
+    success_rate_margin: Mapped[float] = mapped_column(
+        sa.Double, default=PLAN_DEFAULTS["success_rate_margin"]
+    )
+    p95_budget_seconds: Mapped[float] = mapped_column(
+        sa.Double, default=PLAN_DEFAULTS["p95_budget_seconds"]
+    )
+    latency_margin: Mapped[float] = mapped_column(
+        sa.Double, default=PLAN_DEFAULTS["latency_margin"]
+    )
+    false_rollback_rate: Mapped[float] = mapped_column(
+        sa.Double, default=PLAN_DEFAULTS["false_rollback_rate"]
+    )
+    enabled: Mapped[bool] = mapped_column(sa.Boolean, default=PLAN_DEFAULTS["enabled"])
     stage_index: Mapped[int] = mapped_column(sa.Integer, default=0)
     stage_started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     paused: Mapped[bool] = mapped_column(sa.Boolean, default=False)
@@ -163,7 +199,7 @@ class GuardEvaluation(db.Model):
     stage: Mapped[int] = mapped_column(sa.Integer)
     percentage: Mapped[int] = mapped_column(sa.Integer)
     window_seconds: Mapped[int] = mapped_column(sa.Integer)
-    # [{name, status: pass|fail|no_data, figures: {...}, threshold: {...}, detail}]
+    # [{name, status: pass|fail|inconclusive|no_data, figures, threshold, detail, test?}]
     checks: Mapped[list[dict]] = mapped_column(sa.JSON)
     decision: Mapped[str] = mapped_column(sa.String(20))  # advance|hold|pause|rollback|ready
     reason: Mapped[str] = mapped_column(sa.Text)

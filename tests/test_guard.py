@@ -8,9 +8,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import psycopg
@@ -55,14 +57,18 @@ LESSONS = ["greetings", "introductions", "numbers-1-10", "colours", "polite-phra
 
 def figures(
     *,
-    verified: tuple[float, float, float] = (200, 0, 800),  # completions ok, errors, checks
-    legacy: tuple[float, float, float] = (2000, 0, 8000),
+    # completions ok, errors, access checks: enough for the test to tell 0.1 point
+    verified: tuple[float, float, float] = (20_000, 0, 80_000),
+    legacy: tuple[float, float, float] = (200_000, 0, 800_000),
     shown: float = 0,
     caught: float = 0,
+    slow: float | None = 0.0,  # verified's share of cache updates over the budget; None: none
     p95: float | None = 0.01,
     breaker: float | None = 0.0,
     window: int = 600,
 ) -> Figures:
+    updates = {"verified": verified[0] + verified[1], "legacy": legacy[0] + legacy[1]}
+    within = {"verified": updates["verified"] * (1 - (slow or 0)), "legacy": updates["legacy"]}
     return Figures(
         window_s=window,
         false_locks={"client_report": shown, "audit": 0.0, "double_check": caught},
@@ -72,6 +78,10 @@ def figures(
         },
         access_checks={"verified": verified[2], "legacy": legacy[2]},
         cache_update_p95_s={"verified": p95, "legacy": 0.002},
+        cache_update_buckets={}
+        if slow is None
+        else {p: {0.1: within[p], 0.25: within[p], 0.5: updates[p], math.inf: updates[p]}
+              for p in updates},  # fmt: skip
         breaker_open_share=breaker,
         breaker_trips=0.0,
     )
@@ -102,10 +112,19 @@ def verdict(fig: Figures, **changes):
     return decide(judge(fig, LIMITS, now.percentage), now)
 
 
+SMALL = (200, 0, 800)  # too few completions to tell 0.1 point either way
+
+
 @pytest.mark.parametrize(
     ("fig", "changes", "decision", "says"),
     [
-        (figures(), {}, "advance", "advancing to 100%"),
+        (
+            figures(),
+            {},
+            "advance",
+            "verified success rate 100% vs 100%: not worse by more than 0.1 point with 99% "
+            "confidence after 220,000 completions",
+        ),
         (figures(), {"auto_advance": False}, "ready", "ready for 100%"),
         (figures(), {"stage_elapsed_s": 120}, "hold", "has run 120 s of its 600 s"),
         (
@@ -121,14 +140,43 @@ def verdict(fig: Figures, **changes):
         (figures(verified=(0, 0, 0), legacy=(0, 0, 0)), {}, "hold", "no data"),
         (figures(verified=(0, 0, 0)), {}, "hold", "no data: no traffic on the verified path"),
         (figures(verified=(10, 0, 40)), {}, "hold", "too little data"),
-        (figures(verified=(190, 10, 800)), {}, "rollback", "verified 95.00% vs legacy 100.00%"),
-        (figures(verified=(190, 10, 800)), {"on_failure": "pause"}, "pause", "95.00%"),
-        (figures(verified=(1999, 1, 800)), {}, "advance", "all checks pass"),
-        (figures(p95=0.4), {}, "pause", "p95 0.400 s (budget 0.25 s)"),
-        (figures(p95=0.4, verified=(10, 0, 40)), {}, "hold", "not acted on without the sample"),
+        (
+            figures(verified=SMALL, legacy=(2000, 0, 8000)),
+            {},
+            "hold",
+            "verified success rate 100% vs 100% after 2,200 completions: inconclusive, holding",
+        ),
+        (
+            figures(verified=(19_000, 1_000, 80_000)),
+            {},
+            "rollback",
+            "verified success rate 95% vs 100%: worse by more than 0.1 point with 99% "
+            "confidence after 220,000 completions",
+        ),
+        (figures(verified=(19_000, 1_000, 80_000)), {"on_failure": "pause"}, "pause", "95%"),
+        (figures(verified=(10, 30, 40)), {}, "rollback", "verified success rate 25% vs 100%"),
+        (
+            figures(verified=(19_990, 10, 80_000), legacy=(199_900, 100, 800_000)),
+            {},
+            "advance",
+            "99.95% vs 99.95%: not worse by more than 0.1 point",
+        ),
+        (
+            figures(slow=0.4),
+            {},
+            "pause",
+            "cache updates over 0.25 s: verified 40% vs 0%: worse by more than 5 points with 99% "
+            "confidence",
+        ),
+        (
+            figures(slow=0.4, verified=(20, 0, 40), legacy=(200, 0, 800)),
+            {},
+            "hold",
+            "cache updates over 0.25 s: verified 40% vs 0% after 220 updates: inconclusive",
+        ),
         (figures(breaker=0.8), {}, "pause", "circuit breaker open 80%"),
         (figures(breaker=0.3), {}, "advance", "circuit breaker open 30%"),
-        (figures(p95=None), {}, "hold", "no verified cache update"),
+        (figures(slow=None), {}, "hold", "no cache updates on the verified or legacy path"),
         (figures(), {"paused": True}, "hold", "paused"),
         (figures(), {"percentage": 0, "next_percentage": 10}, "hold", "0%"),
         (figures(shown=3), {"percentage": 0, "next_percentage": 10}, "hold", "0%"),
@@ -158,11 +206,13 @@ def verdict(fig: Figures, **changes):
         "no-traffic",
         "no-verified-traffic",
         "small-sample",
+        "success-rate-inconclusive",
         "worse-success-rate",
         "worse-success-rate-pause-plan",
+        "clear-regression-on-a-small-sample",
         "success-rate-within-margin",
         "slow-cache-updates-pause",
-        "slow-cache-updates-small-sample",
+        "slow-cache-updates-inconclusive",
         "breaker-stayed-open",
         "breaker-tripped-briefly",
         "no-cache-updates",
@@ -175,7 +225,7 @@ def verdict(fig: Figures, **changes):
     ],
 )
 def test_the_decision_on_synthetic_figures(fig, changes, decision, says):
-    """Each situation gives its decision, and the reason names the figures behind it."""
+    """Each situation gives its decision, and the reason says in words what it found."""
     result = verdict(fig, **changes)
     assert result.decision == decision, result.reason
     assert says in result.reason
@@ -183,16 +233,16 @@ def test_the_decision_on_synthetic_figures(fig, changes, decision, says):
 
 def test_slow_cache_updates_pause_even_when_the_plan_rolls_back():
     """Slowness leaves the verified path right (bounded update, breaker): it pauses."""
-    assert verdict(figures(p95=0.4), on_failure="rollback").decision == "pause"
+    assert verdict(figures(slow=0.4), on_failure="rollback").decision == "pause"
 
 
-def test_every_check_reports_its_figures_and_threshold():
+def test_every_check_reports_its_figures_threshold_and_test():
     checks = {c.name: c for c in judge(figures(shown=1, caught=2), LIMITS, 10)}
     assert set(checks) == {
         "false_lock_screens",
         "sample_size",
         "completion_success_rate",
-        "cache_update_p95",
+        "cache_update_latency",
         "circuit_breaker",
     }
     locks = checks["false_lock_screens"].as_json()
@@ -204,9 +254,32 @@ def test_every_check_reports_its_figures_and_threshold():
         "caughtByDoubleCheck": 2.0,
     }
     assert locks["threshold"] == {"maxShown": 0}
+    assert "test" not in locks
     assert checks["sample_size"].threshold["minCompletions"] == 50
-    assert checks["completion_success_rate"].threshold["minVerified"] == pytest.approx(0.999)
-    assert checks["cache_update_p95"].figures["verifiedSeconds"] == 0.01
+    rate = checks["completion_success_rate"].as_json()
+    assert rate["threshold"] == {"margin": 0.001, "confidence": 0.99}
+    test = rate["test"]
+    assert (test["method"], test["counting"], test["verdict"]) == ("mSPRT", "errors", "not_worse")
+    assert test["evidence"] == 220_000
+    assert test["statistic"] == 0
+    assert test["lower"] < 0 < test["upper"] <= test["margin"] == 0.001
+    assert test["confidence"] == 0.99
+    latency = checks["cache_update_latency"].as_json()
+    assert latency["figures"]["verifiedP95Seconds"] == 0.01
+    assert latency["threshold"]["bucketSeconds"] == 0.25
+    assert latency["test"]["counting"] == "updates over the budget"
+
+
+def test_a_budget_between_buckets_counts_against_the_bucket_below():
+    """The budget is read from the histogram's buckets: with 0.3 s, an update is within it
+    only when it is in the 0.25 s bucket (those between 0.25 and 0.5 s may be over)."""
+    (latency,) = [
+        c
+        for c in judge(figures(), replace(LIMITS, p95_budget_s=0.3), 10)
+        if c.name == "cache_update_latency"
+    ]
+    assert latency.threshold["bucketSeconds"] == 0.25
+    assert "cache updates over 0.25 s" in latency.detail
 
 
 def test_no_series_at_all_is_no_data_for_every_check():
@@ -271,19 +344,29 @@ def test_the_plan_starts_at_the_seeds_defaults_and_changes_field_by_field(guarde
     )
     assert plan["autoAdvance"] is False
     assert plan["onFailure"] == "rollback"
+    assert (plan["successRateMargin"], plan["p95BudgetSeconds"]) == (0.001, 0.25)
+    assert (plan["latencyMargin"], plan["falseRollbackRate"]) == (0.05, 0.01)
     assert plan["enabled"] is False
     assert plan["paused"] is False
     assert plan["ready"] is False
     changed = client.put(
         PLAN,
         headers=admin.headers,
-        json={"stages": [100, 5, 25], "minStageSeconds": 30, "autoAdvance": True, "enabled": True},
+        json={
+            "stages": [100, 5, 25],
+            "minStageSeconds": 30,
+            "autoAdvance": True,
+            "falseRollbackRate": 0.05,
+            "latencyMargin": 0.02,
+            "enabled": True,
+        },
     )
     assert changed.status_code == 200, changed.get_json()
     body = changed.get_json()
     assert body["stages"] == [0, 5, 25, 100]
     assert body["minStageSeconds"] == 30
     assert body["autoAdvance"] is True
+    assert (body["falseRollbackRate"], body["latencyMargin"]) == (0.05, 0.02)
     assert body["minCompletions"] == 50  # untouched
     assert body["updatedBy"] == admin.email
     assert client.get(PLAN, headers=admin.headers).get_json() == body
@@ -297,14 +380,26 @@ def test_the_plan_starts_at_the_seeds_defaults_and_changes_field_by_field(guarde
         ({"onFailure": "panic"}, "onFailure"),
         ({"minCompletions": -1}, "minCompletions"),
         ({"successRateMargin": 2}, "successRateMargin"),
+        ({"falseRollbackRate": 0}, "falseRollbackRate"),
+        ({"falseRollbackRate": 0.5}, "falseRollbackRate"),
+        ({"falseRollbackRate": "1%"}, "falseRollbackRate"),
+        ({"latencyMargin": -0.01}, "latencyMargin"),
         ({"enabled": "yes"}, "enabled"),
         ({"colour": "red"}, "colour"),
     ],
 )
 def test_a_bad_plan_is_refused_with_the_field_named(guarded, admin, body, field):
-    answer = guarded.test_client().put(PLAN, headers=admin.headers, json=body)
+    client = guarded.test_client()
+
+    def plan():  # a plan not yet stored is stamped at each request: compare the rest
+        answer = client.get(PLAN, headers=admin.headers).get_json()
+        return {k: v for k, v in answer.items() if k not in ("stageStartedAt", "updatedAt")}
+
+    before = plan()
+    answer = client.put(PLAN, headers=admin.headers, json=body)
     assert answer.status_code == 400
     assert answer.get_json()["error"]["field"] == field
+    assert plan() == before  # nothing changed
 
 
 def test_guard_routes_are_for_admins_only(guarded, auth):
@@ -399,6 +494,10 @@ def test_the_command_line_prints_and_changes_the_plan(guarded):
             "--auto-advance",
             "--on-failure",
             "pause",
+            "--false-rollback-rate",
+            "0.05",
+            "--latency-margin",
+            "0.1",
             "--enable",
         ]
     )
@@ -409,11 +508,17 @@ def test_the_command_line_prints_and_changes_the_plan(guarded):
     assert (plan["minCompletions"], plan["minAccessChecks"]) == (3, 7)
     assert plan["autoAdvance"] is True
     assert plan["onFailure"] == "pause"
+    assert (plan["falseRollbackRate"], plan["latencyMargin"]) == (0.05, 0.1)
     assert plan["enabled"]
     assert plan["updatedBy"].startswith("cli:")
     bad = runner.invoke(args=["rollout", "plan", "--stages", "0,x"])
     assert bad.exit_code != 0
     assert "--stages" in bad.output
+    for option, value in (("--false-rollback-rate", "0"), ("--latency-margin", "2")):
+        refused = runner.invoke(args=["rollout", "plan", option, value])
+        assert refused.exit_code != 0
+        assert option in refused.output
+    assert json.loads(runner.invoke(args=["rollout", "plan"]).output) == plan
     no_prometheus = runner.invoke(args=["rollout", "guard", "--once"])
     assert no_prometheus.exit_code != 0
     assert "PROMETHEUS_URL" in no_prometheus.output
@@ -545,6 +650,73 @@ def test_migration_0003_adds_the_guard_tables_and_takes_them_away(tmp_path):
                 engine.dispose()
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{PG_TEST_DB}_guard_migration" WITH (FORCE)')
+
+
+def test_migration_0004_gives_stored_plans_the_default_test_settings(tmp_path):
+    """A plan stored before the sequential test gets the tolerated false-rollback rate and
+    the latency margin from the defaults; downgrading takes the columns away again."""
+    require_postgres()
+    name = f"{PG_TEST_DB}_guard_statistics"
+    url = recreate_pg_database(name)
+    app = build_app(url, tmp_path)
+    try:
+        with app.app_context():
+            upgrade(revision="0003")
+            db.session.execute(
+                sa.text(
+                    "INSERT INTO rollout_plans VALUES ('f', '[0, 10, 100]', 600, 50, 200, false,"
+                    " 'rollback', 0.002, 0.25, true, 1, now(), false, false, now(), 'tests')"
+                )
+            )
+            db.session.commit()
+            upgrade()
+            plan = db.session.get(RolloutPlan, "f")
+            assert (plan.success_rate_margin, plan.stage_index) == (0.002, 1)  # kept
+            assert (plan.false_rollback_rate, plan.latency_margin) == (0.01, 0.05)
+            db.session.remove()
+            with db.engine.connect() as conn:
+                assert compare_metadata(MigrationContext.configure(conn), db.metadata) == []
+            downgrade(revision="0003")
+            columns = {c["name"] for c in sa.inspect(db.engine).get_columns("rollout_plans")}
+            assert not {"false_rollback_rate", "latency_margin"} & columns
+    finally:
+        with app.app_context():
+            for engine in db.engines.values():
+                engine.dispose()
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_the_api_and_the_command_line_say_what_the_test_found(guarded, admin, monkeypatch):
+    """An evaluation keeps each test's statistic, bound and evidence: the API returns them
+    (a chart draws the bound over time from them), and the command line prints the
+    explanation in words."""
+    monkeypatch.setattr(
+        guard, "read_figures", lambda *a, **k: figures(verified=(19_000, 1_000, 80_000))
+    )
+    with prometheus_at(guarded, "http://prometheus.invalid"), guarded.app_context():
+        guard.update_plan({"enabled": True}, "tests")
+        guard.advance_stage("tests")
+        run = guard.evaluate()
+    assert run.evaluation["decision"] == "rollback"
+    client = guarded.test_client()
+    (kept,) = client.get(EVALUATIONS, headers=admin.headers).get_json()["evaluations"]
+    rate = _check(kept, "completion_success_rate")
+    said = (
+        "verified success rate 95% vs 100%: worse by more than 0.1 point with 99% confidence "
+        "after 220,000 completions"
+    )
+    assert rate["status"] == "fail"
+    assert rate["detail"] == said
+    assert said in kept["reason"]
+    assert rate["test"]["verdict"] == "worse"
+    assert rate["test"]["statistic"] == pytest.approx(0.05)
+    assert 0.001 < rate["test"]["lower"] < 0.05 < rate["test"]["upper"]
+    assert (rate["test"]["margin"], rate["test"]["confidence"]) == (0.001, 0.99)
+    assert rate["test"]["evidence"] == 220_000
+    text = guarded.test_cli_runner().invoke(args=["rollout", "evaluations", "--format", "text"])
+    assert said in text.output
+    assert "mSPRT: difference +5.0000%" in text.output
 
 
 # -- against a real Prometheus and the service under gunicorn ----------------------------------
@@ -680,6 +852,10 @@ def test_healthy_traffic_at_ten_percent_advances_to_one_hundred(
                 "min_stage_seconds": 6,
                 "min_completions": 10,
                 "min_access_checks": 20,
+                # Twenty completions a path can show "not worse by more than 50 points",
+                # not by 0.1: the sequential test holds until the evidence is there.
+                "success_rate_margin": 0.5,
+                "latency_margin": 0.5,
                 "auto_advance": True,
                 "enabled": True,
             },
@@ -709,11 +885,21 @@ def test_healthy_traffic_at_ten_percent_advances_to_one_hundred(
             "false_lock_screens",
             "sample_size",
             "completion_success_rate",
-            "cache_update_p95",
+            "cache_update_latency",
             "circuit_breaker",
         ],
         "pass",
     )
+    rate = _check(advance, "completion_success_rate")
+    assert rate["test"]["verdict"] == "not_worse"
+    assert rate["test"]["upper"] <= 0.5
+    assert rate["test"]["evidence"] >= 20
+    assert "not worse by more than 50 points with 99% confidence after" in rate["detail"]
+    assert "not worse by more than 50 points with 99% confidence" in advance["reason"]
+    assert _check(advance, "cache_update_latency")["test"]["counting"] == "updates over the budget"
+    # Before it advanced, the guard held while the evidence was not there either way.
+    before = [e for e in evaluations if e["id"] < advance["id"]]
+    assert all(e["decision"] == "hold" for e in before)
     sample = next(c for c in advance["checks"] if c["name"] == "sample_size")["figures"]
     assert sample["verifiedCompletions"] >= 10
     assert sample["legacyCompletions"] >= 10
@@ -940,6 +1126,7 @@ def test_two_instances_never_both_act_on_one_evaluation(
     with app.app_context():
         guard.update_plan(
             {"min_stage_seconds": 0, "min_completions": 5, "min_access_checks": 10,
+             "success_rate_margin": 0.6, "latency_margin": 0.6,
              "auto_advance": True, "enabled": True},
             "tests",
         )  # fmt: skip

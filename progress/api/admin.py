@@ -123,6 +123,8 @@ PLAN_FIELDS = {
     "onFailure": "on_failure",
     "successRateMargin": "success_rate_margin",
     "p95BudgetSeconds": "p95_budget_seconds",
+    "latencyMargin": "latency_margin",
+    "falseRollbackRate": "false_rollback_rate",
     "enabled": "enabled",
     "paused": "paused",
 }

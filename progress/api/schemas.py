@@ -213,7 +213,9 @@ class RolloutPlanOut(BaseModel):
     autoAdvance: bool  # noqa: N815
     onFailure: OnFailure  # noqa: N815
     successRateMargin: float  # noqa: N815
-    p95BudgetSeconds: float  # noqa: N815
+    p95BudgetSeconds: float  # noqa: N815 - the cache update latency budget
+    latencyMargin: float  # noqa: N815
+    falseRollbackRate: float  # noqa: N815
     enabled: bool
     paused: bool
     ready: bool
@@ -234,16 +236,36 @@ class RolloutPlanIn(Strict):
     onFailure: OnFailure | None = None  # noqa: N815
     successRateMargin: Annotated[float, Field(ge=0, le=1)] | None = None  # noqa: N815
     p95BudgetSeconds: Annotated[float, Field(gt=0, le=60)] | None = None  # noqa: N815
+    # Verified's share of updates over the budget may exceed legacy's by this much.
+    latencyMargin: Annotated[float, Field(ge=0, le=1)] | None = None  # noqa: N815
+    # The tolerated chance of a wrong rollback over all the looks at one stage.
+    falseRollbackRate: Annotated[float, Field(gt=0, le=0.2)] | None = None  # noqa: N815
     enabled: bool | None = None
     paused: bool | None = None
 
 
+class SequentialTestOut(BaseModel):
+    """A sequential test at one evaluation: chart `lower`/`upper` against `margin` over
+    the evaluations of a stage to see the bound close in."""
+
+    method: Literal["mSPRT"]
+    counting: str  # what the shares count: "errors", "updates over the budget"
+    statistic: float  # verified's share minus legacy's
+    lower: float  # the confidence sequence's bound on that difference at this look
+    upper: float
+    margin: float
+    confidence: float
+    evidence: float  # outcomes counted on both paths so far
+    verdict: Literal["worse", "not_worse", "inconclusive"]
+
+
 class GuardCheckOut(BaseModel):
     name: str
-    status: Literal["pass", "fail", "no_data"]
-    detail: str
+    status: Literal["pass", "fail", "inconclusive", "no_data"]
+    detail: str  # what the check found, in words
     figures: dict[str, Any]
     threshold: dict[str, Any]
+    test: SequentialTestOut | None = None
 
 
 class GuardEvaluationOut(BaseModel):

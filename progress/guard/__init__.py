@@ -48,7 +48,7 @@ from flask import Flask, current_app, request
 from .. import metrics, rollout
 from ..extensions import db
 from ..flags import flag_gate
-from ..models import PLAN_STAGES, GuardEvaluation, RolloutPlan, utcnow
+from ..models import PLAN_DEFAULTS, PLAN_STAGES, GuardEvaluation, RolloutPlan, utcnow
 from .analysis import (  # noqa: F401 - the guard's public names, in one place
     PATHS,
     Check,
@@ -166,14 +166,7 @@ def default_plan(flag: str) -> RolloutPlan:
     return RolloutPlan(
         flag=flag,
         stages=list(PLAN_STAGES),
-        min_stage_seconds=600,
-        min_completions=50,
-        min_access_checks=200,
-        auto_advance=False,
-        on_failure="rollback",
-        success_rate_margin=0.001,
-        p95_budget_seconds=0.25,
-        enabled=False,
+        **PLAN_DEFAULTS,
         stage_index=0,
         stage_started_at=now,
         paused=False,
@@ -220,6 +213,8 @@ PLAN_FIELDS = {
     "on_failure",
     "success_rate_margin",
     "p95_budget_seconds",
+    "latency_margin",
+    "false_rollback_rate",
     "enabled",
     "paused",
 }
@@ -301,6 +296,8 @@ def plan_json(plan: RolloutPlan) -> dict[str, Any]:
         "onFailure": plan.on_failure,
         "successRateMargin": plan.success_rate_margin,
         "p95BudgetSeconds": plan.p95_budget_seconds,
+        "latencyMargin": plan.latency_margin,
+        "falseRollbackRate": plan.false_rollback_rate,
         "enabled": plan.enabled,
         "paused": plan.paused,
         "ready": plan.ready,

@@ -13,12 +13,15 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import requests
 
+from ..models import PLAN_DEFAULTS
+from .sequential import Comparison, compare
+
 if TYPE_CHECKING:
     from ..models import RolloutPlan
 
 log = logging.getLogger(__name__)
 
-CheckStatus = Literal["pass", "fail", "no_data"]
+CheckStatus = Literal["pass", "fail", "inconclusive", "no_data"]
 Decision = Literal["advance", "hold", "pause", "rollback", "ready"]
 OnFailure = Literal["rollback", "pause"]
 PATHS = ("verified", "legacy")
@@ -42,6 +45,8 @@ class Figures:
     completions: dict[str, dict[str, float]] | None  # path -> outcome -> count
     access_checks: dict[str, float] | None  # path -> count
     cache_update_p95_s: dict[str, float | None] = field(default_factory=dict)  # path -> s
+    # path -> bucket's upper bound (inf: every update) -> updates at or below it
+    cache_update_buckets: dict[str, dict[float, float]] = field(default_factory=dict)
     breaker_open_share: float | None = None  # worst instance's share of the window open
     breaker_trips: float | None = None
 
@@ -118,6 +123,12 @@ def read_figures(prometheus: Prometheus, window_s: int, at: float, selector: str
         f"progress_cache_update_seconds_bucket{_selector(selector)}[{w}])))",
         "path",
     )
+    buckets = by(
+        "sum by (path, le) (increase("
+        f"progress_cache_update_seconds_bucket{_selector(selector)}[{w}]))",
+        "path",
+        "le",
+    )
     breaker = by(f"max(avg_over_time(progress_circuit_breaker_open{_selector(selector)}[{w}]))")
     trips = by(f"sum(increase(progress_circuit_breaker_trips_total{_selector(selector)}[{w}]))")
 
@@ -133,9 +144,18 @@ def read_figures(prometheus: Prometheus, window_s: int, at: float, selector: str
         completions=completion_counts,
         access_checks=None if access is None else {p: access.get((p,), 0.0) for p in PATHS},
         cache_update_p95_s={p: _finite((p95 or {}).get((p,))) for p in PATHS},
+        cache_update_buckets=_buckets(buckets or {}),
         breaker_open_share=_finite((breaker or {}).get(())),
         breaker_trips=_finite((trips or {}).get(())),
     )
+
+
+def _buckets(series: dict[tuple[str, ...], float]) -> dict[str, dict[float, float]]:
+    by_path: dict[str, dict[float, float]] = {p: {} for p in PATHS}
+    for (path, le), value in series.items():
+        if path in by_path:
+            by_path[path][float(le)] = value  # "+Inf" reads as inf
+    return by_path
 
 
 def _finite(value: float | None) -> float | None:
@@ -151,7 +171,9 @@ class Thresholds:
     min_completions: int
     min_access_checks: int
     success_rate_margin: float
-    p95_budget_s: float
+    p95_budget_s: float  # the cache update latency budget
+    latency_margin: float = float(PLAN_DEFAULTS["latency_margin"])
+    false_rollback_rate: float = float(PLAN_DEFAULTS["false_rollback_rate"])
 
     @classmethod
     def of(cls, plan: RolloutPlan) -> Thresholds:
@@ -160,6 +182,8 @@ class Thresholds:
             plan.min_access_checks,
             plan.success_rate_margin,
             plan.p95_budget_seconds,
+            plan.latency_margin,
+            plan.false_rollback_rate,
         )
 
 
@@ -174,15 +198,20 @@ class Check:
     on_fail: Literal["plan", "pause"] = "pause"
     # Acted on only with the minimum sample on each path.
     needs_sample: bool = True
+    # A sequential test's statistic, bound and evidence so far (`sequential_json`).
+    test: dict[str, Any] | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return {
+        kept = {
             "name": self.name,
             "status": self.status,
             "detail": self.detail,
             "figures": self.figures,
             "threshold": self.threshold,
         }
+        if self.test is not None:
+            kept["test"] = self.test
+        return kept
 
 
 def _n(value: float) -> float:
@@ -192,205 +221,315 @@ def _n(value: float) -> float:
 
 def judge(figures: Figures, limits: Thresholds, percentage: int) -> list[Check]:
     """Each check's status from the figures; pure."""
+    return [
+        false_lock_check(figures),
+        sample_check(figures, limits, percentage),
+        success_rate_check(figures, limits, percentage),
+        latency_check(figures, limits, percentage),
+        breaker_check(figures),
+    ]
+
+
+def false_lock_check(figures: Figures) -> Check:
+    """False lock screens shown on the verified path: one is enough, whatever the sample.
+
+    Counted: `client_report` (the client showed it) and `audit` (a "locked" answer given,
+    then contradicted by the primary). Not counted: `double_check`, a stale "locked" that
+    the verified path's own double check caught and answered "accessible" instead: no
+    learner saw it, and counting it would roll back the very layer that prevents false lock
+    screens. It is shown among the figures."""
     w = figures.window_s
-    # The paths that must show a sample: at 100% the legacy path serves no one.
-    required = ("verified",) if percentage >= 100 else PATHS
-    checks: list[Check] = []
-
-    # 1. False lock screens on the verified path. Counted: `client_report` (the client
-    # showed it) and `audit` (a "locked" answer given, then contradicted by the primary).
-    # Not counted: `double_check`, a stale "locked" that the verified path's own double
-    # check caught and answered "accessible" instead: no learner saw it, it is the fix
-    # doing its job, and counting it would roll back the very layer that prevents false
-    # lock screens. (The legacy path's audit counts only answers it gave, so the paths
-    # compare.) It is shown among the figures. One shown false lock is enough: threshold 0.
     if figures.false_locks is None:
-        checks.append(
-            Check(
-                "false_lock_screens",
-                "no_data",
-                "no data: Prometheus has no false-lock series for the verified path",
-                {},
-                {"maxShown": 0},
-                on_fail="plan",
-                needs_sample=False,
-            )
+        return Check(
+            "false_lock_screens",
+            "no_data",
+            "no data: Prometheus has no false-lock series for the verified path",
+            {},
+            {"maxShown": 0},
+            on_fail="plan",
+            needs_sample=False,
         )
-    else:
-        report = figures.false_locks.get("client_report", 0.0)
-        audit = figures.false_locks.get("audit", 0.0)
-        caught = figures.false_locks.get("double_check", 0.0)
-        shown = report + audit
-        status: CheckStatus = "fail" if shown > 0 else "pass"
-        checks.append(
-            Check(
-                "false_lock_screens",
-                status,
-                (
-                    f"false lock screens shown on the verified path: {_n(shown):g} in {w} s "
-                    f"(client_report {_n(report):g}, audit {_n(audit):g})"
-                    if status == "fail"
-                    else f"no false lock screen shown on the verified path in {w} s "
-                    f"({_n(caught):g} caught by its double check)"
-                ),
-                {
-                    "shown": _n(shown),
-                    "clientReport": _n(report),
-                    "audit": _n(audit),
-                    "caughtByDoubleCheck": _n(caught),
-                },
-                {"maxShown": 0},
-                on_fail="plan",
-                needs_sample=False,
-            )
-        )
+    report = figures.false_locks.get("client_report", 0.0)
+    audit = figures.false_locks.get("audit", 0.0)
+    caught = figures.false_locks.get("double_check", 0.0)
+    shown = report + audit
+    status: CheckStatus = "fail" if shown > 0 else "pass"
+    return Check(
+        "false_lock_screens",
+        status,
+        (
+            f"false lock screens shown on the verified path: {_n(shown):g} in {w} s "
+            f"(client_report {_n(report):g}, audit {_n(audit):g})"
+            if status == "fail"
+            else f"no false lock screen shown on the verified path in {w} s "
+            f"({_n(caught):g} caught by its double check)"
+        ),
+        {
+            "shown": _n(shown),
+            "clientReport": _n(report),
+            "audit": _n(audit),
+            "caughtByDoubleCheck": _n(caught),
+        },
+        {"maxShown": 0},
+        on_fail="plan",
+        needs_sample=False,
+    )
 
-    # 2. The sample: completions and access checks on each path.
-    counts: dict[str, dict[str, float]] = {}
-    for path in PATHS:
-        done = (figures.completions or {}).get(path, {})
-        counts[path] = {
-            "completions": done.get("success", 0.0) + done.get("error", 0.0),
-            "errors": done.get("error", 0.0),
-            "accessChecks": (figures.access_checks or {}).get(path, 0.0),
-        }
-    sample_figures = {
-        f"{path}{kind[0].upper()}{kind[1:]}": _n(counts[path][kind])
-        for path in PATHS
-        for kind in ("completions", "accessChecks")
+
+def _required(percentage: int) -> tuple[str, ...]:
+    """The paths that must show a sample: at 100% the legacy path serves no one."""
+    return ("verified",) if percentage >= 100 else PATHS
+
+
+def _completions(figures: Figures, path: str) -> tuple[float, float]:
+    """(completions, errors) on `path` over the window."""
+    done = (figures.completions or {}).get(path, {})
+    return done.get("success", 0.0) + done.get("error", 0.0), done.get("error", 0.0)
+
+
+def sample_check(figures: Figures, limits: Thresholds, percentage: int) -> Check:
+    """The plan's minimum sample on each path before a stage may advance."""
+    w = figures.window_s
+    required = _required(percentage)
+    counts = {
+        p: (_completions(figures, p)[0], (figures.access_checks or {}).get(p, 0.0)) for p in PATHS
     }
-    sample_threshold = {
+    sample_figures = {
+        f"{p}{kind}": _n(counts[p][i])
+        for p in PATHS
+        for i, kind in enumerate(("Completions", "AccessChecks"))
+    }
+    threshold = {
         "minCompletions": limits.min_completions,
         "minAccessChecks": limits.min_access_checks,
         "paths": list(required),
     }
     if figures.completions is None or figures.access_checks is None:
-        sample_status: CheckStatus = "no_data"
-        sample_detail = "no data: Prometheus has no completion or access-check series"
+        status: CheckStatus = "no_data"
+        detail = "no data: Prometheus has no completion or access-check series"
     else:
-        empty = [p for p in required if not counts[p]["completions"] + counts[p]["accessChecks"]]
+        empty = [p for p in required if not sum(counts[p])]
         short = [
-            f"{p} {_n(counts[p]['completions']):g} of {limits.min_completions} completions, "
-            f"{_n(counts[p]['accessChecks']):g} of {limits.min_access_checks} access checks"
+            f"{p} {_n(counts[p][0]):g} of {limits.min_completions} completions, "
+            f"{_n(counts[p][1]):g} of {limits.min_access_checks} access checks"
             for p in required
-            if counts[p]["completions"] < limits.min_completions
-            or counts[p]["accessChecks"] < limits.min_access_checks
+            if counts[p][0] < limits.min_completions or counts[p][1] < limits.min_access_checks
         ]
         if empty:
-            sample_status = "no_data"
-            sample_detail = f"no data: no traffic on the {' and '.join(empty)} path in {w} s"
-        elif short:
-            sample_status = "no_data"
-            sample_detail = f"too little data in {w} s: " + "; ".join(short)
-        else:
-            sample_status = "pass"
-            sample_detail = f"enough data on each path in {w} s"
-    checks.append(
-        Check("sample_size", sample_status, sample_detail, sample_figures, sample_threshold)
-    )
-
-    # 3. Completion success rate: verified no worse than legacy by more than the margin.
-    rates = {
-        p: (1 - counts[p]["errors"] / counts[p]["completions"])
-        if counts[p]["completions"]
-        else None
-        for p in PATHS
-    }
-    rate_figures = {
-        "verified": _rate(rates["verified"]),
-        "legacy": _rate(rates["legacy"]),
-        "verifiedErrors": _n(counts["verified"]["errors"]),
-        "legacyErrors": _n(counts["legacy"]["errors"]),
-    }
-    rate_threshold: dict[str, Any] = {"margin": limits.success_rate_margin}
-    verified_rate, legacy_rate = rates["verified"], rates["legacy"]
-    if percentage >= 100:
-        rate_status: CheckStatus = "no_data"
-        rate_detail = "no data: no legacy baseline at 100%"
-    elif (
-        verified_rate is None
-        or legacy_rate is None
-        or min(counts[p]["completions"] for p in PATHS) < max(limits.min_completions, 1)
-    ):
-        rate_status = "no_data"
-        rate_detail = (
-            f"too little data: {_n(counts['verified']['completions']):g} verified and "
-            f"{_n(counts['legacy']['completions']):g} legacy completions, "
-            f"{limits.min_completions} needed on each"
-        )
-    else:
-        floor = legacy_rate - limits.success_rate_margin
-        rate_threshold["minVerified"] = _rate(floor)
-        rate_status = "pass" if verified_rate >= floor else "fail"
-        rate_detail = (
-            f"completion success rate verified {verified_rate:.2%} vs legacy {legacy_rate:.2%}"
-            f" (margin {limits.success_rate_margin:.2%})"
-        )
-    checks.append(
-        Check(
-            "completion_success_rate",
-            rate_status,
-            rate_detail,
-            rate_figures,
-            rate_threshold,
-            on_fail="plan",
-        )
-    )
-
-    # 4. The verified path's cache update latency, p95 within the budget.
-    p95 = figures.cache_update_p95_s.get("verified")
-    latency_figures = {
-        "verifiedSeconds": None if p95 is None else round(p95, 4),
-        "legacySeconds": _round(figures.cache_update_p95_s.get("legacy")),
-    }
-    if p95 is None:
-        checks.append(
-            Check(
-                "cache_update_p95",
+            status, detail = (
                 "no_data",
-                f"no data: no verified cache update in {w} s",
-                latency_figures,
-                {"maxSeconds": limits.p95_budget_s},
+                f"no data: no traffic on the {' and '.join(empty)} path in {w} s",
             )
-        )
-    else:
-        checks.append(
-            Check(
-                "cache_update_p95",
-                "pass" if p95 <= limits.p95_budget_s else "fail",
-                f"verified cache update p95 {p95:.3f} s (budget {limits.p95_budget_s} s)",
-                latency_figures,
-                {"maxSeconds": limits.p95_budget_s},
-            )
-        )
+        elif short:
+            status, detail = "no_data", f"too little data in {w} s: " + "; ".join(short)
+        else:
+            status, detail = "pass", f"enough data on each path in {w} s"
+    return Check("sample_size", status, detail, sample_figures, threshold)
 
-    # 5. The circuit breaker did not stay open (a short trip is the breaker doing its job).
+
+# The mixtures' widths, the sizes of difference each test sees soonest (chosen with
+# progress.guard.simulation): about a point of success rate or a few points of latency
+# share, and a gross regression (a quarter, a half) on a small sample.
+SUCCESS_RATE_TAUS = (0.01, 0.25)
+LATENCY_TAUS = (0.05, 0.5)
+_VERDICT_STATUS: dict[str, CheckStatus] = {
+    "worse": "fail",
+    "not_worse": "pass",
+    "inconclusive": "inconclusive",
+}
+
+
+def success_rate_check(figures: Figures, limits: Thresholds, percentage: int) -> Check:
+    """Completion success rate: is verified worse than legacy by more than the margin?
+    A sequential test (`sequential.compare`) on the errors, valid at every look."""
+    (v_total, v_errors), (l_total, l_errors) = (_completions(figures, p) for p in PATHS)
+    rate_figures = {
+        "verified": _rate(1 - v_errors / v_total if v_total else None),
+        "legacy": _rate(1 - l_errors / l_total if l_total else None),
+        "verifiedErrors": _n(v_errors),
+        "legacyErrors": _n(l_errors),
+        "verifiedCompletions": _n(v_total),
+        "legacyCompletions": _n(l_total),
+    }
+    threshold = {"margin": limits.success_rate_margin, "confidence": 1 - limits.false_rollback_rate}
+    missing = _no_comparison(percentage, v_total, l_total, "completions")
+    if missing:
+        return Check("completion_success_rate", "no_data", missing, rate_figures, threshold,
+                     on_fail="plan", needs_sample=False)  # fmt: skip
+    result = compare(
+        v_errors,
+        v_total,
+        l_errors,
+        l_total,
+        margin=limits.success_rate_margin,
+        alpha=limits.false_rollback_rate,
+        taus=SUCCESS_RATE_TAUS,
+    )
+    detail = explain(
+        result,
+        f"verified success rate {_percent(1 - v_errors / v_total)} vs "
+        f"{_percent(1 - l_errors / l_total)}",
+        "completions",
+    )
+    return Check(
+        "completion_success_rate",
+        _VERDICT_STATUS[result.verdict],
+        detail,
+        rate_figures,
+        threshold,
+        on_fail="plan",
+        needs_sample=False,  # the test is valid at every look, whatever the sample
+        test=sequential_json(result, "errors"),
+    )
+
+
+def _within_budget(figures: Figures, path: str, budget_s: float) -> tuple[float, float, float]:
+    """(updates within the budget, all updates, the bucket used as the budget) on `path`:
+    the highest bucket at or below the budget (a budget between buckets counts strictly)."""
+    buckets = figures.cache_update_buckets.get(path) or {}
+    total = buckets.get(math.inf, 0.0)
+    edges = [le for le in buckets if le <= budget_s]
+    edge = max(edges) if edges else 0.0
+    return (buckets[edge] if edges else 0.0), total, edge
+
+
+def latency_check(figures: Figures, limits: Thresholds, percentage: int) -> Check:
+    """Cache update latency: is verified's share of updates over the budget higher than
+    legacy's by more than the latency margin? The same sequential test, on the histogram's
+    buckets. A slow verified path stays right (its update is bounded, the breaker sends
+    reads to the DB), so a failure pauses rather than rolls back."""
+    budget = limits.p95_budget_s
+    (v_within, v_total, edge), (l_within, l_total, _) = (
+        _within_budget(figures, p, budget) for p in PATHS
+    )
+    latency_figures = {
+        "verifiedOverBudget": _n(v_total - v_within),
+        "verifiedUpdates": _n(v_total),
+        "legacyOverBudget": _n(l_total - l_within),
+        "legacyUpdates": _n(l_total),
+        "verifiedP95Seconds": _round(figures.cache_update_p95_s.get("verified")),
+        "legacyP95Seconds": _round(figures.cache_update_p95_s.get("legacy")),
+    }
+    threshold = {
+        "budgetSeconds": budget,
+        "bucketSeconds": edge,
+        "margin": limits.latency_margin,
+        "confidence": 1 - limits.false_rollback_rate,
+    }
+    missing = _no_comparison(percentage, v_total, l_total, "cache updates")
+    if missing:
+        return Check("cache_update_latency", "no_data", missing, latency_figures, threshold,
+                     needs_sample=False)  # fmt: skip
+    result = compare(
+        v_total - v_within,
+        v_total,
+        l_total - l_within,
+        l_total,
+        margin=limits.latency_margin,
+        alpha=limits.false_rollback_rate,
+        taus=LATENCY_TAUS,
+    )
+    detail = explain(
+        result,
+        f"cache updates over {edge:g} s: verified {_percent((v_total - v_within) / v_total)} "
+        f"vs {_percent((l_total - l_within) / l_total)}",
+        "updates",
+    )
+    return Check(
+        "cache_update_latency",
+        _VERDICT_STATUS[result.verdict],
+        detail,
+        latency_figures,
+        threshold,
+        needs_sample=False,
+        test=sequential_json(result, "updates over the budget"),
+    )
+
+
+def _no_comparison(percentage: int, v_total: float, l_total: float, what: str) -> str | None:
+    if percentage >= 100:
+        return "no data: no legacy baseline at 100%"
+    empty = [p for p, n in (("verified", v_total), ("legacy", l_total)) if n <= 0]
+    if empty:
+        return f"no data: no {what} on the {' or '.join(empty)} path yet"
+    return None
+
+
+def breaker_check(figures: Figures) -> Check:
+    """The circuit breaker did not stay open (a short trip is the breaker doing its job)."""
     share = figures.breaker_open_share
     breaker_figures = {
         "openShare": _round(share),
         "trips": None if figures.breaker_trips is None else _n(figures.breaker_trips),
     }
+    threshold = {"maxOpenShare": MAX_BREAKER_OPEN_SHARE}
     if share is None:
-        checks.append(
-            Check(
-                "circuit_breaker",
-                "no_data",
-                "no data: Prometheus has no circuit breaker series",
-                breaker_figures,
-                {"maxOpenShare": MAX_BREAKER_OPEN_SHARE},
-            )
+        return Check(
+            "circuit_breaker",
+            "no_data",
+            "no data: Prometheus has no circuit breaker series",
+            breaker_figures,
+            threshold,
         )
+    return Check(
+        "circuit_breaker",
+        "pass" if share <= MAX_BREAKER_OPEN_SHARE else "fail",
+        f"circuit breaker open {share:.0%} of {figures.window_s} s",
+        breaker_figures,
+        threshold,
+    )
+
+
+# -- explanations ----------------------------------------------------------------------------
+
+
+def sequential_json(result: Comparison, counting: str) -> dict[str, Any]:
+    """What an evaluation keeps of a sequential test: enough to chart the bound over time."""
+    return {
+        "method": "mSPRT",
+        "counting": counting,
+        "statistic": round(result.estimate, 6),  # verified's bad share minus legacy's
+        "lower": round(result.lower, 6),
+        "upper": round(result.upper, 6),
+        "margin": result.margin,
+        "confidence": round(result.confidence, 6),
+        "evidence": _n(result.evidence),
+        "verdict": result.verdict,
+    }
+
+
+def _percent(share: float) -> str:
+    """99.20% -> "99.2%", 100.00% -> "100%"; two decimals at most."""
+    return f"{share * 100:.2f}".rstrip("0").rstrip(".") + "%"
+
+
+def _points(share: float) -> str:
+    value = abs(share) * 100
+    return f"{value:.2f}".rstrip("0").rstrip(".") + (" point" if value <= 1 else " points")
+
+
+def explain(result: Comparison, figures: str, units: str) -> str:
+    """The test's finding in words, e.g. "verified success rate 99.2% vs 99.6%: worse by
+    more than 0.1 point with 99% confidence after 4,310 completions"."""
+    confidence = f"{result.confidence * 100:.4g}%"
+    after = f"after {result.evidence:,.0f} {units}"
+    margin = _points(result.margin)
+    if result.verdict == "worse":
+        return f"{figures}: worse by more than {margin} with {confidence} confidence {after}"
+    if result.verdict == "not_worse":
+        return f"{figures}: not worse by more than {margin} with {confidence} confidence {after}"
+    # The bound is on verified's bad share minus legacy's: above 0, verified is worse.
+    better, worse = -result.lower, result.upper
+    if better > 0 and worse > 0:
+        span = f"between {_points(better)} better and {_points(worse)} worse"
+    elif worse <= 0:
+        span = f"between {_points(-worse)} and {_points(better)} better"
     else:
-        checks.append(
-            Check(
-                "circuit_breaker",
-                "pass" if share <= MAX_BREAKER_OPEN_SHARE else "fail",
-                f"circuit breaker open {share:.0%} of {w} s",
-                breaker_figures,
-                {"maxOpenShare": MAX_BREAKER_OPEN_SHARE},
-            )
-        )
-    return checks
+        span = f"between {_points(-better)} and {_points(worse)} worse"
+    return (
+        f"{figures} {after}: inconclusive, holding (with {confidence} confidence verified is "
+        f"{span}; the margin is {margin})"
+    )
 
 
 def _rate(value: float | None) -> float | None:
@@ -407,7 +546,7 @@ def unmeasured(why: str) -> list[Check]:
         "false_lock_screens",
         "sample_size",
         "completion_success_rate",
-        "cache_update_p95",
+        "cache_update_latency",
         "circuit_breaker",
     )
     return [Check(name, "no_data", f"no data: {why}", {}, {}) for name in names]
@@ -469,14 +608,24 @@ def decide(checks: Sequence[Check], now: Situation) -> Verdict:
             f"last stage ({now.percentage}%): nothing to advance to; "
             "still watching for false lock screens",
         )
-    missing = [c for c in checks if c.status == "no_data"]
-    if missing:
-        # The sample says it best ("no data" / "too little data"); the rest are named.
-        lead = next((c for c in missing if c.name == "sample_size"), missing[0])
+    waiting = [c for c in checks if c.status in ("no_data", "inconclusive")]
+    if waiting:
+        # The sample says it best ("no data" / "too little data"), then a test still
+        # inconclusive; the rest are named.
+        ranked = sorted(
+            waiting,
+            key=lambda c: (c.name != "sample_size" or c.status != "no_data",
+                           c.status != "inconclusive"),
+        )  # fmt: skip
+        lead = ranked[0]
         reason = lead.detail
-        others = [c.name for c in missing if c is not lead]
-        if others:
-            reason += f" (also without data: {', '.join(others)})"
+        others = [c for c in waiting if c is not lead]
+        inconclusive = [c.detail for c in others if c.status == "inconclusive"]
+        if inconclusive:
+            reason += "; " + "; ".join(inconclusive)
+        without = [c.name for c in others if c.status == "no_data"]
+        if without:
+            reason += f" (also without data: {', '.join(without)})"
         if failed:  # failures on too small a sample: not acted on
             reason += "; not acted on without the sample: " + "; ".join(c.detail for c in failed)
         return Verdict("hold", reason)

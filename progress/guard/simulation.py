@@ -1,0 +1,343 @@
+"""How often the guard is wrong, measured: thousands of simulated stages driven through the
+real `judge` and `decide`, no servers. `make guard-sim` prints the tables in docs/guard.md.
+
+A simulated stage is the default plan at 10%: every minute `traffic` completions arrive
+(10% on the verified path), each fails with its path's error rate, each updates the cache
+and is over the latency budget with its path's share; the guard looks once a minute at
+everything since the stage began, as it does with Prometheus. The stage ends at the first
+rollback, pause or advance, or at the horizon (the guard still holding).
+
+The rule the guard had before (point estimates against the margin, the p95 against the
+budget, on a minimum sample) is kept here as `previous_rule`, so both can be measured on
+the same simulated stages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import functools
+import math
+import multiprocessing
+import random
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ..models import PLAN_DEFAULTS
+from .analysis import PATHS, Figures, Situation, Thresholds, decide, judge
+
+Kind = Literal["success_rate", "latency"]
+Rule = Callable[[Figures, float], str]  # (figures, seconds into the stage) -> decision
+
+SHARE = 0.10  # the stage: 10% of completions on the verified path
+INTERVAL_S = 60  # the guard looks once a minute (PROGRESS_GUARD_INTERVAL_S)
+TRAFFIC = (100, 1_000, 10_000)  # completions a minute, both paths
+ERROR_RATES = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.02)  # legacy's
+OVER_BUDGET_SHARES = (0.01, 0.02, 0.05, 0.10)  # legacy's cache updates over the budget
+FACTORS = (1, 2, 5)  # verified's rate = factor x legacy's
+BUDGET_S = float(PLAN_DEFAULTS["p95_budget_seconds"])
+LIMITS = Thresholds(
+    min_completions=int(PLAN_DEFAULTS["min_completions"]),
+    min_access_checks=int(PLAN_DEFAULTS["min_access_checks"]),
+    success_rate_margin=float(PLAN_DEFAULTS["success_rate_margin"]),
+    p95_budget_s=BUDGET_S,
+    latency_margin=float(PLAN_DEFAULTS["latency_margin"]),
+    false_rollback_rate=float(PLAN_DEFAULTS["false_rollback_rate"]),
+)
+MIN_STAGE_S = int(PLAN_DEFAULTS["min_stage_seconds"])
+ACCESS_CHECKS_PER_COMPLETION = 4
+
+
+@functools.cache
+def _binomial_cdf(n: int, p: float) -> tuple[int, list[float]]:
+    """(lowest k, cumulative chances from it) over mean +- 12 standard deviations: what
+    lies beyond is below 1e-30, far under any share these tables print."""
+    mean, sd = n * p, math.sqrt(n * p * (1 - p))
+    low, high = max(0, math.floor(mean - 12 * sd) - 2), min(n, math.ceil(mean + 12 * sd) + 2)
+    log_p, log_q = math.log(p), math.log1p(-p)
+    log_n = math.lgamma(n + 1)
+    total, cumulative = 0.0, []
+    for k in range(low, high + 1):
+        total += math.exp(
+            log_n - math.lgamma(k + 1) - math.lgamma(n - k + 1) + k * log_p + (n - k) * log_q
+        )
+        cumulative.append(total)
+    return low, cumulative
+
+
+def binomial(rng: random.Random, n: int, p: float) -> int:
+    """Successes in n trials of chance p, drawn by inverting the exact distribution
+    (Python 3.11 has no random.binomialvariate)."""
+    if n <= 0 or p <= 0:
+        return 0
+    if p >= 1:
+        return n
+    low, cumulative = _binomial_cdf(n, p)
+    return low + min(bisect.bisect_left(cumulative, rng.random() * cumulative[-1]),
+                     len(cumulative) - 1)  # fmt: skip
+
+
+# -- the rules ---------------------------------------------------------------------------------
+
+
+def current_rule(limits: Thresholds = LIMITS) -> Rule:
+    """The guard as it is: `judge` and `decide`, with the plan advancing by itself."""
+
+    def rule(figures: Figures, elapsed_s: float) -> str:
+        now = Situation(
+            percentage=int(SHARE * 100),
+            next_percentage=100,
+            stage_elapsed_s=elapsed_s,
+            min_stage_seconds=MIN_STAGE_S,
+            auto_advance=True,
+            on_failure="rollback",
+            paused=False,
+        )
+        return decide(judge(figures, limits, now.percentage), now).decision
+
+    return rule
+
+
+def previous_rule(limits: Thresholds = LIMITS) -> Rule:
+    """The guard before the sequential test: on the minimum sample, roll back when
+    verified's success rate is below legacy's minus the margin, pause when verified's p95
+    is over the budget (histogram_quantile's p95 is over a bucket's bound exactly when fewer
+    than 95% of the updates are in the buckets up to it); advance after the stage's time."""
+
+    def rule(figures: Figures, elapsed_s: float) -> str:
+        done = figures.completions or {}
+        checks = figures.access_checks or {}
+        totals = {p: done[p]["success"] + done[p]["error"] for p in PATHS}
+        if any(
+            totals[p] < limits.min_completions or checks[p] < limits.min_access_checks
+            for p in PATHS
+        ):
+            return "hold"
+        rates = {p: 1 - done[p]["error"] / totals[p] for p in PATHS}
+        if rates["verified"] < rates["legacy"] - limits.success_rate_margin:
+            return "rollback"
+        buckets = figures.cache_update_buckets["verified"]
+        if buckets[math.inf] and buckets[BUDGET_S] < 0.95 * buckets[math.inf]:
+            return "pause"
+        return "advance" if elapsed_s >= MIN_STAGE_S else "hold"
+
+    return rule
+
+
+# -- a stage -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scenario:
+    kind: Kind
+    traffic: int  # completions a minute, both paths
+    legacy_rate: float  # error rate (success_rate) or share over the budget (latency)
+    factor: float  # verified's = factor x legacy's
+
+    def rates(self) -> tuple[float, float, float, float]:
+        """(verified errors, legacy errors, verified over budget, legacy over budget)."""
+        worse = min(self.legacy_rate * self.factor, 1.0)
+        if self.kind == "success_rate":
+            return worse, self.legacy_rate, 0.0, 0.0
+        return 0.0, 0.0, worse, self.legacy_rate
+
+
+def _figures(minute: int, counts: dict[str, list[float]]) -> Figures:
+    """What Prometheus would answer after `minute` minutes, from the running counts
+    [completions, errors, updates over the budget] on each path."""
+    return Figures(
+        window_s=minute * INTERVAL_S,
+        false_locks={"client_report": 0.0, "audit": 0.0, "double_check": 0.0},
+        completions={p: {"success": c[0] - c[1], "error": c[1]} for p, c in counts.items()},
+        access_checks={p: c[0] * ACCESS_CHECKS_PER_COMPLETION for p, c in counts.items()},
+        cache_update_buckets={
+            p: {BUDGET_S: c[0] - c[2], math.inf: c[0]} for p, c in counts.items()
+        },
+        breaker_open_share=0.0,
+        breaker_trips=0.0,
+    )
+
+
+def run_stage(rng: random.Random, scenario: Scenario, rule: Rule, minutes: int) -> tuple[str, int]:
+    """(the first decision other than hold, or "hold"; the minute it came)."""
+    v_err, l_err, v_slow, l_slow = scenario.rates()
+    n_verified = round(scenario.traffic * SHARE)
+    per_minute = {"verified": (n_verified, v_err, v_slow),
+                  "legacy": (scenario.traffic - n_verified, l_err, l_slow)}  # fmt: skip
+    counts = {p: [0.0, 0.0, 0.0] for p in PATHS}
+    for minute in range(1, minutes + 1):
+        for path, (n, error_rate, slow_share) in per_minute.items():
+            counts[path][0] += n
+            counts[path][1] += binomial(rng, n, error_rate)
+            counts[path][2] += binomial(rng, n, slow_share)
+        decision = rule(_figures(minute, counts), minute * INTERVAL_S)
+        if decision != "hold":
+            return decision, minute
+    return "hold", minutes
+
+
+@dataclass
+class Tally:
+    """What happened to the simulated stages of one scenario under one rule."""
+
+    stages: int = 0
+    acted_against: list[int] = field(default_factory=list)  # minutes to rollback or pause
+    advanced: list[int] = field(default_factory=list)  # minutes to advance
+
+    def share(self, minutes: Sequence[int], within: int | None = None) -> float:
+        hits = [m for m in minutes if within is None or m <= within]
+        return len(hits) / self.stages if self.stages else 0.0
+
+
+def measure(scenario: Scenario, rule: Rule, stages: int, minutes: int, seed: int) -> Tally:
+    rng = random.Random(f"{seed}:{scenario}")  # noqa: S311 - the same stages for every rule
+    tally = Tally()
+    for _ in range(stages):
+        decision, minute = run_stage(rng, scenario, rule, minutes)
+        tally.stages += 1
+        if decision in ("rollback", "pause"):
+            tally.acted_against.append(minute)
+        elif decision in ("advance", "ready"):
+            tally.advanced.append(minute)
+    return tally
+
+
+def monte_carlo_error(rate: float, stages: int) -> float:
+    """Three standard errors of a measured share (the tests' tolerance)."""
+    return 3 * math.sqrt(max(rate * (1 - rate), 1e-9) / stages)
+
+
+# -- the tables ----------------------------------------------------------------------------------
+
+RULES: dict[str, Callable[[], Rule]] = {"previous": previous_rule, "current": current_rule}
+
+
+@dataclass(frozen=True)
+class Cell:
+    rule: str  # a key of RULES
+    scenario: Scenario
+    stages: int
+    minutes: int
+    seed: int
+
+
+def measure_cell(cell: Cell) -> Tally:
+    return measure(cell.scenario, RULES[cell.rule](), cell.stages, cell.minutes, cell.seed)
+
+
+def _pct(share: float) -> str:
+    return f"{share * 100:.1f}%"
+
+
+def _rate(rate: float) -> str:
+    return f"{rate * 100:g}%"
+
+
+def _minutes(values: Sequence[int]) -> str:
+    return f"{statistics.median(values):g} min" if values else "-"
+
+
+def _rates(kind: Kind) -> tuple[float, ...]:
+    return ERROR_RATES if kind == "success_rate" else OVER_BUDGET_SHARES
+
+
+def cells(rule: str, stages: int, regression_stages: int, minutes: int, seed: int) -> list[Cell]:
+    return [
+        Cell(rule, Scenario(kind, traffic, rate, factor),
+             stages if factor == 1 else regression_stages, minutes, seed)
+        for kind in ("success_rate", "latency")
+        for factor in FACTORS
+        for rate in _rates(kind)
+        for traffic in TRAFFIC
+    ]  # fmt: skip
+
+
+def equal_paths_table(kind: Kind, tallies: dict[Scenario, Tally]) -> str:
+    what = "error rate" if kind == "success_rate" else "share of updates over the budget"
+    lines = [
+        f"| {what}, both paths | "
+        + " | ".join(f"{t:,}/min: acted / advanced" for t in TRAFFIC)
+        + " |",
+        "|---|" + "---:|" * len(TRAFFIC),
+    ]
+    for rate in _rates(kind):
+        row = [tallies[Scenario(kind, traffic, rate, 1)] for traffic in TRAFFIC]
+        lines.append(
+            f"| {_rate(rate)} | "
+            + " | ".join(f"{_pct(t.share(t.acted_against))} / {_pct(t.share(t.advanced))}"
+                         for t in row)
+            + " |"
+        )  # fmt: skip
+    return "\n".join(lines)
+
+
+def regression_table(kind: Kind, tallies: dict[Scenario, Tally], minutes: int) -> str:
+    margin = LIMITS.success_rate_margin if kind == "success_rate" else LIMITS.latency_margin
+    stage_min = MIN_STAGE_S // INTERVAL_S
+    lines = [
+        "| legacy | verified | beyond the margin? | "
+        + " | ".join(
+            f"{t:,}/min: caught in {stage_min} / {minutes} min (median); advanced" for t in TRAFFIC
+        )
+        + " |",
+        "|---|---|---|" + "---:|" * len(TRAFFIC),
+    ]
+    for factor in FACTORS[1:]:
+        for rate in _rates(kind):
+            worse = min(rate * factor, 1.0)
+            beyond = "yes" if worse - rate > margin + 1e-12 else "no"
+            row = [tallies[Scenario(kind, traffic, rate, factor)] for traffic in TRAFFIC]
+            cells = [
+                f"{_pct(t.share(t.acted_against, stage_min))} / {_pct(t.share(t.acted_against))} "
+                f"({_minutes(t.acted_against)}); {_pct(t.share(t.advanced))}"
+                for t in row
+            ]
+            lines.append(
+                f"| {_rate(rate)} | {_rate(worse)} ({factor}x) | {beyond} | "
+                + " | ".join(cells)
+                + " |"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m progress.guard.simulation",
+        description="The guard's decisions on simulated stages: the tables of docs/guard.md.",
+    )
+    parser.add_argument("--stages", type=int, default=1000, help="stages a cell, equal paths")
+    parser.add_argument("--regression-stages", type=int, default=400, help="stages a cell, worse")
+    parser.add_argument("--minutes", type=int, default=60, help="the horizon of a stage")
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--processes", type=int, default=2)
+    options = parser.parse_args(argv)
+    started = time.monotonic()
+    for rule, title in (("previous", "the previous rule (point estimates)"),
+                        ("current", "the sequential test")):  # fmt: skip
+        todo = cells(rule, options.stages, options.regression_stages, options.minutes, options.seed)
+        with multiprocessing.Pool(options.processes) as pool:
+            tallies = {
+                c.scenario: t for c, t in zip(todo, pool.map(measure_cell, todo), strict=True)
+            }
+        for kind in ("success_rate", "latency"):
+            check = "completion success rate" if kind == "success_rate" else "cache update latency"
+            acted = "rolled back" if kind == "success_rate" else "paused"
+            print(f"\n### {title}: {check}, equal paths\n")
+            print(f"Share of stages {acted} / advanced within {options.minutes} min.\n")
+            print(equal_paths_table(kind, tallies))
+            print(f"\n### {title}: {check}, verified worse\n")
+            print(
+                f"Share of stages {acted} (caught); share advanced within {options.minutes} min.\n"
+            )
+            print(regression_table(kind, tallies, options.minutes))
+    print(
+        f"\n{options.stages} stages a cell with equal paths, {options.regression_stages} with "
+        f"verified worse; seed {options.seed}; {time.monotonic() - started:.0f} s"
+    )
+
+
+if __name__ == "__main__":
+    main()
