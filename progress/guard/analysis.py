@@ -354,8 +354,9 @@ def success_rate_check(figures: Figures, limits: Thresholds, percentage: int) ->
     threshold = {"margin": limits.success_rate_margin, "confidence": 1 - limits.false_rollback_rate}
     missing = _no_comparison(percentage, v_total, l_total, "completions")
     if missing:
-        return Check("completion_success_rate", "no_data", missing, rate_figures, threshold,
-                     on_fail="plan", needs_sample=False)  # fmt: skip
+        return Check(
+            "completion_success_rate", "no_data", missing, rate_figures, threshold, on_fail="plan"
+        )
     result = compare(
         v_errors,
         v_total,
@@ -390,7 +391,8 @@ def _within_budget(figures: Figures, path: str, budget_s: float) -> tuple[float,
     total = buckets.get(math.inf, 0.0)
     edges = [le for le in buckets if le <= budget_s]
     edge = max(edges) if edges else 0.0
-    return (buckets[edge] if edges else 0.0), total, edge
+    # increase() extrapolates each bucket alike; min() keeps "within" from passing the total.
+    return min(buckets[edge], total) if edges else 0.0, total, edge
 
 
 def latency_check(figures: Figures, limits: Thresholds, percentage: int) -> Check:
@@ -418,8 +420,7 @@ def latency_check(figures: Figures, limits: Thresholds, percentage: int) -> Chec
     }
     missing = _no_comparison(percentage, v_total, l_total, "cache updates")
     if missing:
-        return Check("cache_update_latency", "no_data", missing, latency_figures, threshold,
-                     needs_sample=False)  # fmt: skip
+        return Check("cache_update_latency", "no_data", missing, latency_figures, threshold)
     result = compare(
         v_total - v_within,
         v_total,
@@ -614,9 +615,11 @@ def decide(checks: Sequence[Check], now: Situation) -> Verdict:
         # inconclusive; the rest are named.
         ranked = sorted(
             waiting,
-            key=lambda c: (c.name != "sample_size" or c.status != "no_data",
-                           c.status != "inconclusive"),
-        )  # fmt: skip
+            key=lambda c: (
+                c.name != "sample_size" or c.status != "no_data",
+                c.status != "inconclusive",
+            ),
+        )
         lead = ranked[0]
         reason = lead.detail
         others = [c for c in waiting if c is not lead]

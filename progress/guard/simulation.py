@@ -76,14 +76,15 @@ def binomial(rng: random.Random, n: int, p: float) -> int:
     if p >= 1:
         return n
     low, cumulative = _binomial_cdf(n, p)
-    return low + min(bisect.bisect_left(cumulative, rng.random() * cumulative[-1]),
-                     len(cumulative) - 1)  # fmt: skip
+    return low + min(
+        bisect.bisect_left(cumulative, rng.random() * cumulative[-1]), len(cumulative) - 1
+    )
 
 
 # -- the rules ---------------------------------------------------------------------------------
 
 
-def current_rule(limits: Thresholds = LIMITS) -> Rule:
+def current_rule(limits: Thresholds = LIMITS, min_stage_s: int = MIN_STAGE_S) -> Rule:
     """The guard as it is: `judge` and `decide`, with the plan advancing by itself."""
 
     def rule(figures: Figures, elapsed_s: float) -> str:
@@ -91,7 +92,7 @@ def current_rule(limits: Thresholds = LIMITS) -> Rule:
             percentage=int(SHARE * 100),
             next_percentage=100,
             stage_elapsed_s=elapsed_s,
-            min_stage_seconds=MIN_STAGE_S,
+            min_stage_seconds=min_stage_s,
             auto_advance=True,
             on_failure="rollback",
             paused=False,
@@ -165,8 +166,10 @@ def run_stage(rng: random.Random, scenario: Scenario, rule: Rule, minutes: int) 
     """(the first decision other than hold, or "hold"; the minute it came)."""
     v_err, l_err, v_slow, l_slow = scenario.rates()
     n_verified = round(scenario.traffic * SHARE)
-    per_minute = {"verified": (n_verified, v_err, v_slow),
-                  "legacy": (scenario.traffic - n_verified, l_err, l_slow)}  # fmt: skip
+    per_minute = {
+        "verified": (n_verified, v_err, v_slow),
+        "legacy": (scenario.traffic - n_verified, l_err, l_slow),
+    }
     counts = {p: [0.0, 0.0, 0.0] for p in PATHS}
     for minute in range(1, minutes + 1):
         for path, (n, error_rate, slow_share) in per_minute.items():
@@ -246,13 +249,18 @@ def _rates(kind: Kind) -> tuple[float, ...]:
 
 def cells(rule: str, stages: int, regression_stages: int, minutes: int, seed: int) -> list[Cell]:
     return [
-        Cell(rule, Scenario(kind, traffic, rate, factor),
-             stages if factor == 1 else regression_stages, minutes, seed)
+        Cell(
+            rule,
+            Scenario(kind, traffic, rate, factor),
+            stages if factor == 1 else regression_stages,
+            minutes,
+            seed,
+        )
         for kind in ("success_rate", "latency")
         for factor in FACTORS
         for rate in _rates(kind)
         for traffic in TRAFFIC
-    ]  # fmt: skip
+    ]
 
 
 def equal_paths_table(kind: Kind, tallies: dict[Scenario, Tally]) -> str:
@@ -267,10 +275,11 @@ def equal_paths_table(kind: Kind, tallies: dict[Scenario, Tally]) -> str:
         row = [tallies[Scenario(kind, traffic, rate, 1)] for traffic in TRAFFIC]
         lines.append(
             f"| {_rate(rate)} | "
-            + " | ".join(f"{_pct(t.share(t.acted_against))} / {_pct(t.share(t.advanced))}"
-                         for t in row)
+            + " | ".join(
+                f"{_pct(t.share(t.acted_against))} / {_pct(t.share(t.advanced))}" for t in row
+            )
             + " |"
-        )  # fmt: skip
+        )
     return "\n".join(lines)
 
 
@@ -315,8 +324,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--processes", type=int, default=2)
     options = parser.parse_args(argv)
     started = time.monotonic()
-    for rule, title in (("previous", "the previous rule (point estimates)"),
-                        ("current", "the sequential test")):  # fmt: skip
+    for rule, title in (
+        ("previous", "the previous rule (point estimates)"),
+        ("current", "the sequential test"),
+    ):
         todo = cells(rule, options.stages, options.regression_stages, options.minutes, options.seed)
         with multiprocessing.Pool(options.processes) as pool:
             tallies = {

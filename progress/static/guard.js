@@ -10,7 +10,9 @@
     ["guard-min-completions", "minCompletions", "completions needed", true],
     ["guard-min-access", "minAccessChecks", "access checks needed", true],
     ["guard-margin", "successRateMargin", "success rate margin", false],
-    ["guard-p95", "p95BudgetSeconds", "p95 budget", false],
+    ["guard-p95", "p95BudgetSeconds", "cache update latency budget", false],
+    ["guard-latency-margin", "latencyMargin", "latency margin", false],
+    ["guard-false-rollback", "falseRollbackRate", "tolerated false-rollback rate", false],
   ];
   const FLAGS = [
     ["guard-auto", "autoAdvance"],
@@ -70,8 +72,9 @@
       const item = document.createElement("li");
       const status = document.createElement("strong");
       status.textContent = c.status.replace("_", " ");
-      item.append(c.name.replace(/_/g, " ") + ": ", status, " — " + pairs(c.figures) + " (threshold: " + pairs(c.threshold) + ")");
-      item.title = c.detail;
+      // What the check found, in words; the raw figures are one hover away.
+      item.append(c.name.replace(/_/g, " ") + ": ", status, " — " + c.detail);
+      item.title = pairs(c.figures) + " (threshold: " + pairs(c.threshold) + ")";
       list.appendChild(item);
     });
     return list;
