@@ -9,7 +9,8 @@ One evaluation, read top to bottom:
    to another stage of the plan, the plan follows and that stage's clock starts;
 3. query Prometheus over the stage's window (time since the stage began, at least
    PROGRESS_GUARD_MIN_WINDOW_S): `read_figures`;
-4. judge each check pass / fail / no_data (`judge`) and decide (`decide`), both pure;
+4. judge each check pass / fail / inconclusive / no_data (`judge`) and decide (`decide`),
+   both pure (`analysis`);
 5. act through `rollout.set_rollout(..., actor="guard")`, so the history shows the move
    with its reason and figures, and keep the evaluation (`guard_evaluations`) in the same
    commit.
@@ -18,14 +19,20 @@ What a failure does:
 - false lock screens shown on the verified path: any at all is evidence by itself, whatever
   the sample size, so it acts as the plan says (`on_failure`: roll back to 0%, or pause);
 - a worse completion success rate: learners' completions fail on the verified path, which
-  is as bad for them as a false lock, so it also acts as the plan says, but only on a full
-  sample (a margin of 0.1% means nothing on ten completions);
-- slow verified cache updates or a circuit breaker that stayed open: the verified path
-  stays right while slow (its update is bounded and the breaker sends reads to the DB),
-  so rolling back would only move learners back to the path that shows false lock
-  screens. These pause (no further stage) for a person to look, on a full sample.
-Too little data or none holds: never advance and never roll back on a comparison that has
-no sample. Prometheus unreachable holds, logs a warning, and changes nothing.
+  is as bad for them as a false lock, so it also acts as the plan says, once a sequential
+  test (`sequential`: an mSPRT confidence sequence, right however often it is looked at)
+  is confident, at 1 - the plan's false_rollback_rate, that verified is worse by more than
+  the margin;
+- slower verified cache updates (the same test on the share of updates over the latency
+  budget) or a circuit breaker that stayed open: the verified path stays right while slow
+  (its update is bounded and the breaker sends reads to the DB), so rolling back would only
+  move learners back to the path that shows false lock screens. These pause (no further
+  stage) for a person to look.
+A test not yet confident either way holds ("inconclusive, holding"); too little data or
+none holds; only a stage whose tests show the verified path within the margins, on the
+minimum sample, after the stage's time, advances. Prometheus unreachable holds, logs a
+warning, and changes nothing. How often this is wrong is measured by `simulation`
+(`make guard-sim`, docs/guard.md).
 """
 
 from __future__ import annotations

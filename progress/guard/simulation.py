@@ -20,6 +20,7 @@ import functools
 import math
 import multiprocessing
 import random
+import resource
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -344,9 +345,11 @@ def main(argv: Sequence[str] | None = None) -> None:
                 f"Share of stages {acted} (caught); share advanced within {options.minutes} min.\n"
             )
             print(regression_table(kind, tallies, options.minutes))
+    cpu = resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime + time.process_time()
     print(
         f"\n{options.stages} stages a cell with equal paths, {options.regression_stages} with "
-        f"verified worse; seed {options.seed}; {time.monotonic() - started:.0f} s"
+        f"verified worse; seed {options.seed}; {time.monotonic() - started:.0f} s "
+        f"({cpu:.0f} s of CPU)"
     )
 
 
