@@ -750,7 +750,7 @@ def test_migration_0003_adds_the_guard_tables_and_takes_them_away(tmp_path):
             conn.execute(f'DROP DATABASE IF EXISTS "{PG_TEST_DB}_guard_migration" WITH (FORCE)')
 
 
-def test_migration_0004_gives_stored_plans_the_default_test_settings(tmp_path):
+def test_migration_0005_gives_stored_plans_the_default_test_settings(tmp_path):
     """A plan stored before the sequential test gets the tolerated false-rollback rate and
     the latency margin from the defaults; downgrading takes the columns away again."""
     require_postgres()
@@ -759,7 +759,7 @@ def test_migration_0004_gives_stored_plans_the_default_test_settings(tmp_path):
     app = build_app(url, tmp_path)
     try:
         with app.app_context():
-            upgrade(revision="0003")
+            upgrade(revision="0004")
             db.session.execute(
                 sa.text(
                     "INSERT INTO rollout_plans VALUES ('f', '[0, 10, 100]', 600, 50, 200, false,"
@@ -774,7 +774,7 @@ def test_migration_0004_gives_stored_plans_the_default_test_settings(tmp_path):
             db.session.remove()
             with db.engine.connect() as conn:
                 assert compare_metadata(MigrationContext.configure(conn), db.metadata) == []
-            downgrade(revision="0003")
+            downgrade(revision="0004")
             columns = {c["name"] for c in sa.inspect(db.engine).get_columns("rollout_plans")}
             assert not {"false_rollback_rate", "latency_margin"} & columns
     finally:
