@@ -54,8 +54,8 @@ ACCESS_CHECKS_PER_COMPLETION = 4
 
 @functools.cache
 def _binomial_cdf(n: int, p: float) -> tuple[int, list[float]]:
-    """(lowest k, cumulative chances from it) over mean +- 12 standard deviations: what
-    lies beyond is below 1e-30, far under any share these tables print."""
+    """(lowest k, cumulative chances from it) over mean +- 12 standard deviations and 2:
+    what lies beyond has a chance below 1e-12, far under any share these tables print."""
     mean, sd = n * p, math.sqrt(n * p * (1 - p))
     low, high = max(0, math.floor(mean - 12 * sd) - 2), min(n, math.ceil(mean + 12 * sd) + 2)
     log_p, log_q = math.log(p), math.log1p(-p)
