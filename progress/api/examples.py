@@ -44,12 +44,32 @@ PLAN = {
     "onFailure": "rollback",
     "successRateMargin": 0.005,
     "p95BudgetSeconds": 0.5,
+    "latencyMargin": 0.05,
+    "falseRollbackRate": 0.01,
     "enabled": True,
     "paused": False,
     "ready": False,
     "updatedAt": WHEN,
     "updatedBy": ADMIN,
 }
+
+# A sequential test at one evaluation of the guard (docs/guard.md).
+SEQUENTIAL_TEST = {
+    "method": "mSPRT",
+    "counting": "errors",
+    "statistic": 0.015,
+    "lower": -0.002733,
+    "upper": 0.032733,
+    "margin": 0.001,
+    "confidence": 0.99,
+    "evidence": 10000.0,
+    "verdict": "inconclusive",
+}
+SUCCESS_RATE_DETAIL = (
+    "verified success rate 98% vs 99.5% after 10,000 completions: inconclusive, holding (with "
+    "99% confidence verified is between 0.27 point better and 3.27 points worse; the margin is "
+    "0.1 point)"
+)
 
 EXAMPLES: dict[type[BaseModel], dict[str, Any]] = {
     s.ErrorOut: {
@@ -132,6 +152,7 @@ EXAMPLES: dict[type[BaseModel], dict[str, Any]] = {
     s.RolloutPlanOut: PLAN,
     s.RolloutPlanIn: {"stages": [0, 10, 50, 100], "minStageSeconds": 1800, "autoAdvance": True},
     s.GuardEvaluationsQuery: {"limit": 20},
+    s.SequentialTestOut: SEQUENTIAL_TEST,
     s.GuardEvaluationsOut: {
         "evaluations": [
             {
@@ -143,15 +164,36 @@ EXAMPLES: dict[type[BaseModel], dict[str, Any]] = {
                 "windowSeconds": 3600,
                 "checks": [
                     {
-                        "name": "false_locks",
+                        "name": "false_lock_screens",
                         "status": "pass",
-                        "detail": "no false lock screen on the verified path",
-                        "figures": {"verified": 0},
-                        "threshold": {"max": 0},
-                    }
+                        "detail": "no false lock screen shown on the verified path in 3600 s "
+                        "(0 caught by its double check)",
+                        "figures": {
+                            "shown": 0.0,
+                            "clientReport": 0.0,
+                            "audit": 0.0,
+                            "caughtByDoubleCheck": 0.0,
+                        },
+                        "threshold": {"maxShown": 0},
+                    },
+                    {
+                        "name": "completion_success_rate",
+                        "status": "inconclusive",
+                        "detail": SUCCESS_RATE_DETAIL,
+                        "figures": {
+                            "verified": 0.98,
+                            "legacy": 0.995,
+                            "verifiedErrors": 20.0,
+                            "legacyErrors": 45.0,
+                            "verifiedCompletions": 1000.0,
+                            "legacyCompletions": 9000.0,
+                        },
+                        "threshold": {"margin": 0.001, "confidence": 0.99},
+                        "test": SEQUENTIAL_TEST,
+                    },
                 ],
                 "decision": "hold",
-                "reason": "too few completions on the verified path (120 of 200)",
+                "reason": SUCCESS_RATE_DETAIL,
                 "acted": False,
                 "instance": "web-1:4242",
             }

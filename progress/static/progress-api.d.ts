@@ -350,6 +350,8 @@ export interface components {
          *       "onFailure": "rollback",
          *       "successRateMargin": 0.005,
          *       "p95BudgetSeconds": 0.5,
+         *       "latencyMargin": 0.05,
+         *       "falseRollbackRate": 0.01,
          *       "enabled": true,
          *       "paused": false,
          *       "ready": false,
@@ -388,6 +390,10 @@ export interface components {
             successRateMargin: number;
             /** P95Budgetseconds */
             p95BudgetSeconds: number;
+            /** Latencymargin */
+            latencyMargin: number;
+            /** Falserollbackrate */
+            falseRollbackRate: number;
             /** Enabled */
             enabled: boolean;
             /** Paused */
@@ -458,6 +464,16 @@ export interface components {
              */
             p95BudgetSeconds: number | null;
             /**
+             * Latencymargin
+             * @default null
+             */
+            latencyMargin: number | null;
+            /**
+             * Falserollbackrate
+             * @default null
+             */
+            falseRollbackRate: number | null;
+            /**
              * Enabled
              * @default null
              */
@@ -494,19 +510,50 @@ export interface components {
          *           "windowSeconds": 3600,
          *           "checks": [
          *             {
-         *               "name": "false_locks",
+         *               "name": "false_lock_screens",
          *               "status": "pass",
-         *               "detail": "no false lock screen on the verified path",
+         *               "detail": "no false lock screen shown on the verified path in 3600 s (0 caught by its double check)",
          *               "figures": {
-         *                 "verified": 0
+         *                 "shown": 0,
+         *                 "clientReport": 0,
+         *                 "audit": 0,
+         *                 "caughtByDoubleCheck": 0
          *               },
          *               "threshold": {
-         *                 "max": 0
+         *                 "maxShown": 0
+         *               }
+         *             },
+         *             {
+         *               "name": "completion_success_rate",
+         *               "status": "inconclusive",
+         *               "detail": "verified success rate 98% vs 99.5% after 10,000 completions: inconclusive, holding (with 99% confidence verified is between 0.27 point better and 3.27 points worse; the margin is 0.1 point)",
+         *               "figures": {
+         *                 "verified": 0.98,
+         *                 "legacy": 0.995,
+         *                 "verifiedErrors": 20,
+         *                 "legacyErrors": 45,
+         *                 "verifiedCompletions": 1000,
+         *                 "legacyCompletions": 9000
+         *               },
+         *               "threshold": {
+         *                 "margin": 0.001,
+         *                 "confidence": 0.99
+         *               },
+         *               "test": {
+         *                 "method": "mSPRT",
+         *                 "counting": "errors",
+         *                 "statistic": 0.015,
+         *                 "lower": -0.002733,
+         *                 "upper": 0.032733,
+         *                 "margin": 0.001,
+         *                 "confidence": 0.99,
+         *                 "evidence": 10000,
+         *                 "verdict": "inconclusive"
          *               }
          *             }
          *           ],
          *           "decision": "hold",
-         *           "reason": "too few completions on the verified path (120 of 200)",
+         *           "reason": "verified success rate 98% vs 99.5% after 10,000 completions: inconclusive, holding (with 99% confidence verified is between 0.27 point better and 3.27 points worse; the margin is 0.1 point)",
          *           "acted": false,
          *           "instance": "web-1:4242"
          *         }
@@ -783,7 +830,7 @@ export interface components {
              * Status
              * @enum {string}
              */
-            status: "pass" | "fail" | "no_data";
+            status: "pass" | "fail" | "inconclusive" | "no_data";
             /** Detail */
             detail: string;
             /** Figures */
@@ -794,6 +841,8 @@ export interface components {
             threshold: {
                 [key: string]: unknown;
             };
+            /** @default null */
+            test: components["schemas"]["SequentialTestOut"] | null;
         };
         /** GuardEvaluationOut */
         GuardEvaluationOut: {
@@ -825,6 +874,48 @@ export interface components {
             acted: boolean;
             /** Instance */
             instance: string;
+        };
+        /**
+         * SequentialTestOut
+         * @description A sequential test at one evaluation: chart `lower`/`upper` against `margin` over
+         *     the evaluations of a stage to see the bound close in.
+         * @example {
+         *       "method": "mSPRT",
+         *       "counting": "errors",
+         *       "statistic": 0.015,
+         *       "lower": -0.002733,
+         *       "upper": 0.032733,
+         *       "margin": 0.001,
+         *       "confidence": 0.99,
+         *       "evidence": 10000,
+         *       "verdict": "inconclusive"
+         *     }
+         */
+        SequentialTestOut: {
+            /**
+             * Method
+             * @constant
+             */
+            method: "mSPRT";
+            /** Counting */
+            counting: string;
+            /** Statistic */
+            statistic: number;
+            /** Lower */
+            lower: number;
+            /** Upper */
+            upper: number;
+            /** Margin */
+            margin: number;
+            /** Confidence */
+            confidence: number;
+            /** Evidence */
+            evidence: number;
+            /**
+             * Verdict
+             * @enum {string}
+             */
+            verdict: "worse" | "not_worse" | "inconclusive";
         };
         /** LessonOut */
         LessonOut: {
