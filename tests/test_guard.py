@@ -955,7 +955,6 @@ def test_healthy_traffic_at_ten_percent_advances_to_one_hundred(
                 "success_rate_margin": 0.5,
                 "latency_margin": 0.5,
                 "auto_advance": True,
-                "enabled": True,
             },
             "tests",
         )
@@ -963,6 +962,9 @@ def test_healthy_traffic_at_ten_percent_advances_to_one_hundred(
     learners = learners_on_each_path(app, 4)
     with guarded_services(monkeypatch, tmp_path, pg_database, workers=2) as (_prometheus, (svc,)):
         drive_healthy_traffic(svc.url, learners)
+        # On only now: an advance in the middle of the traffic would move its learners.
+        with app.app_context():
+            guard.update_plan({"enabled": True}, "tests")
         admin = AuthActions(SECRET).learner(admin=True)
 
         def percentage():
@@ -970,7 +972,17 @@ def test_healthy_traffic_at_ten_percent_advances_to_one_hundred(
                                 timeout=10).json()["percentage"]  # fmt: skip
 
         wait_until(lambda: percentage() == 100, 40, "the guard to advance to 100%")
-        metrics_text = requests.get(svc.url + "/metrics", timeout=10).text
+
+        # The worker counts its decision just after the commit that moved the rollout.
+        def counted():
+            text = requests.get(svc.url + "/metrics", timeout=10).text
+            return (
+                text
+                if 'progress_rollout_guard_decisions_total{decision="advance"} 1.0' in text
+                else None
+            )
+
+        metrics_text = wait_until(counted, 10, "the advance to be counted")
     print_timeline(app)
 
     evaluations = evaluations_oldest_first(app)
