@@ -90,14 +90,17 @@ def install(engine: sa.Engine, timeout_s: float) -> DeadlineWatchdog:
     watchdog = DeadlineWatchdog(timeout_s)
 
     def arm_connection(conn: sa.Connection, *_args: Any) -> None:
-        watchdog.arm(conn.connection.dbapi_connection)
+        if not conn.invalidated:  # a cut connection's rollback touches no socket
+            watchdog.arm(conn.connection.dbapi_connection)
 
     def disarm_connection(conn: sa.Connection, *_args: Any) -> None:
-        watchdog.disarm(conn.connection.dbapi_connection)
+        if not conn.invalidated:
+            watchdog.disarm(conn.connection.dbapi_connection)
 
     def disarm_on_error(context: exc.ExceptionContext) -> None:
-        if context.connection is not None and context.connection.connection is not None:
-            watchdog.disarm(context.connection.connection.dbapi_connection)
+        conn = context.connection
+        if conn is not None and not conn.invalidated and conn.connection is not None:
+            watchdog.disarm(conn.connection.dbapi_connection)
 
     sa.event.listen(engine, "before_cursor_execute", arm_connection)
     sa.event.listen(engine, "after_cursor_execute", disarm_connection)

@@ -10,7 +10,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from .extensions import db
 from .guard import GuardBusy, StageNotReady
-from .rollout import RolloutError
+from .rollout import RolloutBusy, RolloutError
 from .store import LessonLocked
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,10 @@ def register_errorhandlers(app: Flask) -> None:
     def flag_backend_error(exc: RolloutError) -> Response:
         log.error("flag backend error", extra={"error": str(exc)})
         return error_response(502, "flag_backend_error", str(exc))
+
+    @app.errorhandler(RolloutBusy)
+    def rollout_busy(exc: RolloutBusy) -> Response:
+        return error_response(409, "rollout_busy", str(exc))
 
     @app.errorhandler(GuardBusy)
     def guard_busy(exc: GuardBusy) -> Response:

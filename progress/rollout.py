@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,6 +30,13 @@ STAGES = (0, 10, 100)  # the seed's plan
 
 class RolloutError(RuntimeError):
     """The flag backend refused or could not be reached; nothing was changed."""
+
+
+class RolloutBusy(RuntimeError):
+    """Other rollout changes kept this one waiting too long; nothing was changed."""
+
+
+CHANGE_LOCK_WAIT_S = 30
 
 
 @dataclass(frozen=True)
@@ -118,11 +126,17 @@ def _change_lock_key(flag: str) -> int:
 def _one_change_at_a_time(flag: str) -> Iterator[None]:
     """Rollout changes one after another, across workers and instances, so each history
     row's previous percentage is the one the change before it set. PostgreSQL: an advisory
-    lock held until this transaction ends (waiting at most PROGRESS_DB_TIMEOUT_MS, the
-    lock_timeout); SQLite: a lock in this process."""
+    lock held until this transaction ends (waiting at most CHANGE_LOCK_WAIT_S); SQLite: a
+    lock in this process."""
     try:
         if db.engine.dialect.name == "postgresql":
-            db.session.execute(sa.select(sa.func.pg_advisory_xact_lock(_change_lock_key(flag))))
+            # Polled, not waited on: each try is a short statement under the database
+            # deadline, and the whole wait has a bound of its own.
+            key, deadline = _change_lock_key(flag), time.monotonic() + CHANGE_LOCK_WAIT_S
+            while not db.session.scalar(sa.select(sa.func.pg_try_advisory_xact_lock(key))):
+                if time.monotonic() >= deadline:
+                    raise RolloutBusy(f"another rollout change held on for {CHANGE_LOCK_WAIT_S} s")
+                time.sleep(0.05)
             yield
             return
         with _sqlite_changes:

@@ -153,6 +153,19 @@ def test_a_hung_primary_is_a_bounded_503_healthz_answers_and_nothing_acknowledge
             assert done.status_code == 200, done.text
             acknowledged[str(learner.id)] = ["greetings", "introductions"]
 
+        # A refused connection (the database down, not hung) is a 503 too, and sooner.
+        proxy.stop()
+        refused_s, refused = timed(
+            lambda: requests.post(
+                url + BASE + "numbers-1-10/complete", headers=learners[1].headers, timeout=30
+            )
+        )
+        assert not isinstance(refused, Exception), refused
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error"]["code"] == "database_unavailable"
+        assert refused_s < BOUND_S
+        assert requests.get(url + "/healthz", timeout=5).status_code == 200
+
     direct = pg_url(pg_database.rsplit("/", 1)[1])
     for learner in learners:
         assert set(acknowledged[str(learner.id)]) <= stored_lessons(direct, learner.id)
@@ -163,5 +176,5 @@ def test_a_hung_primary_is_a_bounded_503_healthz_answers_and_nothing_acknowledge
         f"({len(times_to_503)} requests); /healthz during the hang: median "
         f"{statistics.median(healthz) * 1000:.1f} ms, max {max(healthz) * 1000:.1f} ms "
         f"({len(healthz)} probes over {hang_lasted:.1f} s); recovered "
-        f"{recovery_s:.1f} s after the database answered again"
+        f"{recovery_s:.1f} s after the database answered again; refused: 503 in {refused_s:.2f} s"
     )
