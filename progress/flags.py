@@ -35,6 +35,11 @@ FLAGS_KEY = "progress.flags"
 APP_NAME = "lesson-progress"
 log = logging.getLogger(__name__)
 _instance_numbers = itertools.count(1)
+# Process-wide, so a document generation never repeats across caches (a rebuilt client).
+_generations = itertools.count(1)
+# How long after the document changes decisions are not memoised: the SDK loads its engine
+# from the cache right after reading it, so a decision made this long after comes from it.
+SETTLE_S = 1.0
 
 
 def features_document(flag: str, percentage: int) -> dict[str, Any]:
@@ -83,6 +88,10 @@ class _ObservingCache(BaseCache):
         self.flag = flag
         self._values: dict[str, Any] = {}
         self.percentage: int | None = None
+        # Bumped whenever the features document changes: decisions memoised under an older
+        # generation are not used.
+        self.generation = next(_generations)
+        self.changed_at = time.monotonic()
 
     def _observe(self, raw: str | None) -> None:
         if not raw:
@@ -95,9 +104,16 @@ class _ObservingCache(BaseCache):
             metrics.rollout_percentage.set(self.percentage)
 
     def set(self, key: str, value: Any) -> None:
+        changed = key == FEATURES_URL and value != self._values.get(key)
         self._values[key] = value
-        if key == FEATURES_URL:
+        if changed:
+            self.changed_at = time.monotonic()
+            self.generation = next(_generations)
             self._observe(value)
+
+    def settled(self) -> bool:
+        """The document has not changed for SETTLE_S: the client's engine holds it."""
+        return time.monotonic() - self.changed_at >= SETTLE_S
 
     def mset(self, data: dict) -> None:
         for key, value in data.items():
@@ -161,6 +177,9 @@ class FlagGate:
         self._lock = threading.Lock()
         self._last_failure = 0.0
         self._last_warning = 0.0
+        # learner -> (document generation, decision); bounded like the progress cache.
+        self._decisions: dict[uuid.UUID, tuple[int, bool]] = {}
+        self._decisions_max: int = app.config["PROGRESS_CACHE_MAXSIZE"]
 
     @property
     def backend(self) -> str:
@@ -211,6 +230,7 @@ class FlagGate:
                 if time.monotonic() - self._last_failure < 5:
                     raise RuntimeError("flag client failed to start moments ago; retrying soon")
                 try:
+                    self._decisions.clear()
                     self._client, self._pid = self._build(), pid
                 except Exception:
                     self._last_failure = time.monotonic()
@@ -218,13 +238,30 @@ class FlagGate:
         return self._client
 
     def verified_for(self, learner_id: uuid.UUID) -> bool:
+        """The flag's decision for the learner, memoised per features document: the same
+        document and the same learner always give the same answer (stickiness on userId)."""
+        client = self.client()
+        cache = self._cache
+        assert cache is not None  # built with the client
+        generation = cache.generation
+        known = self._decisions.get(learner_id)
+        if known is not None and known[0] == generation:
+            return known[1]
+        enabled = self._evaluate(client, learner_id)
+        if cache.generation == generation and cache.settled():
+            if len(self._decisions) >= self._decisions_max:
+                self._decisions.clear()
+            self._decisions[learner_id] = (generation, enabled)
+        return enabled
+
+    def _evaluate(self, client: UnleashClient, learner_id: uuid.UUID) -> bool:
         missing: list[str] = []
 
         def flag_missing(name: str, context: dict) -> bool:
             missing.append(name)
             return False
 
-        enabled = self.client().is_enabled(
+        enabled = client.is_enabled(
             self.flag, {"userId": str(learner_id)}, fallback_function=flag_missing
         )
         if missing:

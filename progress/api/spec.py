@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Flask, Response, jsonify
+from flask import Blueprint, Flask, Response, abort, current_app, jsonify, make_response, request
+from spectree import Response as ResponseSpec
 from spectree import SecurityScheme, SpecTree
 from spectree.models import SecureType, SecuritySchemeData
 from spectree.plugins.base import Context
 from spectree.plugins.flask_plugin import FlaskPlugin
-from spectree.utils import get_multidict_items
+from spectree.utils import cached_type_hints, get_multidict_items
 
 from ..errors import ApiError
 from .docs import PAGE_TEMPLATES
@@ -48,7 +49,66 @@ def _json_body(request: Any) -> Any:
 
 class DeclaredPartsPlugin(FlaskPlugin):
     """spectree's Flask plugin, parsing only what a route declares: the stock one copies
-    every header and cookie of every request, whether a model asks for them or not."""
+    every header and cookie of every request, whether a model asks for them or not.
+
+    Its `validate` takes a shorter way through the same steps for the routes that declare
+    no headers, cookies or form (every route here): request models validated, the `before`
+    hook, the view, a returned model instance of the status's declared model serialized
+    without validating it again (as spectree does), anything else handed to spectree's
+    response validation, the `after` hook. The models and the OpenAPI document are
+    spectree's own."""
+
+    def validate(
+        self,
+        func: Any,
+        query: Any,
+        json: Any,
+        form: Any,
+        headers: Any,
+        cookies: Any,
+        resp: ResponseSpec | None,
+        before: Any,
+        after: Any,
+        validation_error_status: int,
+        skip_validation: bool,
+        force_resp_serialize: bool,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        if form or headers or cookies or skip_validation or force_resp_serialize:
+            return super().validate(
+                func, query, json, form, headers, cookies, resp, before, after,
+                validation_error_status, skip_validation, force_resp_serialize, *args, **kwargs,
+            )  # fmt: skip
+        current = request._get_current_object()  # type: ignore[attr-defined]
+        adapter = self.model_adapter
+        response = error = None
+        try:
+            self.request_validation(current, query, json, None, None, None)
+        except adapter.validation_error as exc:
+            error = exc
+            errors = jsonify(adapter.validation_errors(exc))
+            response = make_response(errors, validation_error_status)
+        before(current, response, error, None, adapter)
+        if error is not None:
+            abort(response)
+        hints = cached_type_hints(func)
+        context = current.context
+        if query is not None and hints.get("query"):
+            kwargs["query"] = context.query
+        if json is not None and hints.get("json"):
+            kwargs["json"] = context.json
+        result = func(*args, **kwargs)
+        model = resp.find_model(200) if resp is not None else None
+        if model is not None and type(result) is model:
+            response = current_app.response_class(
+                adapter.dump_json(result), mimetype="application/json"
+            )
+            after(current, response, None, None, adapter)
+            return response
+        response, error = self.validate_response(result, resp, False, False)
+        after(current, response, error, None, adapter)
+        return response
 
     def request_validation(
         self, request: Any, query: Any, json: Any, form: Any, headers: Any, cookies: Any

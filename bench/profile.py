@@ -1,0 +1,169 @@
+"""Where a request's time goes: cProfile of the WSGI app in process.
+
+`.venv/bin/python -m bench.profile [--path verified] [--requests 3000]` builds the service on
+PostgreSQL (database `progress_profile`, migrated and seeded, dropped at the end), makes one
+learner complete the first lesson, then calls the WSGI app directly with a prepared environ
+for warm access checks under cProfile, and does the same for the bare Flask app. It prints
+microseconds per request for both and the top functions by cumulative and by own time.
+Logs go to /dev/null at the production level (INFO), so the access-log line is paid for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import logging
+import os
+import pstats
+import secrets
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from werkzeug.test import EnvironBuilder
+
+PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+DB_NAME = os.environ.get("PROFILE_POSTGRES_DB", "progress_profile")
+COMPLETE = "/api/v1/modules/basics/lessons/greetings/complete"
+ACCESS = "/api/v1/modules/basics/lessons/introductions/access"
+
+
+def _admin(statement: str) -> None:
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(sql.SQL(statement).format(sql.Identifier(DB_NAME)))
+
+
+WsgiCall = Callable[[], int]
+
+
+def wsgi_call(app: Any, method: str, path: str, headers: dict[str, str]) -> WsgiCall:
+    """A zero-argument function that sends one prepared request through `app`."""
+    environ = EnvironBuilder(path=path, method=method, headers=headers).get_environ()
+    status: list[str] = []
+
+    def start_response(code: str, _headers: Any, _exc: Any = None) -> None:
+        status.append(code)
+
+    def call() -> int:
+        status.clear()
+        body = app(dict(environ), start_response)
+        try:
+            for _chunk in body:
+                pass
+        finally:
+            if hasattr(body, "close"):
+                body.close()
+        return int(status[0].split()[0])
+
+    return call
+
+
+def measure(call: WsgiCall, requests: int, profile: cProfile.Profile | None) -> float:
+    """Microseconds per request (without the profiler's overhead when `profile` is None)."""
+    for _ in range(200):  # warm-up: caches, pools, first-use imports
+        call()
+    started = time.perf_counter()
+    if profile is not None:
+        profile.enable()
+    for _ in range(requests):
+        status = call()
+        if status != 200:
+            raise RuntimeError(f"request answered {status}")
+    if profile is not None:
+        profile.disable()
+    return (time.perf_counter() - started) / requests * 1e6
+
+
+def top_lines(profile: cProfile.Profile, sort: str, limit: int) -> str:
+    out = io.StringIO()
+    stats = pstats.Stats(profile, stream=out)
+    stats.strip_dirs().sort_stats(sort).print_stats(limit)
+    text = out.getvalue()
+    return text[text.find("   ncalls") :].rstrip()
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
+    parser.add_argument("--path", choices=("legacy", "verified"), default="verified")
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--top", type=int, default=25)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    secret = secrets.token_urlsafe(36)
+    tmp = tempfile.mkdtemp(prefix="progress-profile-")
+    os.environ.update(
+        PROGRESS_INSTANCE_PATH=tmp, PROMETHEUS_MULTIPROC_DIR=tmp, PROGRESS_LOG_LEVEL="INFO"
+    )
+    _admin("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+    _admin("CREATE DATABASE {}")
+    try:
+        from flask_migrate import upgrade
+
+        from bench.bare_app import app as bare_app
+        from progress import create_app
+        from progress.auth import issue_token
+        from progress.flags import flag_gate
+
+        app = create_app(
+            {
+                "PROGRESS_ENV": "production",
+                "PROGRESS_JWT_SECRET": secret,
+                "DATABASE_URL": f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{DB_NAME}",
+                "PROGRESS_LOG_LEVEL": "INFO",
+            }
+        )
+        # The production level, written nowhere: the line is built and formatted as in service.
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.StreamHandler):
+                handler.setStream(open(os.devnull, "w"))  # noqa: SIM115 - for the process's life
+        with app.app_context():
+            upgrade()
+        runner = app.test_cli_runner()
+        runner.invoke(args=["seed"], catch_exceptions=False)
+        percent = "100" if args.path == "verified" else "0"
+        runner.invoke(args=["rollout", "set", percent, "--reason", "profile"])
+        with app.app_context():
+            flag_gate().reload_now()
+        token = issue_token(uuid.uuid4(), "profile@example.com", secret=secret)
+        headers = {"Authorization": f"Bearer {token}"}
+        if wsgi_call(app, "POST", COMPLETE, headers)() != 200:
+            raise RuntimeError("completing the first lesson failed")
+
+        results = {}
+        for name, call in (
+            ("bare", wsgi_call(bare_app, "GET", "/bare", {})),
+            (f"{args.path} warm access check", wsgi_call(app, "GET", ACCESS, headers)),
+        ):
+            plain = measure(call, args.requests, None)
+            profile = cProfile.Profile()
+            measure(call, args.requests, profile)
+            results[name] = (plain, profile)
+        print(f"# python -m bench.profile --path {args.path} --requests {args.requests}\n")
+        for name, (plain, _profile) in results.items():
+            print(f"{name}: {plain:.0f} µs per request (no profiler)")
+        _name, (_plain, profile) = list(results.items())[1]
+        print(f"\n## top {args.top} by cumulative time\n")
+        print(top_lines(profile, "cumulative", args.top))
+        print(f"\n## top {args.top} by own time\n")
+        print(top_lines(profile, "tottime", args.top))
+        with app.app_context():
+            flag_gate().close()
+            from progress.extensions import db
+
+            db.engine.dispose()
+    finally:
+        _admin("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
