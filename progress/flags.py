@@ -40,6 +40,8 @@ _generations = itertools.count(1)
 # How long after the document changes decisions are not memoised: the SDK loads its engine
 # from the cache right after reading it, so a decision made this long after comes from it.
 SETTLE_S = 1.0
+# Decisions memoised per worker, like the identities already created (worker.py).
+DECISIONS_MAXSIZE = 100_000
 
 
 def features_document(flag: str, percentage: int) -> dict[str, Any]:
@@ -177,9 +179,9 @@ class FlagGate:
         self._lock = threading.Lock()
         self._last_failure = 0.0
         self._last_warning = 0.0
-        # learner -> (document generation, decision); bounded like the progress cache.
+        # learner -> (document generation, decision); cleared when full or rebuilt.
         self._decisions: dict[uuid.UUID, tuple[int, bool]] = {}
-        self._decisions_max: int = app.config["PROGRESS_CACHE_MAXSIZE"]
+        self._decisions_max = DECISIONS_MAXSIZE
 
     @property
     def backend(self) -> str:

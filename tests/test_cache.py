@@ -90,3 +90,16 @@ def test_a_patch_is_exact_only_from_the_version_just_before():
     assert not skipped.exact
     assert not skipped.proves(6, 6)
     assert base.with_completion(2, NOW, 3) is base  # already there: unchanged, still exact
+
+
+def test_the_cache_holds_at_most_maxsize_learners():
+    """PROGRESS_CACHE_MAXSIZE bounds the entries and the floors: the oldest go first."""
+    cache = ProgressCache(maxsize=100, ttl_s=300)
+    learners = [uuid.uuid4() for _ in range(1000)]
+    for version, learner in enumerate(learners, start=1):
+        cache.put(ProgressSnapshot(learner, version, MappingProxyType({})))
+        cache.raise_floor(learner, version)
+    held = [learner for learner in learners if cache.get(learner) is not None]
+    floors = [learner for learner in learners if cache.floor(learner) > 0]
+    assert held == learners[-100:]
+    assert floors == learners[-100:]
