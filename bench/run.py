@@ -1,17 +1,19 @@
 """The benchmark harness: `make bench`, or `.venv/bin/python -m bench.run --help`.
 
-Measures the access check (warm cache, cold cache), completion, and a bare Flask endpoint
-served under the same gunicorn settings, with wrk over loopback. Scenarios are interleaved
-and repeated; medians are reported as a Markdown table and as JSON in
-`bench/results/latest.json`. Each path named by `--paths` is selected with
-`flask --app app rollout set 0|100` before it is measured (skipped, with a note, when that
-command doesn't work yet).
+Measures, with wrk over loopback, under the same gunicorn settings (2 workers x 4 threads):
+a bare Flask JSON endpoint; the warm access check (every learner cached) on each path; the
+same with metrics off; the cold access check (PROGRESS_CACHE_MAXSIZE=1, so every check
+reads PostgreSQL) beside an endpoint of the service that runs `select 1` through the same
+engine; completions. The learners are split by a 50 % rollout, so one set of servers serves
+both paths and every scenario runs in every round, in a rotated order; medians over the
+rounds give the ratios, which are compared with the targets. Then the memory figures: bytes
+per cached learner (20 lessons) measured in process, and one worker's RSS before and after
+10,000 learners are cached. A Markdown table goes to stdout, everything to
+`bench/results/latest.json`.
 
 Everything it starts runs in its own process group and is stopped on the way out; the
-database it creates (`progress_bench`) is dropped at the end.
+database it creates (`progress_bench`, or $BENCH_POSTGRES_DB) is dropped at the end.
 """
-
-from __future__ import annotations
 
 import argparse
 import contextlib
@@ -42,15 +44,25 @@ from psycopg import sql
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "bench" / "results"
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-DB_NAME = "progress_bench"
-DEFAULT_PATH = "legacy"
-PATH_PERCENT = {"legacy": 0, "verified": 100}
+DB_NAME = os.environ.get("BENCH_POSTGRES_DB", "progress_bench")
+PATHS = ("legacy", "verified")
 
 FIRST_LESSON = "/api/v1/modules/basics/lessons/greetings/complete"
 ACCESS = "/api/v1/modules/basics/lessons/introductions/access"
 BARE = "/bare"
+SELECT_ONE = "/bench/select-1"
 
 SCENARIOS = ("warm", "warm_no_metrics", "cold", "completion")
+# The issue's targets: (ratio name, comparison, bound).
+TARGETS = (
+    ("legacy: warm/bare req/s", ">=", 0.8),
+    ("verified: warm/bare req/s", ">=", 0.8),
+    ("verified/legacy warm req/s", ">=", 0.95),
+    ("legacy: cold/select-1 req/s", ">=", 0.5),
+    ("verified: cold/select-1 req/s", ">=", 0.5),
+    ("verified/legacy completion median latency", "<=", 1.3),
+)
+MEMORY_LEARNERS = 10_000
 # Inherited settings that would change what is measured; the harness sets its own.
 SCRUBBED_ENV = (
     "PROGRESS_FAULTS",
@@ -78,30 +90,42 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.run", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--duration", type=int, default=10, help="seconds per measured run")
-    parser.add_argument("--warmup", type=int, default=3, help="seconds of warm-up per server")
-    parser.add_argument("--connections", type=int, default=16, help="wrk connections")
+    parser.add_argument("--duration", type=int, default=5, help="seconds per measured run")
+    parser.add_argument("--warmup", type=int, default=3, help="seconds of warm-up per scenario")
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=64,
+        help="wrk connections: many more than workers x threads, so the kernel can't hand "
+        "them all to one worker (default 64)",
+    )
     parser.add_argument("--wrk-threads", type=int, default=2, help="wrk threads")
-    parser.add_argument("--repeats", type=int, default=3, help="runs of each scenario")
-    parser.add_argument("--learners", type=int, default=200, help="learners to rotate through")
-    parser.add_argument("--workers", type=int, default=2, help="WEB_CONCURRENCY for both servers")
+    parser.add_argument("--repeats", type=int, default=5, help="rounds of every scenario")
+    parser.add_argument("--learners", type=int, default=400, help="learners to rotate through")
+    parser.add_argument("--workers", type=int, default=2, help="WEB_CONCURRENCY for every server")
     parser.add_argument(
         "--gunicorn-threads",
         type=int,
         default=int(os.environ.get("GUNICORN_THREADS", "4")),
-        help="GUNICORN_THREADS for both servers (default: $GUNICORN_THREADS or 4)",
+        help="GUNICORN_THREADS for every server (default: $GUNICORN_THREADS or 4)",
     )
     parser.add_argument(
         "--paths",
-        default=DEFAULT_PATH,
-        help="comma-separated paths to measure: legacy, verified (default: legacy)",
+        default=",".join(PATHS),
+        help="comma-separated paths to measure: legacy, verified (default: both)",
+    )
+    parser.add_argument(
+        "--memory-learners",
+        type=int,
+        default=MEMORY_LEARNERS,
+        help=f"learners cached for the RSS figure; 0 skips it (default {MEMORY_LEARNERS})",
     )
     parser.add_argument("--output", type=Path, default=RESULTS_DIR / "latest.json")
     args = parser.parse_args(argv)
     args.paths = [p.strip() for p in args.paths.split(",") if p.strip()]
-    unknown = [p for p in args.paths if p not in PATH_PERCENT]
+    unknown = [p for p in args.paths if p not in PATHS]
     if unknown or not args.paths:
-        parser.error(f"--paths takes {', '.join(PATH_PERCENT)}; got {unknown or 'nothing'}")
+        parser.error(f"--paths takes {', '.join(PATHS)}; got {unknown or 'nothing'}")
     if args.wrk_threads > args.connections:
         parser.error("--wrk-threads must not exceed --connections")
     for name in ("duration", "repeats", "learners", "workers", "gunicorn_threads"):
@@ -139,7 +163,7 @@ def service_env(secret: str, args: argparse.Namespace, **extra: str) -> dict[str
         PROGRESS_ENV="production",
         PROGRESS_JWT_SECRET=secret,
         DATABASE_URL=f"postgresql://postgres@127.0.0.1:5432/{DB_NAME}",
-        PROGRESS_LOG_LEVEL="WARNING",
+        PROGRESS_LOG_LEVEL="INFO",  # production's level: the access line is paid for
         WEB_CONCURRENCY=str(args.workers),
         GUNICORN_THREADS=str(args.gunicorn_threads),
         GUNICORN_LOG_LEVEL="warning",
@@ -193,12 +217,13 @@ class Server:
         with self.log_path.open("a") as log_file:
             log_file.write(f"\n=== {time.strftime('%H:%M:%S')} start {self.target}\n")
             log_file.flush()
+            # The app's JSON lines (one per request, written as in production) are not kept.
             self.process = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
                 command,
                 cwd=ROOT,
                 env=self.env,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
+                stdout=subprocess.DEVNULL,
+                stderr=log_file,
                 start_new_session=True,
             )
         deadline = time.monotonic() + timeout_s
@@ -239,6 +264,7 @@ class Server:
 class Learner:
     user_id: str
     token: str
+    path: str  # the path the flag picked, from the completion's answer
 
 
 def create_learners(base_url: str, count: int, secret: str) -> list[Learner]:
@@ -257,25 +283,36 @@ def create_learners(base_url: str, count: int, secret: str) -> list[Learner]:
                 raise RuntimeError(
                     f"completing the first lesson failed: {response.status_code} {response.text}"
                 )
-            learners.append(Learner(str(user_id), token))
+            learners.append(Learner(str(user_id), token, response.json()["path"]))
     return learners
 
 
-def served_path(base_url: str, learner: Learner, expected: str, timeout_s: float = 12.0) -> str:
-    """Which path answers this learner's access check (waits out a flag refresh)."""
-    deadline = time.monotonic() + timeout_s
-    seen = "?"
-    while True:
-        response = requests.get(
-            base_url + ACCESS, headers={"Authorization": f"Bearer {learner.token}"}, timeout=10
+def insert_cached_learners(count: int, secret: str) -> list[str]:
+    """`count` learners with all 20 lessons complete, written straight to the database (far
+    quicker than 20 completions each over HTTP); their tokens."""
+    from progress.auth import issue_token
+
+    ids = [uuid.uuid4() for _ in range(count)]
+    with psycopg.connect(f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{DB_NAME}") as conn:
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO users (id, email, email_verified, created_at) "
+                "VALUES (%s, %s, true, now())",
+                [(i, f"cached-{n}@example.com") for n, i in enumerate(ids)],
+            )
+        conn.execute(
+            "INSERT INTO progress_versions (user_id, version, updated_at) "
+            "SELECT id, 20, now() FROM users WHERE email LIKE 'cached-%%'"
         )
-        body = response.json()
-        if response.status_code != 200 or body.get("accessible") is not True:
-            raise RuntimeError(f"access check after completion: {response.status_code} {body}")
-        seen = body.get("path", "?")
-        if seen == expected or time.monotonic() > deadline:
-            return seen
-        time.sleep(0.5)
+        conn.execute(
+            "INSERT INTO lesson_progress (user_id, lesson_id, completed_at) "
+            "SELECT u.id, l.id, now() FROM users u CROSS JOIN lessons l "
+            "WHERE u.email LIKE 'cached-%%'"
+        )
+    return [
+        issue_token(i, f"cached-{n}@example.com", secret=secret, ttl_s=24 * 3600)
+        for n, i in enumerate(ids)
+    ]
 
 
 # ---------------------------------------------------------------- wrk
@@ -442,16 +479,15 @@ class Bench:
         path: str,
         scenario: str,
         repeat: int,
-        served: str,
     ) -> None:
         result = self.wrk_run(server, script, url_path, self.args.duration)
-        run = {"path": path, "scenario": scenario, "repeat": repeat, "served_path": served}
+        run = {"path": path, "scenario": scenario, "repeat": repeat}
         run.update(result)
         self.runs.append(run)
         cpu = result["cpu_cores"]
         errors = result["non2xx"] + result["socket_errors"]
         log(
-            f"  {path:>8} {scenario:<10} #{repeat}: {result['rps']:8.0f} req/s  "
+            f"  {path:>8} {scenario:<15} #{repeat}: {result['rps']:8.0f} req/s  "
             f"p50 {result['p50_ms']:.2f} ms  p99 {result['p99_ms']:.2f} ms  "
             f"errors {errors}  cores: "
             + " ".join(f"{key} {cpu[key]:.2f}" for key in (*CPU_PARTS, "other"))
@@ -486,28 +522,33 @@ def summarize(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                     key: round(median([m["cpu_cores"][key] for m in members]), 2)
                     for key in cpu_keys
                 },
-                "served_paths": sorted({m["served_path"] for m in members}),
             }
         )
     return rows
 
 
 def ratios(rows: Sequence[Mapping[str, Any]], paths: Sequence[str]) -> dict[str, float]:
+    """Ratios of medians measured in this run (the figures that compare across machines)."""
     by_key = {(row["path"], row["scenario"]): row for row in rows}
-    bare = by_key.get(("-", "bare"))
+
+    def rps(path: str, scenario: str) -> float | None:
+        row = by_key.get((path, scenario))
+        return row["rps"] if row and row["rps"] else None
+
+    def put(name: str, numerator: float | None, denominator: float | None) -> None:
+        if numerator is not None and denominator:
+            out[name] = round(numerator / denominator, 3)
+
     out: dict[str, float] = {}
+    bare, select_one = rps("-", "bare"), rps("-", "select-1")
     for path in paths:
-        for scenario in SCENARIOS:
-            row = by_key.get((path, scenario))
-            if row and bare and bare["rps"]:
-                out[f"{path}: {scenario}/bare req/s"] = round(row["rps"] / bare["rps"], 3)
-    legacy_warm, verified_warm = by_key.get(("legacy", "warm")), by_key.get(("verified", "warm"))
-    if legacy_warm and verified_warm and legacy_warm["rps"]:
-        out["verified/legacy warm req/s"] = round(verified_warm["rps"] / legacy_warm["rps"], 3)
-    for path in paths:
-        on, off = by_key.get((path, "warm")), by_key.get((path, "warm_no_metrics"))
-        if on and off and off["rps"]:
-            out[f"{path}: warm metrics on/off req/s"] = round(on["rps"] / off["rps"], 3)
+        put(f"{path}: warm/bare req/s", rps(path, "warm"), bare)
+        put(f"{path}: cold/select-1 req/s", rps(path, "cold"), select_one)
+        put(f"{path}: cold/bare req/s", rps(path, "cold"), bare)
+        put(f"{path}: warm metrics on/off req/s", rps(path, "warm"), rps(path, "warm_no_metrics"))
+    put("verified/legacy warm req/s", rps("verified", "warm"), rps("legacy", "warm"))
+    put("verified/legacy cold req/s", rps("verified", "cold"), rps("legacy", "cold"))
+    put("select-1/bare req/s", select_one, bare)
     legacy_done = by_key.get(("legacy", "completion"))
     verified_done = by_key.get(("verified", "completion"))
     if legacy_done and verified_done and legacy_done["p50_ms"]:
@@ -517,52 +558,109 @@ def ratios(rows: Sequence[Mapping[str, Any]], paths: Sequence[str]) -> dict[str,
     return out
 
 
-def markdown(rows: Sequence[Mapping[str, Any]], ratio_map: Mapping[str, float]) -> str:
-    bare = next((r for r in rows if r["scenario"] == "bare"), None)
+def target_checks(ratio_map: Mapping[str, float]) -> list[dict[str, Any]]:
+    checks = []
+    for name, comparison, bound in TARGETS:
+        value = ratio_map.get(name)
+        met = None
+        if value is not None:
+            met = value >= bound if comparison == ">=" else value <= bound
+        checks.append(
+            {"ratio": name, "target": f"{comparison} {bound}", "value": value, "met": met}
+        )
+    return checks
+
+
+def markdown(
+    rows: Sequence[Mapping[str, Any]],
+    ratio_map: Mapping[str, float],
+    checks: Sequence[Mapping[str, Any]],
+    memory: Mapping[str, Any] | None,
+) -> str:
     lines = [
-        "| path | scenario | req/s (median) | vs bare | p50 ms | p99 ms | errors "
-        "| cores: wrk / server / pg / irq / steal / other | req/s per run |",
-        "|---|---|---:|---:|---:|---:|---:|---|---|",
+        "| path | scenario | req/s (median) | p50 ms | p99 ms | errors "
+        "| cores: wrk / server / pg / irq / steal / other | req/s per round |",
+        "|---|---|---:|---:|---:|---:|---|---|",
     ]
-    order = {name: i for i, name in enumerate((*SCENARIOS, "bare"))}
-    for row in sorted(rows, key=lambda r: (r["path"] == "-", r["path"], order[r["scenario"]])):
-        vs_bare = f"{row['rps'] / bare['rps']:.2f}" if bare and bare["rps"] else "-"
+    order = {name: i for i, name in enumerate(("bare", "select-1", *SCENARIOS))}
+    for row in sorted(rows, key=lambda r: (r["path"] != "-", r["path"], order[r["scenario"]])):
         cpu = row["cpu_cores"]
-        path = row["path"]
-        if path != "-" and row["served_paths"] != [path]:
-            path += f" (served: {'/'.join(row['served_paths'])})"
         lines.append(
-            f"| {path} | {row['scenario']} | {row['rps']:.0f} | {vs_bare} | {row['p50_ms']:.2f} "
+            f"| {row['path']} | {row['scenario']} | {row['rps']:.0f} | {row['p50_ms']:.2f} "
             f"| {row['p99_ms']:.2f} | {row['errors']} "
             f"| {' / '.join(f'{cpu[key]:.2f}' for key in (*CPU_PARTS, 'other'))} "
             f"| {', '.join(str(v) for v in row['rps_all'])} |"
         )
-    if ratio_map:
-        lines += ["", "| ratio | value |", "|---|---:|"]
-        lines += [f"| {name} | {value:.3f} |" for name, value in ratio_map.items()]
+    if checks:
+        lines += ["", "| target | value | met |", "|---|---:|---|"]
+        for check in checks:
+            value = "-" if check["value"] is None else f"{check['value']:.3f}"
+            met = {True: "yes", False: "**NO**", None: "not measured"}[check["met"]]
+            lines.append(f"| {check['ratio']} {check['target']} | {value} | {met} |")
+    targeted = {check["ratio"] for check in checks}
+    others = {name: value for name, value in ratio_map.items() if name not in targeted}
+    if others:
+        lines += ["", "| other ratio | value |", "|---|---:|"]
+        lines += [f"| {name} | {value:.3f} |" for name, value in others.items()]
+    if memory:
+        lines += ["", "| memory | value |", "|---|---:|"]
+        lines += [f"| {name} | {value} |" for name, value in memory.items()]
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------- memory
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def worker_pids(server: Server) -> list[int]:
+    pid = server.pgid
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def cache_misses(server: Server) -> int:
+    text = requests.get(server.base_url + "/metrics", timeout=10).text
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("progress_cache_lookups_total{") and 'result="miss"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return int(total)
+
+
+def worker_memory(bench: Bench, server: Server, tokens: Sequence[str], tmp: Path) -> dict:
+    """One worker's RSS before and after every learner in `tokens` is cached in it."""
+    workers = worker_pids(server)
+    if len(workers) != 1:
+        raise RuntimeError(f"the memory server should have one worker, has {workers}")
+    (worker,) = workers
+    warm = write_lua(tmp / "memory-warm.lua", "GET", ACCESS, tokens[:1])
+    bench.wrk_run(server, warm, ACCESS, 2)  # pools, first-use imports, one learner
+    before = rss_kib(worker)
+    script = write_lua(tmp / "memory.lua", "GET", ACCESS, tokens)
+    deadline = time.monotonic() + 180
+    while cache_misses(server) < len(tokens) + 1 and time.monotonic() < deadline:
+        bench.wrk_run(server, script, ACCESS, 5)
+    misses = cache_misses(server)
+    after = rss_kib(worker)
+    return {
+        "learners cached in the worker (cache misses)": misses - 1,
+        "worker RSS before, MiB": round(before / 1024, 1),
+        f"worker RSS with {len(tokens)} learners cached, MiB": round(after / 1024, 1),
+        "worker RSS growth per learner, bytes (cache, token and flag memos)": round(
+            (after - before) * 1024 / max(1, misses - 1)
+        ),
+    }
+
+
 # ---------------------------------------------------------------- the run
-
-
-def select_path(path: str, current: str, env: Mapping[str, str], notes: list[str]) -> bool:
-    """Point the rollout flag at `path`; False (with a note) when that can't be done yet."""
-    if path == current:
-        return True
-    percent = PATH_PERCENT[path]
-    result = flask_cli(["rollout", "set", str(percent), "--reason", "bench"], env)
-    if result.returncode == 0:
-        log(f"rollout set {percent}: now measuring the {path} path")
-        return True
-    detail = (result.stderr or result.stdout).strip().splitlines()
-    note = (
-        f"path {path!r} can't be selected yet: `flask --app app rollout set {percent}` "
-        f"failed ({detail[-1] if detail else f'exit {result.returncode}'}); skipped"
-    )
-    log("NOTE: " + note)
-    notes.append(note)
-    return False
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -571,15 +669,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit("wrk is not installed (apt-get install -y wrk)")
     secret = secrets.token_urlsafe(36)  # 48 characters
     base_env = service_env(secret, args)
-    cold_env = service_env(secret, args, PROGRESS_CACHE_MAXSIZE="1")
-    no_metrics_env = service_env(secret, args, PROGRESS_METRICS="off")
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     log_dir = RESULTS_DIR / "logs"
     log_dir.mkdir(exist_ok=True)
     notes: list[str] = []
     started = time.monotonic()
-
     servers: list[Server] = []
+    memory: dict[str, Any] = {}
 
     def start(name: str, target: str, env: Mapping[str, str], ready: str) -> Server:
         server = Server(name, target, env, ready, log_dir)
@@ -587,75 +683,71 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         server.start()
         return server
 
-    def stop(server: Server) -> None:
-        server.stop()
-        servers.remove(server)
-
     with tempfile.TemporaryDirectory(prefix="progress-bench-") as tmp:
         bench = Bench(args, wrk)
         try:
-            log(f"database {DB_NAME}: create, migrate, seed")
+            log(f"database {DB_NAME}: create, migrate, seed, rollout 50 %")
             recreate_database()
             flask_cli_checked(["db", "upgrade"], base_env)
             flask_cli_checked(["seed"], base_env)
+            flask_cli_checked(["rollout", "set", "50", "--reason", "bench"], base_env)
 
             service = start("service", "app:app", base_env, "/healthz")
             log(f"creating {args.learners} learners (each completes the first lesson)")
             learners = create_learners(service.base_url, args.learners, secret)
-            stop(service)
-            tokens = [learner.token for learner in learners]
-            access_lua = write_lua(Path(tmp, "access.lua"), "GET", ACCESS, tokens)
-            complete_lua = write_lua(Path(tmp, "complete.lua"), "POST", FIRST_LESSON, tokens)
-            bare_lua = write_lua(Path(tmp, "bare.lua"), "GET", BARE, tokens)
-
+            tokens = {path: [ln.token for ln in learners if ln.path == path] for path in PATHS}
+            log(", ".join(f"{len(tokens[path])} on the {path} path" for path in PATHS))
+            for path in args.paths:
+                if not tokens[path]:
+                    raise RuntimeError(f"no learner landed on the {path} path at 50 %")
+            cold_env = service_env(secret, args, PROGRESS_CACHE_MAXSIZE="1")
+            cold = start("cold", "app:app", cold_env, "/healthz")
+            quiet_env = service_env(secret, args, PROGRESS_METRICS="off")
+            quiet = start("no-metrics", "app:app", quiet_env, "/healthz")
             bare = start("bare", "bench.bare_app:app", base_env, BARE)
-            bench.wrk_run(bare, bare_lua, BARE, args.warmup)
+            select_one = start("select-1", "bench.select_app:app", base_env, "/healthz")
 
-            current = DEFAULT_PATH  # a fresh database serves everyone on the legacy path
-            active = list(args.paths)
+            def lua(name: str, method: str, url: str, group: Sequence[str]) -> Path:
+                return write_lua(Path(tmp, f"{name}.lua"), method, url, group)
+
+            everyone = [ln.token for ln in learners]
+            scenarios: list[tuple[str, str, Server, Path, str]] = [
+                ("-", "bare", bare, lua("bare", "GET", BARE, everyone), BARE),
+                ("-", "select-1", select_one, lua("one", "GET", SELECT_ONE, everyone), SELECT_ONE),
+            ]
+            for path in args.paths:
+                access = lua(f"access-{path}", "GET", ACCESS, tokens[path])
+                complete = lua(f"complete-{path}", "POST", FIRST_LESSON, tokens[path])
+                scenarios += [
+                    (path, "warm", service, access, ACCESS),
+                    (path, "warm_no_metrics", quiet, access, ACCESS),
+                    (path, "cold", cold, access, ACCESS),
+                    (path, "completion", service, complete, FIRST_LESSON),
+                ]
+            log(f"warm-up: {args.warmup} s of every scenario")
+            for _path, scenario, server, script, url in scenarios:
+                if scenario != "completion":
+                    bench.wrk_run(server, script, url, args.warmup)  # caches, pools, imports
             for repeat in range(1, args.repeats + 1):
-                log(f"repeat {repeat}/{args.repeats}")
-                blocks: list[str] = [*active, "-"]
-                shift = (repeat - 1) % len(blocks)  # interleave: rotate the order each repeat
-                for block in blocks[shift:] + blocks[:shift]:
-                    if block == "-":
-                        bench.measure(
-                            bare,
-                            bare_lua,
-                            BARE,
-                            path="-",
-                            scenario="bare",
-                            repeat=repeat,
-                            served="-",
-                        )
-                        continue
-                    if not select_path(block, current, base_env, notes):
-                        active.remove(block)
-                        continue
-                    current = block
-                    service = start(f"service-{block}", "app:app", base_env, "/healthz")
-                    served = served_path(service.base_url, learners[0], block)
-                    if served != block:
-                        note = f"asked for the {block} path, the service answered {served!r}"
-                        log("WARNING: " + note)
-                        notes.append(note)
-                    bench.wrk_run(service, access_lua, ACCESS, args.warmup)  # fills the caches
-                    common = {"path": block, "repeat": repeat, "served": served}
-                    bench.measure(service, access_lua, ACCESS, scenario="warm", **common)
-                    bench.measure(
-                        service, complete_lua, FIRST_LESSON, scenario="completion", **common
-                    )
-                    stop(service)
-                    cold = start(f"service-{block}-cold", "app:app", cold_env, "/healthz")
-                    bench.wrk_run(cold, access_lua, ACCESS, args.warmup)  # DB pools, not caches
-                    bench.measure(cold, access_lua, ACCESS, scenario="cold", **common)
-                    stop(cold)
-                    quiet = start(
-                        f"service-{block}-no-metrics", "app:app", no_metrics_env, "/healthz"
-                    )
-                    bench.wrk_run(quiet, access_lua, ACCESS, args.warmup)
-                    bench.measure(quiet, access_lua, ACCESS, scenario="warm_no_metrics", **common)
-                    stop(quiet)
+                log(f"round {repeat}/{args.repeats}")
+                shift = (repeat - 1) * 3 % len(scenarios)  # rotate: new order, new neighbours
+                order = scenarios[shift:] + scenarios[:shift]
+                if repeat % 2 == 0:
+                    order.reverse()
+                for path, scenario, server, script, url in order:
+                    bench.measure(server, script, url, path=path, scenario=scenario, repeat=repeat)
+            for server in list(servers):
+                server.stop()
+                servers.remove(server)
+
+            memory = memory_figures()
+            if args.memory_learners:
+                log(f"memory: {args.memory_learners} learners with 20 lessons in one worker")
+                cached = insert_cached_learners(args.memory_learners, secret)
+                one = start(
+                    "memory", "app:app", service_env(secret, args, WEB_CONCURRENCY="1"), "/healthz"
+                )
+                memory.update(worker_memory(bench, one, cached, Path(tmp)))
         finally:
             for server in list(servers):
                 server.stop()
@@ -666,6 +758,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     rows = summarize(bench.runs)
     ratio_map = ratios(rows, args.paths)
+    checks = target_checks(ratio_map)
     if any(row["errors"] for row in rows):
         notes.append("some runs had non-2xx answers or socket errors: see the errors column")
     return {
@@ -682,15 +775,29 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "workers": args.workers,
             "gunicorn_threads": args.gunicorn_threads,
             "paths": args.paths,
+            "rollout": 50,
             "cold_cache": "PROGRESS_CACHE_MAXSIZE=1",
+            "log_level": "INFO (lines written to /dev/null)",
         },
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_average_at_end": os.getloadavg(),
+        },
         "summary": rows,
         "ratios": ratio_map,
+        "targets": checks,
+        "memory": memory,
         "notes": notes,
-        "table_markdown": markdown(rows, ratio_map),
+        "table_markdown": markdown(rows, ratio_map, checks, memory),
         "runs": bench.runs,
     }
+
+
+def memory_figures() -> dict[str, Any]:
+    from bench.memory import bytes_per_cached_learner
+
+    return bytes_per_cached_learner()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
