@@ -1,36 +1,39 @@
 """Simulated learners: each walks K lessons as the app's client would, through a load
-balancer that rotates its requests over the instances.
+balancer that rotates its requests over the instances, all of them at the same time.
 
 For lesson k a learner
-1. has lesson k open (the access check that opened it),
+1. has lesson k open (the access check that opened it), and reads it for a while,
 2. taps lesson k+1 on the lesson map before finishing k: a *correct* lock screen (a
    "locked" answer here is right; an "accessible" one would be a false unlock),
-3. completes lesson k,
+3. works through lesson k (the think time) and completes it,
 4. at once opens lesson k+1 on another instance: "locked" here is a false lock screen as
    the learner saw it (lesson k was just acknowledged), reported with
-   POST /api/v1/events/lock-screen as a real client would.
+   POST /api/v1/events/lock-screen and the answer's `lockReceipt`, as a real client would.
 
-Requests rotate round robin over the instances, so step 4 lands on the instance that
-answered step 2 (or step 1 with three instances): one that holds an older copy of the
-learner's progress. Each learner keeps one keep-alive connection per instance, as a
-browser behind a load balancer does, so that copy sits in the worker that answers.
+Requests rotate round robin over the instances, so step 4 lands on an instance that
+answered an earlier step: one that may hold an older copy of the learner's progress.
 
-Only learners on the verified path send `minVersion` (the navigation guard of the
-verified client); the legacy client of the old app sent nothing. A request that fails on
-the network or with a 5xx is retried once, one second later, as the reference client does.
+Every learner is a coroutine on one asyncio event loop (aiohttp), so ten thousand sessions
+can be active at once; the requests share a keep-alive connection pool per instance, as a
+load balancer's upstream connections do. Only learners on the verified path send
+`minVersion` (the navigation guard of the verified client); the legacy client of the old
+app sent nothing. A request that fails on the network or with a 5xx is retried once, one
+second later, as the reference client does.
 """
 
 from __future__ import annotations
 
+import asyncio
+import random
 import statistics
-import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import requests
+import aiohttp
+import orjson
 
 from progress.auth import issue_token
 
@@ -73,90 +76,137 @@ class RequestFailed(Exception):
     """Both tries failed (network error or 5xx), or an unexpected 4xx came back."""
 
 
+@dataclass(frozen=True, slots=True)
+class Reply:
+    status: int
+    body: bytes
+
+    def json(self) -> Any:
+        return orjson.loads(self.body)
+
+
+@dataclass
+class Timeline:
+    """What happened when, for the report's rates and the picture: one row per answered
+    request (seconds since the start, served path, kind, latency) and per false lock."""
+
+    started: float = field(default_factory=time.monotonic)
+    requests: list[tuple[float, str, str, float]] = field(default_factory=list)
+    false_locks: list[tuple[float, str]] = field(default_factory=list)
+    sent: list[float] = field(default_factory=list)  # when each try was sent
+    activity: list[tuple[float, int]] = field(default_factory=list)  # (t, learners active)
+    active: int = 0
+    peak_active: int = 0
+    started_learners: int = 0
+    finished_learners: int = 0
+    all_started_at: float | None = None  # when the last learner began its session
+    first_finished_at: float | None = None
+
+    def now(self) -> float:
+        return time.monotonic() - self.started
+
+    def learner_started(self, total: int) -> None:
+        self.active += 1
+        self.started_learners += 1
+        self.peak_active = max(self.peak_active, self.active)
+        self.activity.append((self.now(), self.active))
+        if self.started_learners == total:
+            self.all_started_at = self.now()
+
+    def learner_finished(self) -> None:
+        self.active -= 1
+        self.finished_learners += 1
+        self.activity.append((self.now(), self.active))
+        if self.first_finished_at is None:
+            self.first_finished_at = self.now()
+
+
 class Learner:
     """One simulated learner; `run()` walks the lessons and returns what it saw."""
 
     def __init__(
         self,
-        instances: Sequence[str],
+        sessions: Sequence[aiohttp.ClientSession],
         first_instance: int,
         lessons: Sequence[LessonStep],
         secret: str,
+        timeline: Timeline,
+        think: Callable[[], float] = lambda: 0.0,
         send_min_version: bool = True,
     ) -> None:
         self.id = uuid.uuid4()
         self.send_min_version = send_min_version
-        self.token = issue_token(
+        token = issue_token(
             self.id, f"lab-{self.id.hex[:12]}@example.com", secret=secret, ttl_s=4 * 3600
         )
-        self.instances = list(instances)
+        self.headers = {"Authorization": f"Bearer {token}"}
+        self.sessions = sessions
         self.cursor = first_instance
         self.lessons = list(lessons)
+        self.timeline = timeline
+        self.think = think
         self.version = 0
         self.result = LearnerResult(str(self.id))
-        self.sessions = [requests.Session() for _ in self.instances]
-        for session in self.sessions:
-            session.headers["Authorization"] = f"Bearer {self.token}"
 
     # -- one request, through the "load balancer" ---------------------------------------
 
-    def _call(self, method: str, path: str, kind: str, body: Any = None) -> requests.Response:
-        index = self.cursor % len(self.instances)
+    async def _call(self, method: str, path: str, kind: str, body: Any = None) -> Reply:
+        index = self.cursor % len(self.sessions)
         self.cursor += 1  # the next request goes to the next instance
-        url = self.instances[index] + path
+        session = self.sessions[index]
         failure = ""
         for attempt in (1, 2):
             started = time.perf_counter()
+            self.timeline.sent.append(self.timeline.now())
             try:
-                response = self.sessions[index].request(
-                    method, url, json=body, timeout=REQUEST_TIMEOUT_S
-                )
-            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+                async with session.request(method, path, json=body, headers=self.headers) as r:
+                    reply = Reply(r.status, await r.read())
+                    served = r.headers.get("X-Progress-Path", "-")
+            except (aiohttp.ClientError, TimeoutError) as exc:
                 self.result.connection_errors += 1
                 failure = f"{type(exc).__name__}: {exc}"
                 if kind == "report" and attempt == 1:
                     self.result.reports_uncertain += 1  # it may have been counted
             else:
                 elapsed = time.perf_counter() - started
-                served = response.headers.get("X-Progress-Path", "-")
-                if response.status_code < 500:
+                if reply.status < 500:
                     self.result.record(served, kind, elapsed)
-                    return response
-                failure = f"HTTP {response.status_code}: {response.text[:200]}"
+                    self.timeline.requests.append((self.timeline.now(), served, kind, elapsed))
+                    return reply
+                failure = f"HTTP {reply.status}: {reply.body[:200]!r}"
             if attempt == 1:
                 self.result.retries += 1
-                time.sleep(RETRY_DELAY_S)  # the same instance: a load balancer's retry
+                await asyncio.sleep(RETRY_DELAY_S)  # the same instance: a load balancer's retry
         raise RequestFailed(f"{method} {path} on instance {index}: {failure}")
 
-    def _json(self, response: requests.Response, expected: int, what: str) -> dict[str, Any]:
-        if response.status_code != expected:
-            raise RequestFailed(f"{what}: HTTP {response.status_code}: {response.text[:200]}")
-        return response.json()
+    def _json(self, reply: Reply, expected: int, what: str) -> dict[str, Any]:
+        if reply.status != expected:
+            raise RequestFailed(f"{what}: HTTP {reply.status}: {reply.body[:200]!r}")
+        return reply.json()
 
-    def _access(self, lesson: LessonStep) -> dict[str, Any]:
+    async def _access(self, lesson: LessonStep) -> dict[str, Any]:
         path = lesson.url("access")
         if self.send_min_version and self.version:  # the reference client's navigation guard
             path += f"?minVersion={self.version}"
-        answer = self._json(self._call("GET", path, "access"), 200, f"access {lesson}")
+        answer = self._json(await self._call("GET", path, "access"), 200, f"access {lesson}")
         self.result.path = self.result.path or answer["path"]
         self.version = max(self.version, answer["version"])
         return answer
 
-    def _complete(self, lesson: LessonStep) -> dict[str, Any]:
-        answer = self._json(
-            self._call("POST", lesson.url("complete"), "complete"), 200, f"complete {lesson}"
-        )
+    async def _complete(self, lesson: LessonStep) -> dict[str, Any]:
+        reply = await self._call("POST", lesson.url("complete"), "complete")
+        answer = self._json(reply, 200, f"complete {lesson}")
         if answer.get("success") is not True:
             raise RequestFailed(f"complete {lesson}: {answer}")
         self.result.path = answer["path"]
         self.version = max(self.version, answer["version"])
         return answer
 
-    def _report_lock_screen(self, lesson: LessonStep, receipt: str) -> None:
+    async def _report_lock_screen(self, lesson: LessonStep, receipt: str) -> None:
         body = {"moduleId": lesson.module_id, "lessonId": lesson.lesson_id, "lockReceipt": receipt}
         try:
-            response = self._call("POST", "/api/v1/events/lock-screen", "report", body)
-            answer = self._json(response, 202, f"lock-screen report {lesson}")
+            reply = await self._call("POST", "/api/v1/events/lock-screen", "report", body)
+            answer = self._json(reply, 202, f"lock-screen report {lesson}")
         except RequestFailed:
             self.result.reports_failed += 1
             return
@@ -165,45 +215,35 @@ class Learner:
 
     # -- the walk ------------------------------------------------------------------------
 
-    def run(self, lessons: int) -> LearnerResult:
+    async def run(self, lessons: int) -> LearnerResult:
         try:
-            self._access(self.lessons[0])  # the first lesson is open
+            await self._access(self.lessons[0])  # the first lesson is open
             for k in range(lessons):
                 current, following = self.lessons[k], self.lessons[k + 1]
-                if self._access(following)["accessible"]:
+                await asyncio.sleep(self.think())  # reading lesson k
+                if (await self._access(following))["accessible"]:
                     self.result.false_unlocks_seen += 1  # k isn't complete yet
-                self._complete(current)
+                await asyncio.sleep(self.think())  # working through lesson k
+                await self._complete(current)
                 self.result.acknowledged.append((current.module_id, current.lesson_id))
-                answer = self._access(following)
+                answer = await self._access(following)
                 if not answer["accessible"]:  # k was just acknowledged
                     self.result.false_locks_seen += 1
                     shown_by = answer["path"]
                     by_path = self.result.false_locks_by_path
                     by_path[shown_by] = by_path.get(shown_by, 0) + 1
-                    self._report_lock_screen(following, answer["lockReceipt"])
+                    self.timeline.false_locks.append((self.timeline.now(), shown_by))
+                    await self._report_lock_screen(following, answer["lockReceipt"])
         except RequestFailed as exc:
             self.result.aborted = str(exc)
-        finally:
-            for session in self.sessions:
-                session.close()
         return self.result
 
 
-class StartCounter:
-    """How many learners have started; fires `on_reach` once when `threshold` is reached."""
-
-    def __init__(self, threshold: int, on_reach: Callable[[], None] | None = None) -> None:
-        self.threshold = threshold
-        self.on_reach = on_reach
-        self.count = 0
-        self._lock = threading.Lock()
-
-    def started(self) -> None:
-        with self._lock:
-            self.count += 1
-            fire = self.count == self.threshold and self.on_reach is not None
-        if fire:
-            self.on_reach()
+def think_time(mean_s: float, rng: random.Random) -> Callable[[], float]:
+    """Uniform between half and one and a half times the mean: learners drift apart."""
+    if mean_s <= 0:
+        return lambda: 0.0
+    return lambda: rng.uniform(0.5 * mean_s, 1.5 * mean_s)
 
 
 def percentile(values: Sequence[float], q: int) -> float | None:

@@ -12,7 +12,7 @@ import psycopg
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from .learners import LearnerResult, percentile
+from .learners import LearnerResult, Timeline, percentile
 
 PATHS = ("legacy", "verified")
 DETECTORS = ("client_report", "audit", "double_check")
@@ -92,12 +92,11 @@ class PathView:
 
     def latency_ms(self, kind: str) -> dict[str, float | None]:
         values = self.latencies.get(kind, [])
-        p50, p99 = percentile(values, 50), percentile(values, 99)
-        return {
-            "count": len(values),
-            "p50_ms": None if p50 is None else round(p50 * 1000, 1),
-            "p99_ms": None if p99 is None else round(p99 * 1000, 1),
-        }
+        figures: dict[str, float | None] = {"count": len(values)}
+        for q in (50, 95, 99):
+            value = percentile(values, q)
+            figures[f"p{q}_ms"] = None if value is None else round(value * 1000, 1)
+        return figures
 
 
 def learners_by_path(results: Sequence[LearnerResult]) -> dict[str, PathView]:
@@ -240,10 +239,10 @@ def verdict(
 
 def _latency_cell(view: PathView, kind: str) -> str:
     figures = view.latency_ms(kind)
-    p50, p99 = figures["p50_ms"], figures["p99_ms"]
-    if p50 is None or p99 is None:
+    p50, p95, p99 = figures["p50_ms"], figures["p95_ms"], figures["p99_ms"]
+    if p50 is None or p95 is None or p99 is None:
         return "-"
-    return f"{p50:.0f} / {p99:.0f} ({figures['count']})"
+    return f"{p50:.0f} / {p95:.0f} / {p99:.0f} ({figures['count']})"
 
 
 def markdown_table(
@@ -281,8 +280,8 @@ def markdown_table(
     )
     row("staleness incidents", lambda p: metrics_by_path[p]["staleness_incidents"])
     row("cache mismatches", lambda p: metrics_by_path[p]["cache_mismatches"])
-    row("access check ms: median / p99 (n)", lambda p: _latency_cell(views[p], "access"))
-    row("completion ms: median / p99 (n)", lambda p: _latency_cell(views[p], "complete"))
+    row("access check ms: p50 / p95 / p99 (n)", lambda p: _latency_cell(views[p], "access"))
+    row("completion ms: p50 / p95 / p99 (n)", lambda p: _latency_cell(views[p], "complete"))
     row(
         "request retries (network errors)",
         lambda p: f"{views[p].retries} ({views[p].connection_errors})",
@@ -290,3 +289,32 @@ def markdown_table(
     lines = ["| | " + " | ".join(PATHS) + " |", "|---|" + "---:|" * len(PATHS)]
     lines += [f"| {label} | " + " | ".join(str(v) for v in values) + " |" for label, values in rows]
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- rates
+
+
+def rates(timeline: Timeline, args: Any) -> dict[str, float | None]:
+    """Offered (requests sent) and served (answered) rates while every learner was active,
+    and the rate the think-time model plans for that many learners."""
+    end = timeline.now()
+    start = timeline.all_started_at or 0.0
+    stop = timeline.first_finished_at or end
+    if stop <= start:  # learners finished before the last started: use the whole run
+        start, stop = 0.0, end
+    window = max(stop - start, 1e-9)
+    sent = sum(1 for t in timeline.sent if start <= t < stop)
+    served = sum(1 for t, *_ in timeline.requests if start <= t < stop)
+    requests_per_learner = 1 + 3 * args.lessons  # plus a report per false lock
+    planned = (
+        args.learners * requests_per_learner / (2 * args.lessons * args.think_time_s)
+        if args.think_time_s > 0
+        else None
+    )
+    return {
+        "window_s": round(window, 1),
+        "offered_per_s": round(sent / window, 1),
+        "served_per_s": round(served / window, 1),
+        "planned_per_s": None if planned is None else round(planned, 1),
+        "served_overall_per_s": round(len(timeline.requests) / max(end, 1e-9), 1),
+    }

@@ -2,8 +2,9 @@
 
 Real processes prove that the verified path shows no false lock screen under load and
 faults: N gunicorn instances of W workers on a PostgreSQL primary with a lagging hot
-standby, M simulated learners walking lessons through a round-robin "load balancer",
-injected cache faults, optionally a worker killed with SIGKILL mid-run. It prints a table
+standby, M simulated learners (all active at once, each a coroutine with think times)
+walking lessons through a round-robin "load balancer", injected cache faults, optionally a
+worker killed with SIGKILL mid-run. It prints a table
 per path and exits 0 only when the verified path showed no false lock screen, the legacy
 path showed some (the race was really exercised), the learners' count of reported lock
 screens equals the metrics' `client_report` count, and no acknowledged completion is
@@ -13,28 +14,29 @@ missing from the primary.
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
+import asyncio
 import json
 import os
+import random
 import secrets
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import requests
 
 from progress import faults
 
-from . import postgres, prometheus, report
-from .learners import Learner, LearnerResult, LessonStep, StartCounter
+from . import plot, postgres, prometheus, report
+from .learners import Learner, LearnerResult, LessonStep, Timeline, think_time
 from .service import REPO, RunningService, start_service
 
 DEFAULT_FAULTS = "cache_update_delay_ms=300,cache_update_failure_rate=0.2"
@@ -81,7 +83,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add = parser.add_argument
     add("--instances", type=_at_least(1), default=2, help="gunicorn instances (default 2)")
     add("--workers", type=_at_least(1), default=2, help="workers per instance (default 2)")
-    add("--threads", type=_at_least(1), default=4, help="threads per worker (default 4)")
+    add(
+        "--threads",
+        type=_at_least(1),
+        default=16,
+        help="threads per worker (default 16: the verified path's bounded waits, a cache "
+        "update or a replica-lag retry, hold a thread while they sleep)",
+    )
     add("--learners", type=_at_least(1), default=1000, help="simulated learners (default 1000)")
     add("--rollout", type=_percent, default=50, help="verified path percentage (default 50)")
     add(
@@ -98,7 +106,27 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "a database on the machine's server (default 500)",
     )
     add("--kill-worker", action="store_true", help="SIGKILL a worker of instance 0 mid-run")
-    add("--concurrency", type=_at_least(1), default=16, help="learners in flight (default 16)")
+    add(
+        "--think-time-s",
+        type=float,
+        default=60.0,
+        help="mean seconds a learner spends reading a lesson and again working through it "
+        "(uniform 0.5x..1.5x; 0: none) (default 60)",
+    )
+    add(
+        "--ramp-s",
+        type=float,
+        default=60.0,
+        help="learners start evenly over this many seconds (default 60), well within one "
+        "session, so that all of them are active at once",
+    )
+    add(
+        "--connections",
+        type=_at_least(1),
+        default=128,
+        help="keep-alive connections per instance that the load balancer keeps (default 128)",
+    )
+    add("--seed", type=int, default=13, help="random seed for think times (default 13)")
     add("--lessons", type=_at_least(1), default=3, help="lessons per learner (default 3)")
     add(
         "--guard",
@@ -113,7 +141,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "service's own layers stand between a stale copy and a false lock",
     )
     add("--guard-stage-seconds", type=_at_least(1), default=20, help="minimum stage time (20)")
-    add("--json", type=Path, help="also write the full report as JSON here")
+    add("--report", "--json", dest="report", type=Path, help="write the report as JSON here")
+    add(
+        "--plot",
+        type=Path,
+        help="write a PNG of access-check latency and false lock screens over time per path "
+        "(default: beside --report, with .png)",
+    )
     add("--logs", type=Path, help="copy the instances' logs into this directory")
     return parser.parse_args(argv)
 
@@ -268,39 +302,72 @@ def curriculum_steps(url: str) -> list[LessonStep]:
     ]
 
 
+async def _drive(
+    args: argparse.Namespace,
+    urls: Sequence[str],
+    steps: Sequence[LessonStep],
+    secret: str,
+    killer: WorkerKiller | None,
+    timeline: Timeline,
+) -> list[LearnerResult]:
+    rng = random.Random(args.seed)  # noqa: S311 - think times, not secrets
+    timeout = aiohttp.ClientTimeout(total=30)
+    sessions = [
+        aiohttp.ClientSession(
+            base_url=url,
+            timeout=timeout,
+            connector=aiohttp.TCPConnector(limit=args.connections, keepalive_timeout=4),
+        )
+        for url in urls
+    ]
+    think = think_time(args.think_time_s, rng)
+    learners = [
+        Learner(sessions, i % len(urls), steps, secret, timeline, think, not args.old_clients)
+        for i in range(args.learners)
+    ]
+    kill_at = max(1, args.learners // 3)
+
+    async def walk(index: int, learner: Learner) -> LearnerResult:
+        await asyncio.sleep(args.ramp_s * index / len(learners))
+        timeline.learner_started(len(learners))
+        if killer is not None and timeline.started_learners == kill_at:
+            killer.fire()
+        try:
+            return await learner.run(args.lessons)
+        finally:
+            timeline.learner_finished()
+
+    async def progress() -> None:
+        seen_requests = 0
+        while True:
+            await asyncio.sleep(10)
+            answered = len(timeline.requests)
+            log(
+                f"{timeline.finished_learners}/{len(learners)} learners done, "
+                f"{timeline.active} active (peak {timeline.peak_active}), "
+                f"{(answered - seen_requests) / 10:.0f} answers/s"
+            )
+            seen_requests = answered
+
+    reporter = asyncio.create_task(progress())
+    try:
+        return list(await asyncio.gather(*(walk(i, ln) for i, ln in enumerate(learners))))
+    finally:
+        reporter.cancel()
+        for session in sessions:
+            await session.close()
+
+
 def drive(
     args: argparse.Namespace,
     urls: Sequence[str],
     steps: Sequence[LessonStep],
     secret: str,
     killer: WorkerKiller | None,
+    timeline: Timeline,
 ) -> list[LearnerResult]:
-    learners = [
-        Learner(urls, i % len(urls), steps, secret, not args.old_clients)
-        for i in range(args.learners)
-    ]
-    counter = StartCounter(max(1, args.learners // 3), killer.fire if killer else None)
-    stop = threading.Event()
-
-    def walk(learner: Learner) -> LearnerResult:
-        if stop.is_set():
-            learner.result.aborted = "the lab was stopped"
-            return learner.result
-        counter.started()
-        return learner.run(args.lessons)
-
-    pool = concurrent.futures.ThreadPoolExecutor(args.concurrency, thread_name_prefix="learner")
-    try:
-        futures = [pool.submit(walk, learner) for learner in learners]
-        pending = set(futures)
-        while pending:
-            _, pending = concurrent.futures.wait(pending, timeout=10)
-            if pending:
-                log(f"{len(futures) - len(pending)}/{len(futures)} learners done")
-        return [future.result() for future in futures]
-    finally:
-        stop.set()
-        pool.shutdown(wait=True, cancel_futures=True)
+    """Every learner a coroutine on one event loop: all of them active at once."""
+    return asyncio.run(_drive(args, urls, steps, secret, killer, timeline))
 
 
 # ---------------------------------------------------------------- the run
@@ -373,13 +440,14 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
                 guard = GuardRun(args, common, services, root) if args.guard else None
                 killer = WorkerKiller(services[0]) if args.kill_worker else None
                 log(
-                    f"{args.learners} learners x {args.lessons} lessons, "
-                    f"{args.concurrency} in flight, rollout {args.rollout}%, "
-                    f"faults {args.faults or 'none'}"
+                    f"{args.learners} learners x {args.lessons} lessons, all active at once "
+                    f"(started over {args.ramp_s:g} s, think time {args.think_time_s:g} s), "
+                    f"rollout {args.rollout}%, faults {args.faults or 'none'}"
                 )
                 traffic_started = time.monotonic()
+                timeline = Timeline()
                 try:
-                    results = drive(args, urls, steps, secret, killer)
+                    results = drive(args, urls, steps, secret, killer, timeline)
                 finally:
                     guard_timeline = guard.finish() if guard else None
                 phases["traffic_s"] = round(time.monotonic() - traffic_started, 1)
@@ -404,8 +472,16 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
     }
     phases["total_s"] = round(time.monotonic() - started, 1)
     passed = all(check.ok for check in checks)
+    path_of = {r.learner_id: r.path for r in results}
+    lost_by_path = dict.fromkeys(report.PATHS, 0)
+    for item in lost:
+        lost_by_path[path_of.get(item["learner"]) or "legacy"] += 1
+    rates = report.rates(timeline, args)
     result = {
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "learners": args.learners,
+        "peakConcurrentLearners": timeline.peak_active,
+        "rates": rates,
         "command": " ".join(["python", "-m", "lab", *sys.argv[1:]]),
         "config": {
             "instances": args.instances,
@@ -413,7 +489,9 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
             "threads": args.threads,
             "learners": args.learners,
             "lessons": args.lessons,
-            "concurrency": args.concurrency,
+            "think_time_s": args.think_time_s,
+            "ramp_s": args.ramp_s,
+            "connections_per_instance": args.connections,
             "rollout": args.rollout,
             "faults": args.faults,
             "replica_lag_ms": args.replica_lag_ms,
@@ -428,6 +506,12 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
         "phases": phases,
         "paths": {
             path: {
+                "falseLockScreensSeen": view.false_locks_seen,
+                "completionsAcknowledged": view.acknowledged,
+                "completionsLost": lost_by_path.get(path, 0),
+                "metricsAgree": agreement[path][0] if path in agreement else None,
+                "accessCheckMs": view.latency_ms("access"),
+                "completionMs": view.latency_ms("complete"),
                 **{k: v for k, v in asdict(view).items() if k != "latencies"},
                 "latency": {kind: view.latency_ms(kind) for kind in sorted(view.latencies)},
                 "metrics": metrics_by_path.get(path, {}),
@@ -448,12 +532,21 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
         "passed": passed,
         "table_markdown": report.markdown_table(views, metrics_by_path, agreement),
     }
+    result["timeline"] = timeline
     return result, passed
 
 
 def print_report(result: Mapping[str, Any]) -> None:
     print()
     print(result["table_markdown"])
+    rates = result["rates"]
+    print(
+        f"\nlearners {result['learners']}, at once (peak) {result['peakConcurrentLearners']}; "
+        f"while all were active ({rates['window_s']} s): offered {rates['offered_per_s']} req/s "
+        f"(sent), served {rates['served_per_s']} req/s; the think-time model's rate "
+        f"{rates['planned_per_s']} req/s; over the whole run {rates['served_overall_per_s']} "
+        f"req/s served"
+    )
     retries = result["db_retries"]
     print(
         f"\nDB retries (both paths; the family has no path label): "
@@ -499,8 +592,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         log("interrupted; everything the lab started has been stopped and removed")
         return 130
     print_report(result)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"report: {args.json}")
+    timeline = result.pop("timeline")
+    picture = args.plot or (args.report.with_suffix(".png") if args.report else None)
+    if picture is not None:
+        picture.parent.mkdir(parents=True, exist_ok=True)
+        plot.draw(timeline, picture, f"{args.learners} learners, rollout {args.rollout} %")
+        result["plot"] = str(picture)
+        print(f"picture: {picture}")
+    if args.report:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"report: {args.report}")
     return 0 if passed else 1

@@ -1,8 +1,9 @@
 """The consistency lab, small: real gunicorn instances on a throwaway PostgreSQL primary
-with a standby lagging 300 ms, cache faults, a worker killed with SIGKILL mid-run. The
-verified path shows no false lock screen, the legacy path does (so the race really
-happened), the learners' reports match the metrics, and every acknowledged completion is
-on the primary."""
+with a standby lagging 300 ms, cache faults, a worker killed with SIGKILL mid-run, every
+learner active at once with a short think time. The verified path shows no false lock
+screen, the legacy path does (so the race really happened), the learners' reports match
+the metrics, every acknowledged completion is on the primary, and the report and its
+picture are written."""
 
 import json
 import subprocess
@@ -38,7 +39,9 @@ def test_the_lab_proves_zero_false_locks_on_the_verified_path(tmp_path: Path):
         "--replica-lag-ms=300",
         "--faults=cache_update_delay_ms=300,cache_update_failure_rate=0.2",
         "--kill-worker",
-        f"--json={report_path}",
+        "--think-time-s=0.5",
+        "--ramp-s=2",
+        f"--report={report_path}",
     ]
     run = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=240)
     output = run.stdout[-6000:] + run.stderr[-3000:]
@@ -62,6 +65,19 @@ def test_the_lab_proves_zero_false_locks_on_the_verified_path(tmp_path: Path):
     assert report["kill"]["killed_pid"], output
     assert report["kill"]["replaced"], output
     assert report["passed"]
+    assert report["learners"] == 60
+    assert report["peakConcurrentLearners"] == 60, output  # all of them at once
+    assert report["paths"]["verified"]["falseLockScreensSeen"] == 0
+    assert report["paths"]["legacy"]["falseLockScreensSeen"] > 0
+    for name in ("legacy", "verified"):
+        figures = report["paths"][name]
+        assert figures["completionsLost"] == 0
+        assert figures["metricsAgree"] is True
+        assert figures["completionsAcknowledged"] == report["paths"][name]["acknowledged"]
+        access = figures["accessCheckMs"]
+        assert access["p50_ms"] <= access["p95_ms"] <= access["p99_ms"]
+    assert report["rates"]["served_per_s"] > 0
+    assert Path(report["plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # Everything it started is gone: the throwaway primary and standby no longer answer.
     for url in (report["database"]["primary_url"], report["database"]["replica_url"]):
