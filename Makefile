@@ -8,7 +8,7 @@ PORT ?= 8000
 
 TS_TOOLS := devtools/typescript
 
-.PHONY: install run migrate seed test lint format clean bench lab types typescript-tools fuzz guard-sim
+.PHONY: install run migrate seed test lint format clean bench lab types typescript-tools fuzz guard-sim profile pg-capacity
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,9 +59,17 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# wrk against PostgreSQL on 127.0.0.1:5432; options: make bench BENCH_ARGS='--paths legacy,verified'
+# wrk against PostgreSQL on 127.0.0.1:5432 (docs/performance.md); options: BENCH_ARGS='--repeats 7'
 bench: install
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# cProfile of the WSGI app in process: PROFILE_ARGS='--path legacy'
+profile: install
+	$(BIN)/python -m bench.profile $(PROFILE_ARGS)
+
+# What bounds one PostgreSQL primary: completions/s with NOTIFY, deliveries to N listeners
+pg-capacity: install
+	$(BIN)/python -m bench.pg_capacity $(CAPACITY_ARGS)
 
 # The consistency lab (issue 5): real instances, a lagging replica, faults, simulated learners;
 # options: make lab LAB_ARGS='--learners 200 --kill-worker' (see python -m lab --help)

@@ -240,10 +240,10 @@ class Learner:
 
 
 def think_time(mean_s: float, rng: random.Random) -> Callable[[], float]:
-    """Uniform between half and one and a half times the mean: learners drift apart."""
+    """Uniform within a quarter of the mean either side: learners drift apart."""
     if mean_s <= 0:
         return lambda: 0.0
-    return lambda: rng.uniform(0.5 * mean_s, 1.5 * mean_s)
+    return lambda: rng.uniform(0.75 * mean_s, 1.25 * mean_s)
 
 
 def percentile(values: Sequence[float], q: int) -> float | None:

@@ -305,9 +305,9 @@ def rates(timeline: Timeline, args: Any) -> dict[str, float | None]:
     window = max(stop - start, 1e-9)
     sent = sum(1 for t in timeline.sent if start <= t < stop)
     served = sum(1 for t, *_ in timeline.requests if start <= t < stop)
-    requests_per_learner = 1 + 3 * args.lessons  # plus a report per false lock
+    per_learner = 1 + 3 * args.lessons  # plus a report per false lock
     planned = (
-        args.learners * requests_per_learner / (2 * args.lessons * args.think_time_s)
+        args.learners * per_learner / (2 * args.lessons * args.think_time_s)
         if args.think_time_s > 0
         else None
     )

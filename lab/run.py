@@ -107,11 +107,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     add("--kill-worker", action="store_true", help="SIGKILL a worker of instance 0 mid-run")
     add(
-        "--think-time-s",
+        "--offered-rate",
         type=float,
         default=60.0,
-        help="mean seconds a learner spends reading a lesson and again working through it "
-        "(uniform 0.5x..1.5x; 0: none) (default 60)",
+        help="requests per second the learners offer while all are active; sets the think "
+        "time (default 60: what this service on a busy 2-core machine serves with room)",
+    )
+    add(
+        "--think-time-s",
+        type=float,
+        help="mean seconds a learner reads a lesson, and again works through it (uniform "
+        "0.75x..1.25x; 0: none) (default: from --offered-rate)",
     )
     add(
         "--ramp-s",
@@ -127,7 +133,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="keep-alive connections per instance that the load balancer keeps (default 128)",
     )
     add("--seed", type=int, default=13, help="random seed for think times (default 13)")
-    add("--lessons", type=_at_least(1), default=3, help="lessons per learner (default 3)")
+    add(
+        "--lessons",
+        type=_at_least(1),
+        help="lessons per learner (default 3; 1 above 2,000 learners, so that a run stays "
+        "within 20 minutes at --offered-rate)",
+    )
     add(
         "--guard",
         action="store_true",
@@ -149,7 +160,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "(default: beside --report, with .png)",
     )
     add("--logs", type=Path, help="copy the instances' logs into this directory")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.lessons is None:
+        args.lessons = 3 if args.learners <= 2000 else 1
+    if args.think_time_s is None:
+        args.think_time_s = round(
+            args.learners * requests_per_learner(args.lessons) / (2 * args.lessons)
+            / args.offered_rate, 1
+        )  # fmt: skip
+    return args
+
+
+def requests_per_learner(lessons: int) -> int:
+    """Open the first lesson; then per lesson: tap the next, complete, open the next."""
+    return 1 + 3 * lessons
 
 
 # ---------------------------------------------------------------- environment and CLI
@@ -490,6 +514,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
             "learners": args.learners,
             "lessons": args.lessons,
             "think_time_s": args.think_time_s,
+            "offered_rate": args.offered_rate,
             "ramp_s": args.ramp_s,
             "connections_per_instance": args.connections,
             "rollout": args.rollout,

@@ -12,7 +12,7 @@ from flask import current_app, g, request
 
 from . import store
 from .errors import ApiError
-from .worker import worker_state
+from .worker import WorkerState, worker_state
 
 AUDIENCE = "authenticated"
 
@@ -83,10 +83,9 @@ def _decode(token: str, secret: str, leeway_s: int) -> tuple[Identity, int]:
     return Identity(user_id, email, verified, "admin" in roles), int(claims["exp"])
 
 
-def _verified_identity(token: str) -> Identity:
+def _verified_identity(token: str, state: WorkerState) -> Identity:
     """Decode once per token and process: a signature checked once stays checked, and
     the expiry is still enforced on every use."""
-    state = worker_state()
     leeway_s = current_app.config["PROGRESS_JWT_LEEWAY_S"]
     known = state.verified_tokens.get(token)
     if known is None:
@@ -108,13 +107,14 @@ def authenticate(*, write: bool = False, admin: bool = False) -> Identity:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(401, "unauthenticated", "An Authorization: Bearer token is required.")
-    identity = _verified_identity(token.strip())
+    state = worker_state()  # one context look-up for the whole check
+    identity = _verified_identity(token.strip(), state)
     g.learner_id = str(identity.user_id)
     if admin and not identity.is_admin:
         raise ApiError(403, "forbidden", "This route is for admins.")
     if write and not identity.email_verified:
         raise ApiError(403, "email_unverified", "Verify your email address before saving progress.")
-    known = worker_state().known_identities
+    known = state.known_identities
     key = (identity.user_id, identity.email, identity.email_verified)
     if known.get(key) is None:
         store.ensure_user(identity.user_id, identity.email, identity.email_verified)

@@ -47,8 +47,9 @@ def find_lesson(module_id: str, lesson_id: str) -> LessonRef:
 
 @bp.after_request
 def tag_path(response: Response) -> Response:
-    if "progress_path" in g:
-        response.headers["X-Progress-Path"] = g.progress_path
+    path = g.get("progress_path")  # one look-up
+    if path is not None:
+        response.headers["X-Progress-Path"] = path
     return response
 
 
