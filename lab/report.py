@@ -305,12 +305,8 @@ def rates(timeline: Timeline, args: Any) -> dict[str, float | None]:
     window = max(stop - start, 1e-9)
     sent = sum(1 for t in timeline.sent if start <= t < stop)
     served = sum(1 for t, *_ in timeline.requests if start <= t < stop)
-    per_learner = 1 + 3 * args.lessons  # plus a report per false lock
-    planned = (
-        args.learners * per_learner / (2 * args.lessons * args.think_time_s)
-        if args.think_time_s > 0
-        else None
-    )
+    # After the first request: 3 requests per lesson over 2 think times per lesson.
+    planned = 1.5 * args.learners / args.think_time_s if args.think_time_s > 0 else None
     return {
         "window_s": round(window, 1),
         "offered_per_s": round(sent / window, 1),

@@ -110,21 +110,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--offered-rate",
         type=float,
         default=60.0,
-        help="requests per second the learners offer while all are active; sets the think "
-        "time (default 60: what this service on a busy 2-core machine serves with room)",
+        help="requests per second the learners offer (default 60: what this service serves "
+        "with room on a busy 2-core machine); sets the think time and the ramp",
     )
     add(
         "--think-time-s",
         type=float,
         help="mean seconds a learner reads a lesson, and again works through it (uniform "
-        "0.75x..1.25x; 0: none) (default: from --offered-rate)",
+        "0.75x..1.25x; 0: none) (default: 1.5 x learners / --offered-rate)",
     )
     add(
         "--ramp-s",
         type=float,
-        default=60.0,
-        help="learners start evenly over this many seconds (default 60), well within one "
-        "session, so that all of them are active at once",
+        help="learners open the app evenly over this many seconds, less than one session, so "
+        "that all of them are active at once (default: learners / --offered-rate)",
     )
     add(
         "--connections",
@@ -163,17 +162,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.lessons is None:
         args.lessons = 3 if args.learners <= 2000 else 1
+    # After its first request a learner makes 3 per lesson over 2 think times per lesson:
+    # 1.5 / think time requests per second; the ramp offers the first requests at the rate.
     if args.think_time_s is None:
-        args.think_time_s = round(
-            args.learners * requests_per_learner(args.lessons) / (2 * args.lessons)
-            / args.offered_rate, 1
-        )  # fmt: skip
+        args.think_time_s = round(1.5 * args.learners / args.offered_rate, 1)
+    if args.ramp_s is None:
+        args.ramp_s = round(args.learners / args.offered_rate, 1)
     return args
-
-
-def requests_per_learner(lessons: int) -> int:
-    """Open the first lesson; then per lesson: tap the next, complete, open the next."""
-    return 1 + 3 * lessons
 
 
 # ---------------------------------------------------------------- environment and CLI

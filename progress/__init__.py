@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-from collections.abc import Mapping
+import weakref
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -56,10 +58,31 @@ class JSONProvider(DefaultJSONProvider):
         return DefaultJSONProvider.default(o)
 
 
+class ProgressApp(Flask):
+    """Flask, remembering which hooks and views are plain functions: Flask asks `inspect`
+    again for every hook and the view on every request (seven times per access check), and
+    the answer never changes for a function."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sync: weakref.WeakKeyDictionary[Callable, Callable] = weakref.WeakKeyDictionary()
+
+    def ensure_sync(self, func: Callable) -> Callable:
+        try:
+            return self._sync[func]
+        except (KeyError, TypeError):  # TypeError: not weakly referenceable
+            pass
+        wrapped = super().ensure_sync(func)
+        if wrapped is func:  # only plain functions: a wrapper would keep `func` alive
+            with contextlib.suppress(TypeError):
+                self._sync[func] = func
+        return wrapped
+
+
 def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     """Build the app; `overrides` are environment variables (by name) for tests and tools."""
     instance_path = Path(os.environ.get("PROGRESS_INSTANCE_PATH", ROOT / "instance"))
-    app = Flask(__name__, instance_path=str(instance_path))
+    app = ProgressApp(__name__, instance_path=str(instance_path))
     app.json = JSONProvider(app)
     configure(app, overrides or {})
     body_limit.init_app(app)
