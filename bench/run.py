@@ -692,7 +692,7 @@ def worker_memory(bench: Bench, server: Server, tokens: Sequence[str], tmp: Path
     return {
         "learners cached in the worker (cache misses)": misses - 1,
         "worker RSS before, MiB": round(before / 1024, 1),
-        f"worker RSS with {len(tokens)} learners cached, MiB": round(after / 1024, 1),
+        "worker RSS with them cached, MiB": round(after / 1024, 1),
         "worker RSS growth per learner, bytes (cache, token and flag memos)": round(
             (after - before) * 1024 / max(1, misses - 1)
         ),
