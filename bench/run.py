@@ -660,20 +660,6 @@ def cache_misses(server: Server) -> int:
     return int(total)
 
 
-def warm_lookups(server: Server) -> dict[str, dict[str, int]]:
-    """The warm server's cache lookups by path and result: the verified path re-reads an
-    entry older than PROGRESS_STALE_AFTER_MS (5 s), so its "warm" checks include DB reads."""
-    text = requests.get(server.base_url + "/metrics", timeout=10).text
-    found: dict[str, dict[str, int]] = {}
-    pattern = re.compile(r"^progress_cache_lookups_total\{(.*)\} ([\d.e+]+)$", re.MULTILINE)
-    for labels, value in pattern.findall(text):
-        parts = dict(re.findall(r'(\w+)="([^"]*)"', labels))
-        path, result = parts.get("path"), parts.get("result")
-        if path and result:
-            found.setdefault(path, {})[result] = int(float(value))
-    return found
-
-
 def worker_memory(bench: Bench, server: Server, tokens: Sequence[str], tmp: Path) -> dict:
     """One worker's RSS before and after every learner in `tokens` is cached in it."""
     workers = worker_pids(server)
@@ -715,7 +701,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.monotonic()
     servers: list[Server] = []
     memory: dict[str, Any] = {}
-    lookups: dict[str, dict[str, int]] = {}
 
     def start(name: str, target: str, env: Mapping[str, str], ready: str) -> Server:
         server = Server(name, target, env, ready, log_dir)
@@ -776,7 +761,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     order.reverse()
                 for path, scenario, server, script, url in order:
                     bench.measure(server, script, url, path=path, scenario=scenario, repeat=repeat)
-            lookups = warm_lookups(service)
             for server in list(servers):
                 server.stop()
                 servers.remove(server)
@@ -830,13 +814,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "summary": rows,
         "ratios": ratio_map,
         "ratios_per_server_cpu_s": per_cpu,
-        "cache_lookups": lookups,
         "targets": checks,
         "memory": memory,
         "notes": notes,
-        "table_markdown": markdown(rows, ratio_map, checks, memory)
-        + "\n\ncache lookups in the warm server: "
-        + ", ".join(f"{path} {figures}" for path, figures in lookups.items()),
+        "table_markdown": markdown(rows, ratio_map, checks, memory),
         "runs": bench.runs,
     }
 
