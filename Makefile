@@ -8,7 +8,7 @@ PORT ?= 8000
 
 TS_TOOLS := devtools/typescript
 
-.PHONY: install run migrate seed test lint format clean bench lab types typescript-tools fuzz guard-sim profile pg-capacity
+.PHONY: install run migrate seed test lint format clean bench lab types typescript-tools fuzz guard-sim profile pg-capacity prove
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -80,6 +80,12 @@ lab: install
 # (docs/guard.md); a few minutes. Options: make guard-sim GUARD_SIM_ARGS='--stages 2000'
 guard-sim: install
 	$(BIN)/python -m progress.guard.simulation $(GUARD_SIM_ARGS)
+
+# The interleaving model's long run (docs/proof.md): tens of thousands of steps on the verified
+# path, and each mutation's counterexample shrunk longer; MODEL_SEED=N replays a run.
+# Figures and counterexamples land in test-artifacts/model/.
+prove: install
+	MODEL_PROFILE=prove $(BIN)/pytest tests/test_model.py -s -p no:cacheprovider
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .ruff_cache test-artifacts $(TS_TOOLS)/node_modules

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Hashable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,7 +49,7 @@ class WorkerState:
     breaker: CircuitBreaker
     listener: ListenerHandle
     _curriculum: Curriculum | None = None
-    _executors: dict[str, ThreadPoolExecutor] = field(default_factory=dict)
+    _executors: dict[str, Executor] = field(default_factory=dict)
     _executor_pid: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -61,7 +61,7 @@ class WorkerState:
                     self._curriculum = load_curriculum()
         return self._curriculum
 
-    def background(self, path: str) -> ThreadPoolExecutor:
+    def background(self, path: str) -> Executor:
         """A thread pool per path for cache updates, so the legacy path's slow
         fire-and-forget patches never hold up the verified path's bounded ones. Created in
         the process that uses it (threads do not survive fork)."""
@@ -76,6 +76,14 @@ class WorkerState:
                     pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix=f"cache-{path}")
                     self._executors[path] = pool
         return pool
+
+    def use_background(self, path: str, executor: Executor) -> None:
+        """Run `path`'s cache updates on `executor` from now on in this process: the seam
+        through which the interleaving model (tests/test_model.py) decides when they run."""
+        with self._lock:
+            if self._executor_pid != os.getpid():
+                self._executors, self._executor_pid = {}, os.getpid()
+            self._executors[path] = executor
 
     def reset(self) -> None:
         """Forget everything this process holds (tests; a re-seeded curriculum)."""
