@@ -21,7 +21,7 @@ PROFILES = {
 }
 # A mutation's hunt stops at its first counterexample; shrinking it is what costs (every
 # candidate replays real requests), so CI shrinks briefly and make prove longer.
-MUTATION_HUNT = {"max_examples": 500, "stateful_step_count": 12}
+MUTATION_HUNT = {"max_examples": 600, "stateful_step_count": 20}
 SHRINK_SECONDS = {"ci": 20, "prove": 150}
 
 
