@@ -15,7 +15,7 @@ from hypothesis.internal.conjecture import engine
 from hypothesis.stateful import run_state_machine_as_test
 
 from .conftest import PG_TEST_DB, require_postgres
-from .model.machine import Violation, model_for
+from .model.machine import ProgressModel, Violation, model_for
 from .model.mutations import MUTATIONS, Mutation
 from .model.profiles import (
     ARTIFACTS,
@@ -103,3 +103,51 @@ def test_the_model_finds_the_hole_when_a_defence_is_off(
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{mutation.name}.txt").write_text(counterexample + "\n")
     print(counterexample)
+
+
+# The shortest counterexamples, as replayable programs: each breaks its invariant with the
+# defence off and passes on the real verified path (hypothesis finds them itself above).
+SHORTEST = {
+    "legacy": [
+        ("complete", {"worker": 0, "learner": 0, "offset": 0, "update": "finish"}),
+        ("check_access", {"worker": 0, "learner": 0, "offset": 0, "send_version": False}),
+    ],
+    "no_double_check": [
+        ("complete", {"worker": 0, "learner": 0, "offset": 0, "update": "finish"}),
+        ("check_access", {"worker": 1, "learner": 0, "offset": 0, "send_version": False}),
+    ],
+    "no_floor": [
+        ("complete", {"worker": 0, "learner": 0, "offset": 0, "update": "finish"}),
+        ("read_progress", {"worker": 0, "learner": 0, "send_version": False}),
+    ],
+    "no_min_version": [
+        ("complete", {"worker": 0, "learner": 0, "offset": 0, "update": "finish"}),
+        ("read_progress", {"worker": 1, "learner": 0, "send_version": True}),
+    ],
+    "no_version_rule": [  # a1's own announcements come back to it after its second write
+        ("complete", {"worker": 0, "learner": 0, "offset": 0, "update": "finish"}),
+        ("complete", {"worker": 0, "learner": 0, "offset": 0, "update": "finish"}),
+        ("announcement_delivered", {"worker": 0, "newest": False}),
+    ],
+}
+
+
+def play(machine: ProgressModel, program: list[tuple[str, dict]]) -> None:
+    for rule_name, arguments in program:
+        getattr(machine, rule_name)(**arguments)
+        machine.acknowledged_completions_are_in_the_primary()
+        machine.floors_hold_what_each_worker_was_told()
+
+
+@pytest.mark.parametrize("mutation", MUTATIONS, ids=lambda m: m.name)
+def test_the_shortest_counterexample_breaks_only_the_mutant(
+    world: World, mutation: Mutation, monkeypatch: pytest.MonkeyPatch
+):
+    program = SHORTEST[mutation.name]
+    if mutation.path == "verified":
+        play(model_for(world, path="verified")(), program)  # the real path keeps its promise
+    mutation.switch_off(monkeypatch)
+    mutant = model_for(world, path=mutation.path, checks=frozenset({mutation.finds}))()
+    with pytest.raises(Violation) as found:
+        play(mutant, program)
+    assert found.value.kind == mutation.finds
