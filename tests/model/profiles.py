@@ -22,7 +22,7 @@ PROFILES = {
 # A mutation's hunt stops at its first counterexample; shrinking it is what costs (every
 # candidate replays real requests), so CI shrinks briefly and make prove longer.
 MUTATION_HUNT = {"max_examples": 600, "stateful_step_count": 20}
-SHRINK_SECONDS = {"ci": 20, "prove": 150}
+SHRINK_SECONDS = {"ci": 10, "prove": 150}
 
 
 def profile_name() -> str:
