@@ -185,6 +185,19 @@ class RolloutPlan(db.Model):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_by: Mapped[str] = mapped_column(sa.String(320), default="default")
 
+    def follow_percentage(self, percentage: int, now: datetime) -> bool:
+        """Follow a move of the rollout to another stage of the plan (that stage's clock
+        starts at `now`); False when the percentage is not a stage of the plan at all."""
+        stages = self.stages
+        if 0 <= self.stage_index < len(stages) and stages[self.stage_index] == percentage:
+            return True
+        if percentage not in stages:
+            return False
+        self.stage_index = stages.index(percentage)
+        self.stage_started_at = now
+        self.ready = False
+        return True
+
 
 class GuardEvaluation(db.Model):
     """One evaluation of the rollout guard: the figures it saw, the thresholds it applied,

@@ -23,7 +23,7 @@ from flask import current_app
 
 from .extensions import db
 from .flags import FlagGate, features_document, flag_gate
-from .models import FeatureFlag, RolloutChange, utcnow
+from .models import FeatureFlag, RolloutChange, RolloutPlan, utcnow
 
 STAGES = (0, 10, 100)  # the seed's plan
 
@@ -203,6 +203,9 @@ def _change(gate: FlagGate, percentage: int, reason: str, actor: str) -> None:
         else:
             row.definition, row.percentage = document, percentage
             row.updated_at, row.updated_by = now, actor
+    plan = db.session.get(RolloutPlan, gate.flag)
+    if plan is not None:  # a person's move to another stage: the plan follows, its clock starts
+        plan.follow_percentage(percentage, now)
     db.session.add(
         RolloutChange(
             flag=gate.flag,

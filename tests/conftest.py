@@ -39,6 +39,8 @@ LEARNER_TABLES = (
     "feature_flags",
     "rollout_changes",
     "lock_screen_reports",
+    "rollout_plans",
+    "guard_evaluations",
 )
 
 

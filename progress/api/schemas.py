@@ -206,7 +206,7 @@ class RolloutPlanOut(BaseModel):
     stages: list[int]
     stage: int  # index into stages
     stagePercentage: int | None  # noqa: N815
-    stageStartedAt: datetime  # noqa: N815
+    stageStartedAt: datetime | None  # noqa: N815 - None until the rollout reached a stage
     minStageSeconds: int  # noqa: N815
     minCompletions: int  # noqa: N815 - on each path
     minAccessChecks: int  # noqa: N815 - on each path
@@ -219,8 +219,8 @@ class RolloutPlanOut(BaseModel):
     enabled: bool
     paused: bool
     ready: bool
-    updatedAt: datetime  # noqa: N815
-    updatedBy: str  # noqa: N815
+    updatedAt: datetime | None  # noqa: N815 - None while the plan is not stored
+    updatedBy: str | None  # noqa: N815
 
 
 class RolloutPlanIn(Strict):

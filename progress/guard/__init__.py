@@ -169,18 +169,28 @@ def validate_stages(stages: Sequence[int]) -> list[int]:
 
 
 def default_plan(flag: str) -> RolloutPlan:
-    now = utcnow()
-    return RolloutPlan(
+    """The defaults, as the page and the API show them before anybody stored a plan: no
+    times (nothing has started), and the stage the rollout is really at."""
+    plan = RolloutPlan(
         flag=flag,
         stages=list(PLAN_STAGES),
         **PLAN_DEFAULTS,
         stage_index=0,
-        stage_started_at=now,
+        stage_started_at=None,
         paused=False,
         ready=False,
-        updated_at=now,
-        updated_by="default",
+        updated_at=None,
+        updated_by=None,
     )
+    try:
+        state = rollout.rollout_state()
+    except rollout.RolloutError:  # the flag is unreadable: show the plan from its start
+        return plan
+    if state.percentage in plan.stages:
+        plan.stage_index = plan.stages.index(state.percentage)
+        # The stage began with the change that moved the rollout there (never, at 0%).
+        plan.stage_started_at = state.updated_at
+    return plan
 
 
 def current_plan() -> RolloutPlan:
@@ -193,6 +203,9 @@ def _plan_for_update(flag: str) -> RolloutPlan:
     plan = db.session.get(RolloutPlan, flag, with_for_update=True)
     if plan is None:
         plan = default_plan(flag)
+        now = utcnow()
+        plan.stage_started_at = plan.stage_started_at or now
+        plan.updated_at, plan.updated_by = now, "default"
         db.session.add(plan)
     return plan
 
@@ -200,15 +213,7 @@ def _plan_for_update(flag: str) -> RolloutPlan:
 def _sync_stage(plan: RolloutPlan, percentage: int) -> bool:
     """Follow a person's move to another stage of the plan (its clock starts now); False
     when the percentage is not a stage of the plan at all."""
-    stages = plan.stages
-    if 0 <= plan.stage_index < len(stages) and stages[plan.stage_index] == percentage:
-        return True
-    if percentage not in stages:
-        return False
-    plan.stage_index = stages.index(percentage)
-    plan.stage_started_at = utcnow()
-    plan.ready = False
-    return True
+    return plan.follow_percentage(percentage, utcnow())
 
 
 PLAN_FIELDS = {
