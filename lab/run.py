@@ -258,7 +258,7 @@ class GuardRun:
             "evaluations": flask(
                 ["rollout", "evaluations", "--limit", "200", "--format", "text"], self._env
             ),
-            "history": flask(["rollout", "history"], self._env),
+            "history": flask(["rollout", "history", "--format", "text"], self._env),
         }
         print("\n# rollout guard: evaluations, oldest last\n" + timeline["evaluations"])
         print("\n# rollout history, newest first\n" + timeline["history"])

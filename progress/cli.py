@@ -15,13 +15,17 @@ import sqlalchemy as sa
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
-from . import guard, rollout, store
+from . import guard, logs, rollout, store
 from .api import spec
 from .auth import issue_token
 from .curriculum import CurriculumFileError, read_curriculum_file, seed_curriculum
 from .extensions import db
 from .models import User
 from .worker import worker_state
+
+
+def _logs_to_stderr() -> None:
+    logs.log_to_stderr()
 
 
 @click.command("seed")
@@ -31,6 +35,7 @@ from .worker import worker_state
 )
 def seed_command(file: Path | None) -> None:
     """Load a curriculum file (the bundled Spanish A1 sample by default); idempotent."""
+    _logs_to_stderr()
     try:
         data = read_curriculum_file(file)
     except CurriculumFileError as exc:
@@ -40,7 +45,7 @@ def seed_command(file: Path | None) -> None:
     click.echo(json.dumps(counts))
 
 
-users = AppGroup("users", help="Learners and admins.")
+users = AppGroup("users", help="Learners and admins.", callback=_logs_to_stderr)
 
 
 @users.command("create")
@@ -69,7 +74,7 @@ def demo_users() -> None:
         click.echo(f"{role:8} {email:20} {user_id}\n         token: {_token(user_id, admin)}")
 
 
-token = AppGroup("token", help="Access tokens for local use and tests.")
+token = AppGroup("token", help="Access tokens for local use and tests.", callback=_logs_to_stderr)
 
 
 @token.command("issue")
@@ -94,50 +99,89 @@ def _token(user_id: uuid.UUID, admin: bool) -> str:
     )
 
 
-rollout_group = AppGroup("rollout", help="The verified path's rollout percentage.")
+rollout_group = AppGroup(
+    "rollout", help="The verified path's rollout percentage.", callback=_logs_to_stderr
+)
 
 
-def _echo_state(state: rollout.RolloutState) -> None:
+def _resolve_format(output: str | None) -> str:
+    """Text for a person at a terminal, JSON for a pipe or a file (`| jq`)."""
+    if output is not None:
+        return output
+    return "text" if click.get_text_stream("stdout").isatty() else "json"
+
+
+FORMAT = click.option(
+    "--format",
+    "output",
+    type=click.Choice(["text", "json"]),
+    default=None,
+    help="text (the default on a terminal) or JSON (the default otherwise).",
+)
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S %Z") if value else "never"
+
+
+def _state_json(state: rollout.RolloutState) -> dict[str, Any]:
+    return {
+        "flag": state.flag,
+        "percentage": state.percentage,
+        "backend": state.backend,
+        "updatedAt": state.updated_at,
+        "updatedBy": state.updated_by,
+    }
+
+
+def _echo_state(state: rollout.RolloutState, output: str) -> None:
+    if output == "json":
+        _echo_json(_state_json(state))
+        return
+    changed = f"{_when(state.updated_at)} by {state.updated_by}" if state.updated_by else "never"
     click.echo(
-        json.dumps(
-            {
-                "flag": state.flag,
-                "percentage": state.percentage,
-                "backend": state.backend,
-                "updatedAt": state.updated_at.isoformat() if state.updated_at else None,
-                "updatedBy": state.updated_by,
-            }
-        )
+        f"flag      {state.flag} ({state.backend})\n"
+        f"rollout   {state.percentage}% of learners on the verified path\n"
+        f"changed   {changed}"
     )
 
 
 @rollout_group.command("status")
-def rollout_status() -> None:
-    """Print the flag's current percentage as JSON."""
-    _echo_state(rollout.rollout_state())
+@FORMAT
+def rollout_status(output: str | None) -> None:
+    """Print the flag's current percentage and its last change."""
+    _echo_state(rollout.rollout_state(), _resolve_format(output))
 
 
 @rollout_group.command("set")
 @click.argument("percentage", type=click.IntRange(0, 100))
-@click.option("--reason", default="set from the command line", show_default=True)
-def rollout_set(percentage: int, reason: str) -> None:
+@click.option("--reason", required=True, help="Why: kept in the history with the change.")
+@FORMAT
+def rollout_set(percentage: int, reason: str, output: str | None) -> None:
     """Move the rollout to PERCENT (0-100); the change is kept in the history."""
+    if not reason.strip():
+        raise click.BadParameter("say why the rollout moves", param_hint="--reason")
     try:
-        state = rollout.set_rollout(percentage, reason[:500], f"cli:{getpass.getuser()}")
+        state = rollout.set_rollout(percentage, reason.strip()[:500], f"cli:{getpass.getuser()}")
     except rollout.RolloutError as exc:
         raise click.ClickException(str(exc)) from None
-    _echo_state(state)
+    _echo_state(state, _resolve_format(output))
 
 
 @rollout_group.command("history")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
-def rollout_history_command(limit: int) -> None:
-    """Print the changes, newest first, one JSON object a line."""
-    for change in rollout.rollout_history(limit):
-        click.echo(
-            json.dumps(
+@FORMAT
+def rollout_history_command(limit: int, output: str | None) -> None:
+    """Print the changes, newest first (JSON: one object a line)."""
+    output = _resolve_format(output)
+    changes = rollout.rollout_history(limit)
+    if output == "text" and not changes:
+        click.echo("No change yet: every learner is on the legacy path.")
+    for change in changes:
+        if output == "json":
+            _echo_json(
                 {
-                    "changedAt": change.changed_at.isoformat(),
+                    "changedAt": change.changed_at,
                     "previousPercentage": change.previous_percentage,
                     "percentage": change.percentage,
                     "changedBy": change.changed_by,
@@ -145,6 +189,11 @@ def rollout_history_command(limit: int) -> None:
                     "backend": change.backend,
                 }
             )
+            continue
+        previous = "?" if change.previous_percentage is None else change.previous_percentage
+        click.echo(
+            f"{_when(change.changed_at)}  {previous:>3}% -> {change.percentage:>3}%  "
+            f"{change.changed_by}\n    {change.reason}"
         )
 
 
@@ -254,17 +303,15 @@ def rollout_advance() -> None:
 
 @rollout_group.command("evaluations")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
-@click.option(
-    "--format",
-    "output",
-    type=click.Choice(["json", "text"]),
-    default="json",
-    show_default=True,
-    help="One JSON object a line, or a readable summary with each check.",
-)
-def rollout_evaluations(limit: int, output: str) -> None:
-    """Print the guard's evaluations, newest first."""
-    for row in guard.recent_evaluations(limit):
+@FORMAT
+def rollout_evaluations(limit: int, output: str | None) -> None:
+    """Print the guard's evaluations, newest first (JSON: one object a line; text: a
+    readable summary with each check)."""
+    output = _resolve_format(output)
+    rows = guard.recent_evaluations(limit)
+    if output == "text" and not rows:
+        click.echo("No evaluation yet.")
+    for row in rows:
         evaluation = guard.evaluation_json(row)
         if output == "json":
             _echo_json(evaluation)

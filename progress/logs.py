@@ -9,6 +9,7 @@ import sys
 import time
 import uuid
 from datetime import UTC, datetime
+from typing import TextIO
 
 import orjson
 from flask import Flask, Response, g, has_request_context, request
@@ -49,8 +50,25 @@ def dumps(entry: dict[str, object]) -> str:
         return json.dumps(entry, default=str)
 
 
-def configure_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stdout)
+class _StandardStream(logging.StreamHandler):
+    """sys.stdout or sys.stderr as they are at each record (test runners swap them)."""
+
+    def __init__(self, name: str) -> None:
+        self._which = name
+        super().__init__()
+
+    @property
+    def stream(self) -> TextIO:  # type: ignore[override]
+        return getattr(sys, self._which)
+
+    @stream.setter
+    def stream(self, _value: TextIO) -> None:
+        pass
+
+
+def configure_logging(level: str, stream: str = "stdout") -> None:
+    """One JSON line a record on stdout (the service's log), or on stderr."""
+    handler = _StandardStream(stream)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     # Replace only our own handler, so calling the factory twice doesn't double lines.
@@ -58,6 +76,12 @@ def configure_logging(level: str) -> None:
     root.addHandler(handler)
     root.setLevel(level)
     logging.getLogger("werkzeug").setLevel("WARNING")  # our access log replaces its lines
+
+
+def log_to_stderr() -> None:
+    """For command-line verbs: stdout carries their answer (`| jq`), so every library's log
+    line (the flag client's scheduler, say) goes to stderr."""
+    configure_logging(logging.getLevelName(logging.getLogger().level), "stderr")
 
 
 def init_app(app: Flask) -> None:
