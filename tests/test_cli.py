@@ -95,12 +95,14 @@ def test_at_a_terminal_the_answer_is_text_and_json_on_request(embedded):
     assert "10% of learners on the verified path" in status
     assert "by cli:" in status
     history = at_a_terminal(["rollout", "history"], embedded)
-    assert "-> " in history and "first stage" in history
+    assert "-> " in history
+    assert "first stage" in history
     assert at_a_terminal(["rollout", "evaluations"], embedded).strip() == "No evaluation yet."
     forced = at_a_terminal(["rollout", "status", "--format", "json"], embedded)
     assert json.loads(forced)["percentage"] == 10
     piped = run(["rollout", "history", "--format", "text"], embedded, check=True).stdout
-    assert "first stage" in piped and not piped.startswith("{")
+    assert "first stage" in piped
+    assert not piped.startswith("{")
 
 
 @pytest.mark.parametrize(
@@ -119,4 +121,5 @@ def test_a_configuration_error_is_one_line_on_stderr(embedded, settings, message
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("configuration error: ") and message in lines[0]
+    assert lines[0].startswith("configuration error: ")
+    assert message in lines[0]
