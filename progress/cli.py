@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import sys
 import time
 import uuid
 from datetime import datetime
@@ -108,7 +109,7 @@ def _resolve_format(output: str | None) -> str:
     """Text for a person at a terminal, JSON for a pipe or a file (`| jq`)."""
     if output is not None:
         return output
-    return "text" if click.get_text_stream("stdout").isatty() else "json"
+    return "text" if sys.stdout.isatty() else "json"
 
 
 FORMAT = click.option(
