@@ -91,6 +91,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     register_blueprints(app)
     register_errorhandlers(app)
     register_commands(app)
+    metrics.create_route_series_at_zero(app)
     return app
 
 

@@ -124,6 +124,8 @@ def load_settings(instance_path: Path, env: Mapping[str, str] | None = None) -> 
         # The shortest window the guard judges; a few scrape intervals at the least.
         "PROGRESS_GUARD_MIN_WINDOW_S": _int(env, "PROGRESS_GUARD_MIN_WINDOW_S", 60, minimum=1),
         "PROGRESS_GUARD_QUERY_TIMEOUT_S": _int(env, "PROGRESS_GUARD_QUERY_TIMEOUT_S", 5, minimum=1),
+        # Evaluations older than this are pruned by the guard itself.
+        "PROGRESS_GUARD_RETENTION_DAYS": _int(env, "PROGRESS_GUARD_RETENTION_DAYS", 30, minimum=1),
         # Label matchers added to every guard query: which scrape job is this service.
         "PROGRESS_GUARD_SELECTOR": _label_matchers(
             env, "PROGRESS_GUARD_SELECTOR", 'job="lesson-progress"'

@@ -1,4 +1,5 @@
-"""Structured logs: one JSON object a line on stdout, with request id, learner and path."""
+"""Structured logs: one JSON object a line on stdout, with request id, learner and path; the
+access log line and the request metrics share one measurement."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from typing import TextIO
 
 import orjson
 from flask import Flask, Response, g, has_request_context, request
+
+from . import metrics
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 # Attributes every LogRecord has; anything else was passed in `extra`.
@@ -96,16 +99,20 @@ def init_app(app: Flask) -> None:
 
     @app.after_request
     def finish(response: Response) -> Response:
+        """One measurement per request, for the access log line and the request metrics."""
         context = g._get_current_object()  # one look-up each for g and request
+        current = request._get_current_object()  # type: ignore[attr-defined]
         response.headers["X-Request-ID"] = context.get("request_id", "")
+        seconds = time.perf_counter() - context.get("started", time.perf_counter())
+        rule = current.url_rule
+        route = rule.rule if rule else None
+        metrics.observe_request(current.method, route, response.status_code, seconds)
         if access.isEnabledFor(logging.INFO):
-            current = request._get_current_object()  # type: ignore[attr-defined]
-            rule = current.url_rule
             fields = {
                 "method": current.method,
-                "route": rule.rule if rule else None,
+                "route": route,
                 "status": response.status_code,
-                "duration_ms": round((time.perf_counter() - context.get("started", 0)) * 1000, 2),
+                "duration_ms": round(seconds * 1000, 2),
             }
             # access.info() without its caller lookup (a walk up the stack per request for a
             # file and line that would always be this one): the same record otherwise.

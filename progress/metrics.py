@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 
+from flask import Flask
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 
 PATHS = ("legacy", "verified")
@@ -47,14 +49,18 @@ db_retries = Counter("progress_db_retries", "DB read retries", ["reason"])
 rollout_percentage = Gauge(
     "progress_rollout_percentage", "The flag's current percentage", multiprocess_mode="mostrecent"
 )
-rollout_stage = Gauge(
-    "progress_rollout_stage",
-    "The rollout guard's current stage index",
-    multiprocess_mode="mostrecent",
+# Requests by route template (never the raw URL: ids would make a series per learner).
+http_requests = Counter(
+    "progress_http_requests", "HTTP requests answered", ["method", "route", "status"]
 )
-rollout_guard_decisions = Counter(
-    "progress_rollout_guard_decisions", "Rollout guard decisions", ["decision"]
+http_request_seconds = Histogram(
+    "progress_http_request_duration_seconds",
+    "From the request's arrival in the app to its answer",
+    ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+# The rollout plan's stage and the guard's decisions are read from the database at scrape
+# time (progress/guard/keeping.py), so they reach /metrics wherever the guard runs.
 
 LABEL_VALUES = {
     completions: [(p, o) for p in PATHS for o in ("success", "error")],
@@ -70,7 +76,6 @@ LABEL_VALUES = {
     false_lock_screens: [(p, d) for p in PATHS for d in ("double_check", "audit", "client_report")],
     cache_mismatches: [(p,) for p in PATHS],
     db_retries: [(r,) for r in ("replica_lag", "db_error")],
-    rollout_guard_decisions: [(d,) for d in ("advance", "hold", "pause", "rollback", "ready")],
 }
 
 
@@ -90,14 +95,37 @@ if os.environ.get("PROGRESS_METRICS", "on").lower() == "off":
     completions = cache_updates = cache_update_seconds = cache_lookups = _Off()  # type: ignore[assignment]
     staleness_incidents = access_checks = false_lock_screens = cache_mismatches = _Off()  # type: ignore[assignment]
     circuit_breaker_open = circuit_breaker_trips = db_retries = _Off()  # type: ignore[assignment]
-    rollout_percentage = rollout_stage = rollout_guard_decisions = _Off()  # type: ignore[assignment]
+    rollout_percentage = http_requests = http_request_seconds = _Off()  # type: ignore[assignment]
 
 
-def create_series_at_zero() -> None:
-    """So dashboards and rate() see every series before its first event."""
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def create_series_at_zero(routes: Iterable[tuple[str, str]] = ()) -> None:
+    """So dashboards and rate() see every series before its first event; `routes` are the
+    app's (method, route template) pairs, for the latency histogram."""
     for family, combinations in LABEL_VALUES.items():
         for labels in combinations:
             family.labels(*labels)
+    for method, route in routes:
+        http_request_seconds.labels(method, route)
+
+
+def create_route_series_at_zero(app: Flask) -> None:
+    """The latency histogram of every route the app serves, at zero from the start."""
+    create_series_at_zero(
+        (method, rule.rule)
+        for rule in app.url_map.iter_rules()
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"})
+    )
+
+
+def observe_request(method: str, route: str | None, status: int, seconds: float) -> None:
+    """One answered request; `route` is the matched rule's template (None: no route)."""
+    method = method if method in METHODS else "other"
+    route = route or "unmatched"
+    http_requests.labels(method, route, str(status)).inc()
+    http_request_seconds.labels(method, route).observe(seconds)
 
 
 def registry() -> CollectorRegistry:

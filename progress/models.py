@@ -239,3 +239,15 @@ class LockScreenReport(db.Model):
     shown_at: Mapped[datetime] = mapped_column(UTCDateTime)  # when the lock was answered
     reported_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     false_lock: Mapped[bool] = mapped_column(sa.Boolean)
+
+
+class GuardDecisionCount(db.Model):
+    """How many times the guard decided each thing, kept with the evaluations so that the
+    decision counter reaches /metrics from wherever the guard runs (a worker, a sidecar),
+    and survives the pruning of old evaluations."""
+
+    __tablename__ = "guard_decision_counts"
+
+    flag: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
+    decision: Mapped[str] = mapped_column(sa.String(20), primary_key=True)
+    count: Mapped[int] = mapped_column(sa.BigInteger, default=0)

@@ -41,6 +41,7 @@ LEARNER_TABLES = (
     "lock_screen_reports",
     "rollout_plans",
     "guard_evaluations",
+    "guard_decision_counts",
 )
 
 

@@ -22,14 +22,13 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask_migrate import downgrade, upgrade
-from prometheus_client import REGISTRY
 
 import lab.service
 from progress import guard, rollout
 from progress.extensions import db
 from progress.flags import path_for_learner
 from progress.guard import Figures, Situation, Thresholds, decide, judge, sequential, simulation
-from progress.models import GuardEvaluation, RolloutChange, RolloutPlan
+from progress.models import GuardDecisionCount, GuardEvaluation, RolloutChange, RolloutPlan
 
 from .conftest import (
     IN_CI,
@@ -405,6 +404,7 @@ def test_a_five_times_worse_verified_path_is_never_advanced_at_100_a_minute(rate
 def empty_guard_tables(app) -> None:
     with app.app_context():
         db.session.execute(sa.delete(GuardEvaluation))
+        db.session.execute(sa.delete(GuardDecisionCount))
         db.session.execute(sa.delete(RolloutPlan))
         db.session.commit()
 
@@ -415,6 +415,13 @@ def guarded(app):
     empty_guard_tables(app)
     yield app
     empty_guard_tables(app)
+
+
+def decision_count(app, decision: str) -> float:
+    """The guard's decision counter as the app's /metrics exports it."""
+    text = app.test_client().get("/metrics").get_data(as_text=True)
+    line = f'progress_rollout_guard_decisions_total{{decision="{decision}"}} '
+    return float(next(row for row in text.splitlines() if row.startswith(line)).split()[-1])
 
 
 @pytest.fixture
@@ -706,13 +713,15 @@ def test_on_sqlite_a_process_lock_keeps_a_second_evaluation_out(sqlite_app_sessi
         empty_guard_tables(app)
 
 
-def test_each_worker_publishes_the_plans_stage_on_its_first_request(make_pg_app, pg_guarded):
-    """progress_rollout_stage is exported (dashboards draw it) even before any evaluation."""
+def test_every_worker_exports_the_plans_stage_from_the_database(make_pg_app, pg_guarded):
+    """progress_rollout_stage is exported (dashboards draw it) even before any evaluation,
+    by a worker that never evaluated: it is read from the plan at scrape time."""
     with pg_guarded.app_context():
         guard.advance_stage("tests")  # stage 1 (10%)
     worker = make_pg_app()  # a fresh worker: it has not served a request yet
-    worker.test_client().get("/healthz")
-    assert REGISTRY.get_sample_value("progress_rollout_stage") == 1
+    text = worker.test_client().get("/metrics").get_data(as_text=True)
+    assert "\nprogress_rollout_stage 1.0\n" in text
+    assert "\nprogress_rollout_stage_percentage 10.0\n" in text
 
 
 def test_the_admin_page_has_the_guard_section_and_script(guarded):
@@ -1175,9 +1184,7 @@ def test_no_traffic_holds_with_no_data(pg_guarded, pg_database, make_pg_app, tmp
     ):
         wait_for_samples(prometheus, 1)
         checker = guard_app(make_pg_app, prometheus.url)
-        holds = REGISTRY.get_sample_value(
-            "progress_rollout_guard_decisions_total", {"decision": "hold"}
-        )
+        holds = decision_count(app, "hold")
         result = checker.test_cli_runner().invoke(args=["rollout", "guard", "--once"])
     assert result.exit_code == 0, result.output
     evaluation = json.loads(result.output)
@@ -1185,10 +1192,7 @@ def test_no_traffic_holds_with_no_data(pg_guarded, pg_database, make_pg_app, tmp
     assert "no data" in evaluation["reason"]
     assert _check(evaluation, "sample_size")["figures"]["verifiedCompletions"] == 0
     assert _check(evaluation, "false_lock_screens")["status"] == "pass"  # zero, not missing
-    assert (
-        REGISTRY.get_sample_value("progress_rollout_guard_decisions_total", {"decision": "hold"})
-        == holds + 1
-    )
+    assert decision_count(app, "hold") == holds + 1  # counted where any worker exports it
     with app.app_context():
         assert rollout.rollout_state().percentage == 10
     assert guard_changes(app) == []

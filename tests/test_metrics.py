@@ -25,6 +25,9 @@ FAMILIES = {
     "progress_rollout_percentage": "gauge",
     "progress_rollout_stage": "gauge",
     "progress_rollout_guard_decisions": "counter",
+    "progress_rollout_stage_percentage": "gauge",
+    "progress_http_requests": "counter",
+    "progress_http_request_duration_seconds": "histogram",
 }
 
 
@@ -53,7 +56,16 @@ def test_every_family_is_exported_at_zero_before_any_traffic(client):
         ) in samples
     histogram_buckets = {dict(labels)["le"] for name, labels in samples if name.endswith("_bucket")}
     assert {"0.001", "5.0"} <= histogram_buckets  # 1 ms to 5 s
-    assert not re.search(r"learner|user_id|/api/", text)  # no ids or raw URLs in labels
+    assert not re.search(r"[0-9a-f]{8}-[0-9a-f]{4}-|user_id", text)  # no ids in labels
+    # Every route is a template of the app's (never a raw URL), each with its histogram.
+    rules = {rule.rule for rule in client.application.url_map.iter_rules()}
+    routes = {dict(labels).get("route") for _, labels in samples} - {None}
+    assert routes == rules
+    assert ("GET", "/api/v1/modules/<moduleId>/lessons/<lessonId>/access") in {
+        (dict(labels)["method"], dict(labels)["route"])
+        for name, labels in samples
+        if name == "progress_http_request_duration_seconds_count"
+    }
 
 
 def test_under_gunicorn_metrics_sum_every_worker_and_survive_a_killed_worker(
@@ -85,3 +97,45 @@ def test_under_gunicorn_metrics_sum_every_worker_and_survive_a_killed_worker(
             samples, "progress_completions_total", path="verified", outcome="success"
         ) == len(learners)
         assert value(samples, "progress_circuit_breaker_open") == 0
+
+
+def test_request_metrics_under_gunicorn_count_every_request_once_across_workers(
+    pg_app, pg_database, tmp_path
+):
+    """Requests by method, route template and status, and the latency histogram per route,
+    summed over both workers (multiprocess mode), whichever worker answers the scrape."""
+    env = service_env(pg_database, tmp_path / "metrics")
+    learner = AuthActions(SECRET).learner()
+    access = "/api/v1/modules/basics/lessons/{}/access"
+    template = "/api/v1/modules/<moduleId>/lessons/<lessonId>/access"
+    with running_service(env, tmp_path, workers=2) as service:
+        for lesson in ("greetings", "introductions") * 5:  # a new connection each time
+            answer = requests.get(
+                service.url + access.format(lesson), headers=learner.headers, timeout=10
+            )
+            assert answer.status_code == 200
+        for _ in range(3):
+            assert requests.get(service.url + access.format("nope"), timeout=10).status_code == 401
+            assert requests.get(service.url + "/no/such/page", timeout=10).status_code == 404
+        answered = set()
+        for _ in range(4):
+            samples = parse(requests.get(service.url + "/metrics", timeout=10).text)
+            count = {
+                (dict(labels)["route"], dict(labels)["status"]): v
+                for (name, labels), v in samples.items()
+                if name == "progress_http_requests_total" and dict(labels)["method"] == "GET"
+            }
+            assert count[(template, "200")] == 10
+            assert count[(template, "401")] == 3
+            assert count[("unmatched", "404")] == 3
+            assert (
+                value(
+                    samples,
+                    "progress_http_request_duration_seconds_count",
+                    method="GET",
+                    route=template,
+                )
+                == 13
+            )
+            answered.add(count.get(("/metrics", "200"), 0))
+        assert len(answered) == 4  # every scrape counted once, by whichever worker answered

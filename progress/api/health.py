@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable
 
 import sqlalchemy as sa
@@ -10,12 +11,13 @@ from flask import Blueprint, Flask, Response, current_app
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from spectree import Response as Resp
 
-from .. import metrics
+from .. import guard, metrics
 from ..extensions import db
 from .schemas import HealthOut, ReadyOut
 from .spec import api_spec
 
 bp = Blueprint("health", __name__)
+log = logging.getLogger(__name__)
 READINESS_CHECKS_KEY = "progress.readiness"
 
 
@@ -60,4 +62,10 @@ def prometheus_metrics() -> Response:
 
     with contextlib.suppress(Exception):  # the answering worker reports its flag too
         flag_gate().client()
-    return Response(generate_latest(metrics.registry()), mimetype=CONTENT_TYPE_LATEST)
+    body = generate_latest(metrics.registry())
+    try:
+        body += guard.exposition(guard.current_plan())
+    except Exception:  # the service's own metrics still answer while the database doesn't
+        db.session.rollback()
+        log.warning("the rollout guard's metrics are unreadable", exc_info=True)
+    return Response(body, mimetype=CONTENT_TYPE_LATEST)

@@ -52,10 +52,11 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from flask import Flask, current_app, request
 
-from .. import metrics, rollout
+from .. import rollout
 from ..extensions import db
 from ..flags import flag_gate
 from ..models import PLAN_DEFAULTS, PLAN_STAGES, GuardEvaluation, RolloutPlan, utcnow
+from . import keeping
 from .analysis import (  # noqa: F401 - the guard's public names, in one place
     PATHS,
     Check,
@@ -73,6 +74,7 @@ from .analysis import (  # noqa: F401 - the guard's public names, in one place
     read_figures,
     unmeasured,
 )
+from .keeping import exposition  # noqa: F401 - /metrics reads it from here
 
 log = logging.getLogger(__name__)
 
@@ -289,7 +291,6 @@ def advance_stage(actor: str) -> RolloutPlan:
         plan.stage_started_at, plan.ready = now, False
         plan.updated_at, plan.updated_by = now, actor
         rollout.set_rollout(target, f"advance: stage {percentage}% → {target}%", actor)
-    metrics.rollout_stage.set(plan.stage_index)
     return plan
 
 
@@ -388,7 +389,6 @@ def evaluate(*, scheduled: bool = False) -> GuardRun:
         plan = db.session.get(RolloutPlan, flag, with_for_update=True)
         if plan is None or not plan.enabled:
             return GuardRun("disabled", "the plan is disabled (flask rollout plan --enable)")
-        metrics.rollout_stage.set(plan.stage_index)
         interval = config["PROGRESS_GUARD_INTERVAL_S"]
         if scheduled and _evaluated_within(flag, 0.9 * interval):
             return GuardRun("skipped", "evaluated moments ago by another process")
@@ -398,10 +398,9 @@ def evaluate(*, scheduled: bool = False) -> GuardRun:
             log.warning("rollout guard: the flag is unreadable; holding", extra={"error": str(exc)})
             return GuardRun("flag_unavailable", f"the flag is unreadable: {exc}")
         evaluation, decision = _evaluate_locked(plan, state)
-        stage = plan.stage_index
+        keeping.count_decision(flag, decision)
+        keeping.prune_evaluations(flag, config["PROGRESS_GUARD_RETENTION_DAYS"])
         result = evaluation_json(evaluation)
-    metrics.rollout_guard_decisions.labels(decision).inc()
-    metrics.rollout_stage.set(stage)
     return GuardRun("evaluated", result["reason"], result)
 
 
@@ -517,11 +516,9 @@ def _act(
 
 class GuardWorker:
     """What the guard does in each worker process, from its first request (threads do not
-    survive gunicorn's fork): publish the plan's stage as progress_rollout_stage (a
-    "mostrecent" gauge is exported only once set), and, with PROMETHEUS_URL and an interval,
-    run a daemon thread that evaluates every PROGRESS_GUARD_INTERVAL_S. Every worker of every
-    instance runs one; the lock and the "evaluated moments ago" rule make it one evaluation
-    per interval."""
+    survive gunicorn's fork): with PROMETHEUS_URL and an interval, a daemon thread that
+    evaluates every PROGRESS_GUARD_INTERVAL_S. Every worker of every instance runs one; the
+    lock and the "evaluated moments ago" rule make it one evaluation per interval."""
 
     def __init__(self, app: Flask) -> None:
         self._app = app
@@ -539,7 +536,6 @@ class GuardWorker:
             if self._pid == os.getpid():
                 return
             self._pid = os.getpid()
-            self._publish_stage()
             if self.scheduled:
                 self._stop = threading.Event()
                 self._thread = threading.Thread(target=self._run, name="rollout-guard", daemon=True)
@@ -549,16 +545,6 @@ class GuardWorker:
         self._stop.set()
         if self._thread is not None and self._pid == os.getpid():
             self._thread.join(timeout)
-
-    @staticmethod
-    def _publish_stage() -> None:
-        try:
-            plan = db.session.get(RolloutPlan, flag_gate().flag)
-        except sa.exc.SQLAlchemyError:  # the next evaluation publishes it
-            db.session.rollback()
-            log.warning("rollout guard: the plan is unreadable", exc_info=True)
-            return
-        metrics.rollout_stage.set(plan.stage_index if plan is not None else 0)
 
     def _run(self) -> None:
         # Workers start together; a random first wait spreads their wake-ups.

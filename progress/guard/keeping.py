@@ -1,0 +1,93 @@
+"""What the guard keeps besides its evaluations: a count of each decision, which /metrics
+exports from the database (so it reaches Prometheus wherever the guard runs: in a worker or
+in a `flask rollout guard --loop` sidecar), and the pruning of old evaluations."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import sqlalchemy as sa
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from ..extensions import db
+from ..models import GuardDecisionCount, GuardEvaluation, RolloutPlan, utcnow
+
+DECISIONS = ("advance", "hold", "pause", "rollback", "ready")
+
+
+def count_decision(flag: str, decision: str) -> None:
+    """One more `decision`, in the evaluation's transaction (under the guard's lock)."""
+    row = db.session.get(GuardDecisionCount, (flag, decision), with_for_update=True)
+    if row is None:
+        db.session.add(GuardDecisionCount(flag=flag, decision=decision, count=1))
+    else:
+        row.count += 1
+
+
+def prune_evaluations(flag: str, retention_days: int) -> int:
+    """Delete the evaluations older than the retention; how many went."""
+    cutoff = utcnow() - timedelta(days=retention_days)
+    result = db.session.execute(
+        sa.delete(GuardEvaluation)
+        .where(GuardEvaluation.flag == flag, GuardEvaluation.at < cutoff)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount or 0
+
+
+class RolloutCollector(Collector):
+    """The guard's figures as the database holds them at scrape time: the stage of the plan
+    and how many times each decision was made. Every instance exports the same values, so
+    dashboards and alerts take max() across instances, never sum()."""
+
+    def __init__(self, plan: RolloutPlan, counts: dict[str, int]) -> None:
+        self._plan, self._counts = plan, counts
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        plan = self._plan
+        stages = list(plan.stages)
+        yield GaugeMetricFamily(
+            "progress_rollout_stage",
+            "The rollout plan's current stage index (0 is the first stage)",
+            value=plan.stage_index,
+        )
+        yield GaugeMetricFamily(
+            "progress_rollout_stage_percentage",
+            "The percentage of the rollout plan's current stage",
+            value=stages[plan.stage_index] if plan.stage_index < len(stages) else 0,
+        )
+        yield GaugeMetricFamily(
+            "progress_rollout_plan_stages",
+            "How many stages the rollout plan has",
+            value=len(stages),
+        )
+        yield GaugeMetricFamily(
+            "progress_rollout_guard_paused",
+            "1 while the rollout guard's plan is paused (after a pause or a rollback)",
+            value=int(bool(plan.paused)),
+        )
+        decisions = CounterMetricFamily(
+            "progress_rollout_guard_decisions",
+            "Rollout guard decisions, wherever the guard ran",
+            labels=["decision"],
+        )
+        for decision in DECISIONS:
+            decisions.add_metric([decision], self._counts.get(decision, 0))
+        yield decisions
+
+
+def exposition(plan: RolloutPlan) -> bytes:
+    """The guard's metrics in Prometheus' text format, read from the database now."""
+    counts = dict(
+        db.session.execute(
+            sa.select(GuardDecisionCount.decision, GuardDecisionCount.count).where(
+                GuardDecisionCount.flag == plan.flag
+            )
+        ).all()
+    )
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(RolloutCollector(plan, counts))
+    return generate_latest(registry)
