@@ -5,10 +5,12 @@ BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app app
 HOST ?= 127.0.0.1
 PORT ?= 8000
+MONITOR_PORT ?= 9090
+MONITOR_DATA ?= instance/monitor
 
 TS_TOOLS := devtools/typescript
 
-.PHONY: install run migrate seed test lint format clean bench lab types typescript-tools fuzz guard-sim profile pg-capacity prove
+.PHONY: install run migrate seed test lint format clean bench lab monitor types typescript-tools fuzz guard-sim profile pg-capacity prove
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -86,6 +88,12 @@ guard-sim: install
 # Figures and counterexamples land in test-artifacts/model/.
 prove: install
 	MODEL_PROFILE=prove $(BIN)/pytest tests/test_model.py -s -p no:cacheprovider
+
+# Debian's Prometheus with the bundled scrape config and alert rules, scraping what `make run`
+# serves (HOST:PORT); prints its alerts page. Ctrl-C stops it. See docs/operations.md.
+monitor: install
+	$(BIN)/python devtools/monitor.py --service $(HOST):$(PORT) --listen 127.0.0.1:$(MONITOR_PORT) \
+		--data $(MONITOR_DATA)
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .ruff_cache test-artifacts $(TS_TOOLS)/node_modules

@@ -16,19 +16,19 @@ from typing import Any
 
 import pytest
 import yaml
-from prometheus_client import REGISTRY, generate_latest
-
-from progress import metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS_DIR = ROOT / "prometheus"
 GRAFANA_DIR = ROOT / "grafana"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
-DATASOURCE = {"type": "prometheus", "uid": "progress-prometheus"}
+# Every panel, target, variable and annotation names its datasource through the variable.
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+PROVISIONED_UID = "progress-prometheus"
 DASHBOARDS = {
     "rollout.json": ("progress-rollout", "Lesson progress — Rollout"),
     "cache-health.json": ("progress-cache-health", "Lesson progress — Cache health"),
+    "requests.json": ("progress-requests", "Lesson progress — Requests"),
 }
 PANEL_TYPES = {"timeseries", "stat"}
 # Grafana's range variables: the only windows a dashboard query may use.
@@ -49,6 +49,9 @@ DESIGN_FAMILIES = (
     "progress_rollout_percentage",
     "progress_rollout_stage",
     "progress_rollout_guard_decisions_total",
+    "progress_rollout_stage_percentage",
+    "progress_http_requests_total",
+    "progress_http_request_duration_seconds",
 )
 
 METRIC_NAME = re.compile(r"\bprogress_[a-z_]+")
@@ -65,6 +68,7 @@ GRAFANA_SUBSTITUTES = {
     "$__range": "1h",
     "$__interval": "1m",
     "$instance": ".*",
+    "$job": ".*",
 }
 
 
@@ -115,6 +119,7 @@ def dashboard_queries(board: dict[str, Any]) -> list[str]:
         if variable.get("type") == "query":
             query = variable.get("query")
             queries.append(query["query"] if isinstance(query, dict) else query)
+    queries.extend(a["expr"] for a in board.get("annotations", {}).get("list", []) if "expr" in a)
     return queries
 
 
@@ -124,12 +129,15 @@ def alert_rules() -> list[dict[str, Any]]:
     return [rule for group in document["groups"] for rule in group["rules"]]
 
 
-@cache
-def exported() -> tuple[frozenset[str], frozenset[tuple[str, str]]]:
-    """The service's /metrics output in process: family names and (label, value) pairs."""
-    metrics.create_series_at_zero()
+@pytest.fixture(scope="module")
+def exported(sqlite_app_session) -> tuple[frozenset[str], frozenset[tuple[str, str]]]:
+    """The service's /metrics output (an app on SQLite, migrated): family names and
+    (label, value) pairs."""
     names, pairs = set(), set()
-    for line in generate_latest(REGISTRY).decode().splitlines():
+    client = sqlite_app_session.test_client()
+    client.get("/healthz")  # request counters exist from a route's first request
+    text = client.get("/metrics").get_data(as_text=True)
+    for line in text.splitlines():
         match = SAMPLE_LINE.match(line)
         if match is None or not match.group(1).startswith("progress_"):
             continue
@@ -147,6 +155,13 @@ def used_queries() -> dict[str, str]:
     }
     queries.update({f"alert {r['alert']}": r["expr"] for r in alert_rules()})
     return queries
+
+
+def runbook_anchors() -> set[str]:
+    """The anchors of docs/operations.md's headings, as GitHub and most viewers make them."""
+    text = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    headings = re.findall(r"^#+\s+(.+)$", text, flags=re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", h).strip().lower().replace(" ", "-") for h in headings}
 
 
 # --- Prometheus: promtool ---------------------------------------------------------------
@@ -208,12 +223,18 @@ def test_every_alert_is_documented_and_tested_firing_and_not_firing():
         "CompletionSuccessRateLow",
         "CircuitBreakerOpen",
         "StalenessIncidentsRising",
+        "LessonProgressHighErrorRatio",
+        "LessonProgressHighLatencyP99",
+        "RolloutGuardPausedOrRolledBack",
     } <= set(names)
     for rule in alert_rules():
         name = rule["alert"]
         assert rule["labels"]["severity"] in {"critical", "warning", "info"}, name
-        for annotation in ("summary", "description", "runbook"):
+        for annotation in ("summary", "description", "runbook_url"):
             assert rule["annotations"].get(annotation, "").strip(), (name, annotation)
+        page, _, anchor = rule["annotations"]["runbook_url"].partition("#")
+        assert page == "docs/operations.md", name
+        assert anchor in runbook_anchors(), f"{name}: no section #{anchor} in {page}"
         assert name in firing, f"{name}: no test case where it fires"
         assert name in quiet, f"{name}: no test case where it does not fire"
     false_lock = next(r for r in alert_rules() if r["alert"] == "VerifiedPathFalseLockScreen")
@@ -267,16 +288,42 @@ def test_dashboard_shape(name):
         assert not own & cells, f"{where} overlaps another panel"
         cells |= own
 
-    for variable in board.get("templating", {}).get("list", []):
+    variables = {v["name"]: v for v in board.get("templating", {}).get("list", [])}
+    assert list(variables) == ["datasource", "job", "instance"]
+    assert (variables["datasource"]["type"], variables["datasource"]["query"]) == (
+        "datasource",
+        "prometheus",
+    )
+    # The provisioned datasource is only the variable's first choice, never hard-coded.
+    assert raw.count(PROVISIONED_UID) == 1
+    assert variables["datasource"]["current"]["value"] == PROVISIONED_UID
+    for variable in variables.values():
         if variable.get("type") == "query":
             assert variable.get("datasource") == DATASOURCE, variable["name"]
+    # Rollout changes and guard decisions are marked on every graph.
+    marks = {a["name"]: a for a in board["annotations"]["list"] if not a.get("builtIn")}
+    assert set(marks) == {"Rollout changes", "Guard decisions"}
+    for mark in marks.values():
+        assert mark["datasource"] == DATASOURCE
+        assert mark["enable"] is True
+    assert "progress_rollout_percentage" in marks["Rollout changes"]["expr"]
+    assert "progress_rollout_guard_decisions_total" in marks["Guard decisions"]["expr"]
+    # Every query is scoped by the job and instance variables.
+    for expr in dashboard_queries(board):
+        if not expr.startswith("label_values(progress_completions_total, job)"):
+            assert 'job=~"$job"' in expr, (name, expr)
+    # The stage comes from the plan, never from numbers written into the dashboard.
+    assert '"10 %"' not in raw
+    for panel in panels(board):
+        if "stage" in panel["title"]:
+            assert not panel["fieldConfig"]["defaults"].get("mappings"), panel["title"]
 
 
 def test_grafana_provisioning_points_at_the_dashboards_and_the_datasource():
     provisioning = GRAFANA_DIR / "provisioning"
     sources = yaml.safe_load((provisioning / "datasources" / "prometheus.yaml").read_text())
     (source,) = sources["datasources"]
-    assert (source["type"], source["uid"]) == (DATASOURCE["type"], DATASOURCE["uid"])
+    assert (source["type"], source["uid"]) == ("prometheus", PROVISIONED_UID)
     assert "${PROMETHEUS_URL}" in source["url"]
     providers = yaml.safe_load((provisioning / "dashboards" / "progress.yaml").read_text())
     (provider,) = providers["providers"]
@@ -287,8 +334,8 @@ def test_grafana_provisioning_points_at_the_dashboards_and_the_datasource():
 # --- The metrics the files use are the service's ----------------------------------------
 
 
-def test_every_metric_used_by_dashboards_and_alerts_is_exported():
-    names, _ = exported()
+def test_every_metric_used_by_dashboards_and_alerts_is_exported(exported):
+    names, _ = exported
     queries = used_queries()
     assert queries
     for where, expr in queries.items():
@@ -298,11 +345,11 @@ def test_every_metric_used_by_dashboards_and_alerts_is_exported():
         assert not missing, f"{where} uses metrics /metrics does not export: {sorted(missing)}"
 
 
-def test_every_label_value_used_by_dashboards_and_alerts_is_exported():
-    _, pairs = exported()
+def test_every_label_value_used_by_dashboards_and_alerts_is_exported(exported):
+    _, pairs = exported
     for where, expr in used_queries().items():
         for label, operator, value in MATCHER.findall(expr):
-            if label in TARGET_LABELS:
+            if label in TARGET_LABELS or label == "status":  # HTTP status patterns, e.g. 5..
                 continue
             values = value.split("|") if operator == "=~" else [value]
             for one in values:
@@ -310,8 +357,8 @@ def test_every_label_value_used_by_dashboards_and_alerts_is_exported():
                 assert (label, one) in pairs, f"{where}: no series with {label}={one!r}"
 
 
-def test_every_design_metric_family_is_drawn_by_a_dashboard_panel():
-    names, _ = exported()
+def test_every_design_metric_family_is_drawn_by_a_dashboard_panel(exported):
+    names, _ = exported
     drawn = {
         normalise(name)
         for board_name in DASHBOARDS
