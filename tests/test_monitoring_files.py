@@ -5,11 +5,13 @@ one the service exports.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
 import shutil
 import subprocess
+import tempfile
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -119,7 +121,8 @@ def dashboard_queries(board: dict[str, Any]) -> list[str]:
         if variable.get("type") == "query":
             query = variable.get("query")
             queries.append(query["query"] if isinstance(query, dict) else query)
-    queries.extend(a["expr"] for a in board.get("annotations", {}).get("list", []) if "expr" in a)
+    marks = board.get("annotations", {}).get("list", [])
+    queries.extend(m["target"]["expr"] for m in marks if "expr" in m.get("target", {}))
     return queries
 
 
@@ -306,8 +309,8 @@ def test_dashboard_shape(name):
     for mark in marks.values():
         assert mark["datasource"] == DATASOURCE
         assert mark["enable"] is True
-    assert "progress_rollout_percentage" in marks["Rollout changes"]["expr"]
-    assert "progress_rollout_guard_decisions_total" in marks["Guard decisions"]["expr"]
+    assert "progress_rollout_percentage" in marks["Rollout changes"]["target"]["expr"]
+    assert "progress_rollout_guard_decisions_total" in marks["Guard decisions"]["target"]["expr"]
     # Every query is scoped by the job and instance variables.
     for expr in dashboard_queries(board):
         if not expr.startswith("label_values(progress_completions_total, job)"):
@@ -369,3 +372,81 @@ def test_every_design_metric_family_is_drawn_by_a_dashboard_panel(exported):
     for family in DESIGN_FAMILIES:
         assert family in names, f"{family} is not exported by /metrics"
         assert family in drawn, f"{family} is not drawn by any dashboard panel"
+
+
+# --- Grafana's published dashboard schema ----------------------------------------------------
+
+SCHEMA_DIR = ROOT / "devtools" / "grafana-schema"
+
+
+def schema_compiler() -> Path:
+    """The TypeScript compiler beside @grafana/schema (pinned in devtools/grafana-schema),
+    installed with `npm ci` on first use."""
+    tsc = SCHEMA_DIR / "node_modules" / "typescript" / "bin" / "tsc"
+    if not (SCHEMA_DIR / "node_modules" / "@grafana" / "schema" / "package.json").exists():
+        npm = shutil.which("npm")
+        if npm is None:
+            if IN_CI:
+                pytest.fail("npm is required under CI=true")
+            pytest.skip("npm is not installed")
+        lock = Path(tempfile.gettempdir()) / "grafana-schema-npm-ci.lock"
+        with open(lock, "w") as held:
+            fcntl.flock(held, fcntl.LOCK_EX)  # parallel checkouts install one at a time
+            if not tsc.exists():
+                subprocess.run(
+                    [npm, "ci", "--no-audit", "--no-fund"],
+                    cwd=SCHEMA_DIR,
+                    check=True,
+                    capture_output=True,
+                    timeout=600,
+                )
+    return tsc
+
+
+def typecheck(tmp_path: Path, boards: dict[str, dict[str, Any]]) -> subprocess.CompletedProcess:
+    """Each dashboard as a TypeScript literal that must satisfy Grafana's Dashboard type."""
+    tsc = schema_compiler()
+    for name, board in boards.items():
+        (tmp_path / f"{name}.ts").write_text(
+            f'import type {{ DashboardFile }} from "{SCHEMA_DIR / "schema"}";\n\n'
+            f"export const dashboard = {json.dumps(board, indent=2)} satisfies DashboardFile;\n"
+        )
+    options = {
+        "strict": True,
+        "noEmit": True,
+        "module": "esnext",
+        "moduleResolution": "bundler",
+        "target": "es2022",
+        "skipLibCheck": True,
+        "types": [],
+        "baseUrl": str(SCHEMA_DIR),
+        "paths": {"@grafana/schema": ["node_modules/@grafana/schema/dist/types/index.d.ts"]},
+    }
+    (tmp_path / "tsconfig.json").write_text(
+        json.dumps({"compilerOptions": options, "include": ["*.ts"]})
+    )
+    node = shutil.which("node") or "node"
+    return subprocess.run(
+        [node, str(tsc), "-p", str(tmp_path / "tsconfig.json")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_dashboards_satisfy_grafanas_published_dashboard_schema(tmp_path):
+    result = typecheck(tmp_path, {Path(n).stem: dashboard(n) for n in DASHBOARDS})
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_schema_check_rejects_a_malformed_dashboard(tmp_path):
+    board = json.loads(json.dumps(dashboard("requests.json")))
+    board["panels"][0]["gridPos"]["w"] = "6"  # a string where Grafana wants a number
+    board["panels"][1]["fieldConfig"]["defaults"]["thresholds"]["mode"] = "relative"
+    board["panels"][2]["gridPoss"] = {}  # a field Grafana doesn't know
+    result = typecheck(tmp_path, {"broken": board})
+    assert result.returncode != 0
+    assert "not assignable to type 'number'" in result.stdout
+    assert '"relative"\' is not assignable to type \'"absolute" | "percentage"\'' in result.stdout
+    assert "'\"gridPoss\"' does not exist" in result.stdout

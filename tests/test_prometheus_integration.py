@@ -30,10 +30,20 @@ def panel_queries() -> list[tuple[str, str, str]]:
     return queries
 
 
+def annotation_queries() -> list[tuple[str, str, str]]:
+    return [
+        (path.name, mark["name"], mark["target"]["expr"])
+        for path in DASHBOARDS
+        for mark in json.loads(path.read_text())["annotations"]["list"]
+        if "expr" in mark.get("target", {})
+    ]
+
+
 def concrete(expr: str) -> str:
     """Grafana's variables, as Grafana would fill them for a 5 minute view of all instances."""
     return (
         expr.replace('"$instance"', '".*"')
+        .replace('"$job"', '"lesson-progress"')
         .replace("$__rate_interval", "1m")
         .replace("$__interval", "15s")
         .replace("$__range", "5m")
@@ -126,3 +136,5 @@ def test_dashboards_and_figures_on_a_real_prometheus(
                 if not prometheus.query(concrete(expr)):
                     empty.append(f"{dashboard}: {title}: {expr}")
             assert empty == [], "panels without data:\n" + "\n".join(empty)
+            for _dashboard, _name, expr in annotation_queries():  # valid; marks only on changes
+                prometheus.query(concrete(expr))
