@@ -8,7 +8,9 @@ from pathlib import Path
 
 from flask import Blueprint, Response, abort, current_app, jsonify, render_template
 
+from . import guard
 from .auth import issue_token
+from .extensions import db
 from .rollout import STAGES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,9 +51,16 @@ def demo_learner_token() -> Response:
 
 @bp.get("/admin/rollout")
 def admin_rollout() -> str:
+    """For product: the rollout at a glance, the two paths over time, the controls."""
+    try:
+        stages = guard.current_plan().stages  # the plan's stages, not the seed's
+    except Exception:  # the page still renders; the script reads the plan again
+        db.session.rollback()
+        stages = list(STAGES)
     return render_template(
         "admin_rollout.html",
         flag=current_app.config["PROGRESS_FLAG_NAME"],
         backend="unleash" if current_app.config["UNLEASH_URL"] else "embedded",
-        stages=STAGES,
+        stages=stages,
+        prometheus=bool(current_app.config["PROMETHEUS_URL"]),
     )

@@ -6,14 +6,18 @@ from __future__ import annotations
 from flask import Blueprint, g, request
 from spectree import Response as Resp
 
-from .. import guard, metrics, rollout
+from .. import guard, metrics, rollout, rollout_charts
 from ..auth import authenticate
 from .schemas import (
     ErrorOut,
     GuardEvaluationsOut,
     GuardEvaluationsQuery,
     PathFiguresOut,
+    RolloutChartsOut,
+    RolloutChartsQuery,
     RolloutHistoryOut,
+    RolloutImpactOut,
+    RolloutImpactQuery,
     RolloutIn,
     RolloutOut,
     RolloutPlanIn,
@@ -184,3 +188,34 @@ def get_rollout_evaluations(query: GuardEvaluationsQuery) -> dict:
 def post_rollout_advance() -> dict:
     """Product's click: move to the next stage once the guard marked this one ready."""
     return guard.plan_json(guard.advance_stage(g.identity.email))
+
+
+# -- the page's pictures ------------------------------------------------------------------------
+
+
+@bp.get("/rollout/charts")
+@api_spec.validate(
+    query=RolloutChartsQuery,
+    resp=Resp(HTTP_200=RolloutChartsOut, **ERRORS),
+    tags=["admin"],
+    security=AUTH,
+)
+def get_rollout_charts(query: RolloutChartsQuery) -> dict:
+    """The two paths over the current stage or the last day (from Prometheus when
+    PROMETHEUS_URL is set, else from the guard's evaluations), with every rollout change and
+    guard decision as a marker, and the stage timeline."""
+    plan = guard.current_plan()
+    return rollout_charts.charts(query.range, plan.stage_started_at)
+
+
+@bp.get("/rollout/impact")
+@api_spec.validate(
+    query=RolloutImpactQuery,
+    resp=Resp(HTTP_200=RolloutImpactOut, **ERRORS),
+    tags=["admin"],
+    security=AUTH,
+)
+def get_rollout_impact(query: RolloutImpactQuery) -> dict:
+    """How many known learners would change path if the rollout moved to `percentage`."""
+    current = rollout.rollout_state().percentage
+    return rollout_charts.learners_moving(current, query.percentage)

@@ -290,3 +290,70 @@ class GuardEvaluationsQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")  # unknown query parameters are ignored
 
     limit: int = Field(default=20, ge=1, le=500)
+
+
+class RolloutChartsQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    range: Literal["stage", "day"] = "stage"
+
+
+class PathValues(BaseModel):
+    legacy: list[float | None]
+    verified: list[float | None]
+
+
+class ChartMarkerOut(BaseModel):
+    at: datetime
+    kind: Literal["rollout", "guard"]
+    label: str
+    by: str
+    detail: str
+
+
+class StageStepOut(BaseModel):
+    percentage: int
+    since: datetime | None  # None: from the start
+    by: str | None
+    reason: str | None
+
+
+class RolloutChartsOut(BaseModel):
+    """The two paths side by side over time: one time axis (Unix seconds) and, per figure, a
+    value per path at each time (None where there is none)."""
+
+    range: Literal["stage", "day"]
+    source: Literal["prometheus", "evaluations"]
+    note: str | None
+    from_: datetime = Field(alias="from")
+    to: datetime
+    stepSeconds: int | None  # noqa: N815
+    times: list[float]
+    figures: dict[
+        Literal[
+            "falseLockScreens",
+            "completionSuccessRate",
+            "cacheUpdateP95Seconds",
+            "accessChecksPerMinute",
+        ],
+        PathValues,
+    ]
+    markers: list[ChartMarkerOut]
+    stages: list[StageStepOut]
+
+
+class RolloutImpactQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    percentage: int = Field(ge=0, le=100)
+
+
+class RolloutImpactOut(BaseModel):
+    """How many known learners change path if the rollout moves to `toPercentage`."""
+
+    fromPercentage: int  # noqa: N815
+    toPercentage: int  # noqa: N815
+    learners: int
+    moving: int
+    exact: bool
+    toPath: Literal["legacy", "verified"]  # noqa: N815

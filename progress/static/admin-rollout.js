@@ -1,10 +1,11 @@
-// The admin rollout page: reads and changes the rollout through /api/v1/admin.
+// The admin rollout page: reads and changes the rollout through /api/v1/admin. A move that
+// skips a stage of the plan asks first, saying how many learners change path.
 (function () {
   "use strict";
   const $ = (id) => document.getElementById(id);
-  let token = sessionStorage.getItem("progress.adminToken") || "";
-
+  const TOKEN_KEY = window.AdminApi.TOKEN_KEY;
   const call = window.AdminApi.call;
+  let current = null; // {percentage, plan}
 
   function signedIn(yes) {
     $("signin").hidden = yes;
@@ -15,6 +16,14 @@
     const td = document.createElement("td");
     td.textContent = text;
     row.appendChild(td);
+  }
+
+  function placeholder(body, columns, text) {
+    body.replaceChildren();
+    const td = body.insertRow().insertCell();
+    td.colSpan = columns;
+    td.className = "placeholder";
+    td.textContent = text;
   }
 
   function when(iso) {
@@ -31,46 +40,71 @@
     ["accessChecks", "access checks", (v) => v],
   ];
 
+  // Where the rollout really is: the plan's stage when the percentage is one of its stages.
+  function describeStage(percentage, plan) {
+    const index = plan.stages.indexOf(percentage);
+    if (index < 0) {
+      return percentage + "% is between the plan's stages (" + plan.stages.join("%, ") + "%).";
+    }
+    const since = plan.stageStartedAt ? " since " + when(plan.stageStartedAt) : "";
+    return "Stage " + (index + 1) + " of " + plan.stages.length + " (" + percentage + "%)" + since + ".";
+  }
+
+  function fillHistory(changes) {
+    const body = $("history").querySelector("tbody");
+    if (!changes.length) {
+      placeholder(body, 4, "No change yet: every learner is on the legacy path.");
+      return;
+    }
+    body.replaceChildren();
+    changes.forEach((c) => {
+      const row = body.insertRow();
+      cell(row, when(c.changedAt));
+      cell(row, (c.previousPercentage == null ? "?" : c.previousPercentage) + "% → " + c.percentage + "%");
+      cell(row, c.changedBy);
+      cell(row, c.reason);
+    });
+  }
+
+  function fillFigures(figures) {
+    const body = $("figures").querySelector("tbody");
+    body.replaceChildren();
+    FIGURES.forEach(([key, label, show]) => {
+      const row = body.insertRow();
+      const th = document.createElement("th");
+      th.scope = "row";
+      th.textContent = label;
+      row.appendChild(th);
+      cell(row, show(figures.legacy[key]));
+      cell(row, show(figures.verified[key]));
+    });
+  }
+
   async function refresh() {
-    if (!token) return;
+    if (!sessionStorage.getItem(TOKEN_KEY)) return;
     try {
-      const [state, history, figures] = await Promise.all([
+      const [state, history, figures, plan] = await Promise.all([
         call("GET", "/rollout"),
         call("GET", "/rollout/history"),
         call("GET", "/paths"),
+        call("GET", "/rollout/plan"),
       ]);
+      current = { percentage: state.percentage, plan };
       $("percentage").textContent = state.percentage;
+      $("stage-now").textContent = describeStage(state.percentage, plan);
       $("updated").textContent = state.updatedBy
         ? "Last changed " + when(state.updatedAt) + " by " + state.updatedBy
         : "Never changed: every learner is on the legacy path.";
       document.querySelectorAll("[data-stage]").forEach((b) => {
         b.setAttribute("aria-pressed", String(Number(b.dataset.stage) === state.percentage));
       });
-      const historyBody = $("history").querySelector("tbody");
-      historyBody.replaceChildren();
-      history.changes.forEach((c) => {
-        const row = historyBody.insertRow();
-        cell(row, when(c.changedAt));
-        cell(row, (c.previousPercentage == null ? "?" : c.previousPercentage) + "% → " + c.percentage + "%");
-        cell(row, c.changedBy);
-        cell(row, c.reason);
-      });
-      const figuresBody = $("figures").querySelector("tbody");
-      figuresBody.replaceChildren();
-      FIGURES.forEach(([key, label, show]) => {
-        const row = figuresBody.insertRow();
-        const th = document.createElement("th");
-        th.scope = "row";
-        th.textContent = label;
-        row.appendChild(th);
-        cell(row, show(figures.legacy[key]));
-        cell(row, show(figures.verified[key]));
-      });
+      fillHistory(history.changes);
+      fillFigures(figures);
       signedIn(true);
+      document.dispatchEvent(new CustomEvent("rollout:changed"));
     } catch (error) {
       if (error.status === 401 || error.status === 403) {
-        token = "";
-        sessionStorage.removeItem("progress.adminToken");
+        sessionStorage.removeItem(TOKEN_KEY);
         signedIn(false);
       }
       $("message").textContent = "Could not load the rollout: " + error.message;
@@ -79,10 +113,32 @@
 
   $("token-form").addEventListener("submit", (event) => {
     event.preventDefault();
-    token = $("token").value.trim();
-    sessionStorage.setItem("progress.adminToken", token);
+    sessionStorage.setItem(TOKEN_KEY, $("token").value.trim());
     refresh();
   });
+
+  // The plan's stages strictly between two percentages: the stages a move would skip.
+  function skipped(from, to) {
+    const low = Math.min(from, to);
+    const high = Math.max(from, to);
+    return current ? current.plan.stages.filter((s) => s > low && s < high) : [];
+  }
+
+  function confirmMove(from, to, skips, impact) {
+    const who = impact.moving === 1 ? "1 learner moves" : impact.moving.toLocaleString() + " learners move";
+    const of = impact.exact ? " of " : " (an estimate) of ";
+    $("confirm-text").textContent =
+      "Moving from " + from + "% to " + to + "% skips the " + skips.join("% and ") + "% stage" +
+      (skips.length > 1 ? "s" : "") + ": " + who + of + impact.learners.toLocaleString() +
+      " known learners to the " + impact.toPath + " path at once.";
+    $("confirm-yes").textContent = "Move " + impact.moving.toLocaleString() + (impact.moving === 1 ? " learner" : " learners");
+    const dialog = $("confirm-move");
+    return new Promise((resolve) => {
+      dialog.addEventListener("close", () => resolve(dialog.returnValue === "move"), { once: true });
+      dialog.returnValue = "cancel";
+      dialog.showModal();
+    });
+  }
 
   async function change(percentage) {
     if (!Number.isInteger(percentage) || percentage < 0 || percentage > 100) {
@@ -97,6 +153,16 @@
       return;
     }
     try {
+      if (current) {
+        const skips = skipped(current.percentage, percentage);
+        if (skips.length) {
+          const impact = await call("GET", "/rollout/impact?percentage=" + percentage);
+          if (!(await confirmMove(current.percentage, percentage, skips, impact))) {
+            $("message").textContent = "Not changed.";
+            return;
+          }
+        }
+      }
       const state = await call("PUT", "/rollout", { percentage, reason });
       $("message").textContent = "The verified path now serves " + state.percentage + "% of learners.";
       $("reason").value = "";
@@ -121,8 +187,7 @@
   });
 
   $("sign-out").addEventListener("click", () => {
-    token = "";
-    sessionStorage.removeItem("progress.adminToken");
+    sessionStorage.removeItem(TOKEN_KEY);
     signedIn(false);
     $("token").value = "";
     $("token").focus();

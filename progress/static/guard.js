@@ -47,7 +47,8 @@
   }
 
   function describe(p) {
-    const stage = "Stage " + (p.stage + 1) + " of " + p.stages.length + " (" + show(p.stagePercentage) + "%) since " + when(p.stageStartedAt);
+    const since = p.stageStartedAt ? " since " + when(p.stageStartedAt) : "";
+    const stage = "Stage " + (p.stage + 1) + " of " + p.stages.length + " (" + show(p.stagePercentage) + "%)" + since;
     const mode = p.enabled ? "guard on" : "guard off";
     const state = p.paused ? "paused: nothing advances until you resume" : p.ready ? "ready: the next stage waits for your click" : p.autoAdvance ? "advances by itself" : "marks stages ready for you";
     return stage + " · " + mode + " · " + state + ".";
@@ -167,9 +168,10 @@
     }
   });
 
-  // admin-rollout.js keeps the token; pick it up once it has stored it.
+  // admin-rollout.js keeps the token; pick it up once it has stored it, and follow each
+  // change of the rollout it makes or sees.
   $("token-form").addEventListener("submit", () => setTimeout(refresh, 0));
+  document.addEventListener("rollout:changed", refresh);
 
-  refresh();
-  setInterval(refresh, 15000);
+  refresh(); // then at each of admin-rollout.js's refreshes (every 15 s)
 })();

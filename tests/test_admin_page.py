@@ -1,0 +1,242 @@
+"""The admin rollout page for product, in Debian's Chromium against the real service: at 0%,
+at 10% with traffic on both paths (charts from a real Prometheus, a confirmation before
+skipping a stage), and after a real guard rollback. Every state fits a 390 px phone without
+sideways scrolling. Screenshots go to test-artifacts/screenshots/ (desktop and phone)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+import sqlalchemy as sa
+
+import lab.service
+from progress import guard, rollout
+from progress.extensions import db
+from progress.flags import path_for_learner
+from progress.models import RolloutChange
+
+from .conftest import IN_CI, SECRET, AuthActions, service_env, set_rollout
+from .support import prometheus_server
+from .support.service import REPO, free_port, running_service
+
+try:
+    from playwright.sync_api import Browser, Page, expect, sync_playwright
+except ImportError:  # a dev dependency: skip locally, fail under CI (below)
+    sync_playwright = None
+
+CHROMIUM = Path(os.environ.get("PROGRESS_TEST_CHROMIUM", "/usr/bin/chromium"))
+SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
+BASE = "/api/v1/modules/basics/lessons/"
+
+
+def unavailable(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(f"{reason} (required under CI=true)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if sync_playwright is None:
+        unavailable("playwright is not installed")
+    if not os.access(CHROMIUM, os.X_OK):
+        unavailable(f"Chromium not found at {CHROMIUM} (apt-get install -y chromium)")
+    if not prometheus_server.available():
+        unavailable("prometheus is not installed (apt-get install -y prometheus)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox", "--disable-gpu"]
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport=DESKTOP)
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page
+    context.close()
+    assert not errors, f"errors on the page: {errors}"
+
+
+def screenshots(page: Page, name: str) -> None:
+    """Desktop and phone; at 390 px nothing may widen the page beyond the screen."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SCREENSHOTS / f"{name}-desktop.png", full_page=True)
+    page.set_viewport_size(PHONE)
+    page.wait_for_timeout(300)  # the charts redraw to the new width
+    widest = page.evaluate("document.documentElement.scrollWidth")
+    assert widest <= PHONE["width"], f"{name}: the page is {widest} px wide at 390 px"
+    page.screenshot(path=SCREENSHOTS / f"{name}-phone.png", full_page=True)
+    page.set_viewport_size(DESKTOP)
+
+
+def charts_loaded(page: Page) -> None:
+    page.evaluate("delete document.body.dataset.chartsReady")
+    page.get_by_role("button", name="This stage").click()
+    page.wait_for_selector("body[data-charts-ready]")
+
+
+@contextlib.contextmanager
+def two_instances(monkeypatch, tmp_path, pg_database) -> Iterator:
+    """Prometheus (1 s scrapes) and two gunicorn instances it scrapes, started on ports
+    chosen in advance so the instances know its URL (their charts come from it). The guard
+    runs only when the test runs it. The faults let one instance keep an old copy."""
+    ports = [free_port(), free_port()]
+    with (
+        prometheus_server.running_prometheus([f"127.0.0.1:{p}" for p in ports], tmp_path) as prom,
+        contextlib.ExitStack() as stack,
+    ):
+        services = []
+        for port in ports:
+            monkeypatch.setattr(lab.service, "free_port", lambda port=port: port)
+            env = service_env(
+                pg_database,
+                tmp_path / f"metrics-{port}",
+                PROMETHEUS_URL=prom.url,
+                PROGRESS_GUARD_INTERVAL_S="0",
+                PROGRESS_FLAG_REFRESH_S="1",
+                PROGRESS_FAULTS="disable_double_check=1,drop_notifications=1",
+            )
+            services.append(stack.enter_context(running_service(env, tmp_path, workers=1)))
+        yield prom, services
+
+
+def scraped_twice(prometheus) -> None:
+    """rate() and increase() need two samples after the traffic."""
+    for _ in range(2):
+        prometheus.wait_for_scrape("lesson-progress", after=time.time() + 1.2)
+
+
+def learners_by_path(app, wanted: dict[str, int]) -> dict[str, list]:
+    chosen: dict[str, list] = {path: [] for path in wanted}
+    with app.app_context():
+        while any(len(chosen[p]) < n for p, n in wanted.items()):
+            learner = AuthActions(SECRET).learner()
+            path = path_for_learner(learner.id)
+            if path in wanted and len(chosen[path]) < wanted[path]:
+                chosen[path].append(learner)
+    return chosen
+
+
+def walk(url: str, learner, lessons=("greetings", "introductions", "numbers-1-10")) -> None:
+    session = requests.Session()
+    session.headers.update(learner.headers)
+    for lesson in lessons:
+        assert session.get(url + BASE + lesson + "/access", timeout=10).status_code == 200
+        assert session.post(url + BASE + lesson + "/complete", timeout=10).json()["success"]
+
+
+def show_a_false_lock(x, y, learner) -> None:
+    """X caches lesson 2 as locked; the learner completes lesson 1 on Y; X never hears of it
+    (notifications dropped) and, with the double check off, says "locked"; the learner's
+    client reports the lock screen it showed."""
+    h = learner.headers
+    assert (
+        requests.get(x.url + BASE + "introductions/access", headers=h, timeout=10).json()[
+            "accessible"
+        ]
+        is False
+    )
+    assert requests.post(y.url + BASE + "greetings/complete", headers=h, timeout=10).ok
+    answer = requests.get(x.url + BASE + "introductions/access", headers=h, timeout=10).json()
+    assert answer["accessible"] is False, "the faults did not make a false lock screen"
+    body = {"moduleId": "basics", "lessonId": "introductions"}
+    if "lockReceipt" in answer:
+        body["lockReceipt"] = answer["lockReceipt"]
+    report = requests.post(x.url + "/api/v1/events/lock-screen", headers=h, json=body, timeout=10)
+    assert report.json() == {"falseLock": True}
+
+
+@pytest.mark.slow
+def test_the_admin_page_at_0_then_10_percent_then_after_a_guard_rollback(
+    page, pg_app, pg_database, tmp_path, monkeypatch, make_pg_app
+):
+    set_rollout(pg_app, 0)  # the flag exists at 0%, as on a fresh install; nothing changed yet
+    with pg_app.app_context():
+        db.session.execute(sa.delete(RolloutChange))
+        # A sample far beyond this test's traffic: only a false lock makes the guard act.
+        guard.update_plan({"min_stage_seconds": 600, "min_completions": 500, "enabled": True}, "t")
+    admin = AuthActions(SECRET).learner(admin=True)
+    with two_instances(monkeypatch, tmp_path, pg_database) as (prometheus, (x, y)):
+        # -- 0%: nothing has happened yet, and the page says so --------------------------------
+        page.goto(x.url + "/admin/rollout")
+        page.get_by_label("Bearer token with the admin role").fill(admin.token)
+        page.get_by_role("button", name="Use token").click()
+        expect(page.locator("#percentage")).to_have_text("0")
+        expect(page.locator("#stage-now")).to_contain_text("Stage 1 of 3 (0%)")
+        expect(page.locator("#history tbody")).to_have_text(
+            "No change yet: every learner is on the legacy path."
+        )
+        expect(page.locator("#guard-evaluations tbody")).to_have_text("No evaluation yet.")
+        charts_loaded(page)
+        expect(page.locator("#charts-source")).to_contain_text("From Prometheus")
+        expect(page.locator("#timeline li")).to_have_count(1)
+        screenshots(page, "admin-rollout-0")
+
+        # -- a jump of two stages asks first, saying how many learners move --------------------
+        learners = learners_by_path(pg_app, {"legacy": 6, "verified": 0})["legacy"]
+        for learner in learners:  # known to the service: they count among the learners moving
+            requests.get(x.url + "/api/v1/progress", headers=learner.headers, timeout=10)
+        page.get_by_label("Reason (kept in the history)").fill("all at once?")
+        page.get_by_role("button", name="100%", exact=True).click()
+        dialog = page.locator("#confirm-move")
+        expect(dialog).to_be_visible()
+        expect(dialog).to_contain_text("skips the 10% stage")
+        expect(dialog).to_contain_text(" of 7 known learners to the verified path")  # + admin
+        page.get_by_role("button", name="Cancel").click()
+        expect(page.locator("#message")).to_have_text("Not changed.")
+        expect(page.locator("#percentage")).to_have_text("0")
+
+        # -- 10% with traffic on both paths ----------------------------------------------------
+        page.get_by_role("button", name="10%", exact=True).click()  # one stage: no question
+        expect(page.locator("#percentage")).to_have_text("10")
+        expect(page.locator("#stage-now")).to_contain_text("Stage 2 of 3 (10%) since")
+        with pg_app.app_context():
+            assert rollout.rollout_state().percentage == 10
+        time.sleep(1.5)  # each instance's flag refresh (1 s)
+        traffic = learners_by_path(pg_app, {"legacy": 6, "verified": 3})
+        for group in traffic.values():
+            for learner in group:
+                walk(x.url, learner)
+        scraped_twice(prometheus)
+        page.reload()  # every figure on the page as product would see it now
+        expect(page.locator("#percentage")).to_have_text("10")
+        charts_loaded(page)
+        expect(page.locator("#charts figure canvas")).to_have_count(4)
+        expect(page.locator("#marks")).to_contain_text("0% → 10%")
+        expect(page.locator("#timeline li")).to_have_count(2)
+        screenshots(page, "admin-rollout-10")
+
+        # -- a false lock screen on the verified path: the guard rolls back --------------------
+        victim = learners_by_path(pg_app, {"verified": 1})["verified"][0]
+        show_a_false_lock(x, y, victim)
+        scraped_twice(prometheus)
+        judge = make_pg_app(
+            PROMETHEUS_URL=prometheus.url,
+            PROGRESS_GUARD_INTERVAL_S=0,
+            PROGRESS_GUARD_MIN_WINDOW_S=3,
+        )
+        with judge.app_context():
+            run = guard.evaluate()
+        assert (run.evaluation["decision"], run.evaluation["acted"]) == ("rollback", True)
+        page.reload()
+        expect(page.locator("#percentage")).to_have_text("0")
+        expect(page.locator("#guard-status")).to_contain_text("paused")
+        charts_loaded(page)
+        expect(page.locator("#marks")).to_contain_text("guard rollback")
+        expect(page.locator("#timeline li").last).to_contain_text("by guard")
+        expect(page.locator("#guard-evaluations tbody tr")).to_have_count(1)
+        screenshots(page, "admin-rollout-after-rollback")

@@ -1,0 +1,103 @@
+"""The admin page's data: the two paths over time from the guard's kept evaluations (no
+PROMETHEUS_URL), rollout changes and guard decisions as markers, the stage timeline, and how
+many learners a move sends to the other path (as the flag itself would)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from progress import rollout
+from progress.extensions import db
+from progress.flags import path_for_learner
+from progress.models import GuardEvaluation, utcnow
+
+CHARTS = "/api/v1/admin/rollout/charts"
+IMPACT = "/api/v1/admin/rollout/impact"
+
+
+def evaluation(minutes_ago: float, decision: str, acted: bool, **figures) -> GuardEvaluation:
+    checks = [
+        {"name": "false_lock_screens", "status": "pass", "detail": "", "threshold": {},
+         "figures": {"shown": figures.get("shown", 0)}},
+        {"name": "sample_size", "status": "pass", "detail": "", "threshold": {},
+         "figures": {"legacyAccessChecks": 600, "verifiedAccessChecks": 120}},
+        {"name": "completion_success_rate", "status": "pass", "detail": "", "threshold": {},
+         "figures": {"legacy": 0.999, "verified": figures.get("rate", 1.0)}},
+        {"name": "cache_update_p95", "status": "pass", "detail": "", "threshold": {},
+         "figures": {"legacySeconds": 0.002, "verifiedSeconds": 0.02}},
+    ]  # fmt: skip
+    return GuardEvaluation(
+        at=utcnow() - timedelta(minutes=minutes_ago),
+        flag="verified-progress-path",
+        stage=1,
+        percentage=10,
+        window_seconds=300,
+        checks=checks,
+        decision=decision,
+        reason=f"{decision} for the test",
+        acted=acted,
+        instance="tests",
+    )
+
+
+def test_without_prometheus_the_charts_come_from_the_guards_evaluations(app, auth):
+    admin = auth.learner(admin=True)
+    client = app.test_client()
+    client.put("/api/v1/admin/rollout", json={"percentage": 10, "reason": "start"},
+               headers=admin.headers)  # fmt: skip
+    with app.app_context():
+        db.session.add_all(
+            [
+                evaluation(20 * 60, "hold", False),  # 20 hours ago: only in the day view
+                evaluation(1, "hold", False),
+                evaluation(0.5, "pause", True, shown=2, rate=0.98),
+            ]
+        )
+        db.session.commit()
+    day = client.get(CHARTS + "?range=day", headers=admin.headers).get_json()
+    assert (day["source"], day["note"]) == ("evaluations", None)
+    assert len(day["times"]) == 3
+    assert day["times"] == sorted(day["times"])
+    figures = day["figures"]
+    assert figures["falseLockScreens"] == {"legacy": [None] * 3, "verified": [0, 0, 2]}
+    assert figures["completionSuccessRate"]["verified"] == [1.0, 1.0, 0.98]
+    assert figures["cacheUpdateP95Seconds"]["legacy"] == [0.002] * 3
+    assert figures["accessChecksPerMinute"]["verified"] == [24.0] * 3  # 120 in 300 s
+    assert [m["label"] for m in day["markers"]] == ["guard pause", "0% → 10%"]  # oldest first
+    assert [(s["percentage"], s["by"]) for s in day["stages"]] == [(0, None), (10, admin.email)]
+    stage = client.get(CHARTS, headers=admin.headers).get_json()
+    assert len(stage["times"]) == 2  # since the stage began (at least its last 2 minutes)
+
+
+def test_a_malformed_range_is_refused(client, auth):
+    answer = client.get(CHARTS + "?range=week", headers=auth.learner(admin=True).headers)
+    assert answer.status_code == 400
+    assert answer.get_json()["error"]["field"] == "range"
+    assert client.get(CHARTS, headers=auth.learner().headers).status_code == 403
+
+
+def test_the_learners_a_move_sends_to_the_other_path_are_counted_as_the_flag_decides(app, auth):
+    admin = auth.learner(admin=True)
+    client = app.test_client()
+    learners = [admin] + [auth.learner() for _ in range(40)]
+    for learner in learners:  # each becomes known on first use
+        assert client.get("/api/v1/progress", headers=learner.headers).status_code == 200
+    with app.app_context():
+        rollout.set_rollout(10, "start", "tests")
+        at_10 = {learner.id: path_for_learner(learner.id) for learner in learners}
+        rollout.set_rollout(100, "probe", "tests")
+        at_100 = {learner.id: path_for_learner(learner.id) for learner in learners}
+        rollout.set_rollout(10, "back", "tests")
+    moving = sum(at_10[i] != at_100[i] for i in at_10)
+    impact = client.get(IMPACT + "?percentage=100", headers=admin.headers).get_json()
+    assert 0 < moving < 41
+    assert impact == {
+        "fromPercentage": 10,
+        "toPercentage": 100,
+        "learners": 41,
+        "moving": moving,
+        "exact": True,
+        "toPath": "verified",
+    }
+    refused = client.get(IMPACT + "?percentage=101", headers=admin.headers)
+    assert (refused.status_code, refused.get_json()["error"]["field"]) == (400, "percentage")
