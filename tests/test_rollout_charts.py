@@ -4,13 +4,21 @@ many learners a move sends to the other path (as the flag itself would)."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from datetime import timedelta
+from pathlib import Path
+
+import pytest
 
 from progress import rollout
 from progress.extensions import db
 from progress.flags import path_for_learner
 from progress.models import GuardEvaluation, utcnow
 
+from .conftest import IN_CI
+
+REPO = Path(__file__).resolve().parent.parent
 CHARTS = "/api/v1/admin/rollout/charts"
 IMPACT = "/api/v1/admin/rollout/impact"
 
@@ -101,3 +109,31 @@ def test_the_learners_a_move_sends_to_the_other_path_are_counted_as_the_flag_dec
     }
     refused = client.get(IMPACT + "?percentage=101", headers=admin.headers)
     assert (refused.status_code, refused.get_json()["error"]["field"]) == (400, "percentage")
+
+
+def test_the_charting_library_is_served_with_its_licence_and_is_the_packages_build(client):
+    """The page loads uPlot from the service (no CDN), with its MIT licence beside it, and
+    the vendored build is byte for byte the npm package pinned in devtools/uplot."""
+    vendored = REPO / "progress" / "static" / "vendor" / "uplot"
+    for name in ("uPlot.iife.min.js", "uPlot.min.css", "LICENSE"):
+        with client.get(f"/static/vendor/uplot/{name}") as answer:  # closes the file it sends
+            assert answer.status_code == 200, name
+            assert answer.data == (vendored / name).read_bytes()
+    assert b"MIT License" in (vendored / "LICENSE").read_bytes()
+    npm = shutil.which("npm")
+    if npm is None:
+        if IN_CI:
+            pytest.fail("npm is required under CI=true")
+        pytest.skip("npm is not installed")
+    package = REPO / "devtools" / "uplot"
+    subprocess.run(
+        [npm, "ci", "--no-audit", "--no-fund"], cwd=package, check=True, capture_output=True,
+        timeout=300,
+    )  # fmt: skip
+    built = package / "node_modules" / "uplot"
+    for shipped, ours in (
+        ("dist/uPlot.iife.min.js", "uPlot.iife.min.js"),
+        ("dist/uPlot.min.css", "uPlot.min.css"),
+        ("LICENSE", "LICENSE"),
+    ):
+        assert (built / shipped).read_bytes() == (vendored / ours).read_bytes(), ours
