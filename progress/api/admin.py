@@ -197,6 +197,7 @@ def post_rollout_advance() -> dict:
 @api_spec.validate(
     query=RolloutChartsQuery,
     resp=Resp(HTTP_200=RolloutChartsOut, **ERRORS),
+    operation_id="getRolloutCharts",
     tags=["admin"],
     security=AUTH,
 )
@@ -212,6 +213,7 @@ def get_rollout_charts(query: RolloutChartsQuery) -> dict:
 @api_spec.validate(
     query=RolloutImpactQuery,
     resp=Resp(HTTP_200=RolloutImpactOut, **ERRORS),
+    operation_id="getRolloutImpact",
     tags=["admin"],
     security=AUTH,
 )

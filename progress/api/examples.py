@@ -199,6 +199,55 @@ EXAMPLES: dict[type[BaseModel], dict[str, Any]] = {
             }
         ]
     },
+    s.RolloutChartsQuery: {"range": "stage"},
+    s.RolloutChartsOut: {
+        "range": "stage",
+        "source": "prometheus",
+        "note": None,
+        "from": "2026-03-02T08:15:00+00:00",
+        "to": WHEN,
+        "stepSeconds": 1800,
+        "times": [1772439300.0, 1772441100.0, 1772442900.0],
+        "figures": {
+            "falseLockScreens": {"legacy": [2.0, 3.0, 1.0], "verified": [0.0, 0.0, 0.0]},
+            "completionSuccessRate": {"legacy": [0.999, 0.998, 0.999], "verified": [1.0, 1.0, 1.0]},
+            "cacheUpdateP95Seconds": {
+                "legacy": [0.004, 0.005, 0.004],
+                "verified": [0.02, 0.03, 0.02],
+            },
+            "accessChecksPerMinute": {
+                "legacy": [540.0, 610.0, 580.0],
+                "verified": [60.0, 68.0, 64.0],
+            },
+        },
+        "markers": [
+            {
+                "at": "2026-03-02T08:45:00+00:00",
+                "kind": "rollout",
+                "label": "0% → 10%",
+                "by": ADMIN,
+                "detail": "stage 1: 10% of learners",
+            }
+        ],
+        "stages": [
+            {"percentage": 0, "since": None, "by": None, "reason": None},
+            {
+                "percentage": 10,
+                "since": "2026-03-02T08:45:00+00:00",
+                "by": ADMIN,
+                "reason": "stage 1: 10% of learners",
+            },
+        ],
+    },
+    s.RolloutImpactQuery: {"percentage": 100},
+    s.RolloutImpactOut: {
+        "fromPercentage": 10,
+        "toPercentage": 100,
+        "learners": 12480,
+        "moving": 11236,
+        "exact": True,
+        "toPath": "verified",
+    },
 }
 
 
