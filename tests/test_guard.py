@@ -1187,7 +1187,7 @@ def test_no_traffic_holds_with_no_data(pg_guarded, pg_database, make_pg_app, tmp
         holds = decision_count(app, "hold")
         result = checker.test_cli_runner().invoke(args=["rollout", "guard", "--once"])
     assert result.exit_code == 0, result.output
-    evaluation = json.loads(result.output)
+    evaluation = json.loads(result.stdout)
     assert (evaluation["decision"], evaluation["acted"]) == ("hold", False)
     assert "no data" in evaluation["reason"]
     assert _check(evaluation, "sample_size")["figures"]["verifiedCompletions"] == 0
@@ -1215,7 +1215,7 @@ def test_prometheus_down_holds_logs_it_and_changes_nothing(
     checker = guard_app(make_pg_app, url)  # Prometheus has stopped: nothing listens there
     result = checker.test_cli_runner().invoke(args=["rollout", "guard", "--once"])
     assert result.exit_code == 0, result.output
-    evaluation = json.loads(result.output)
+    evaluation = json.loads(result.stdout)
     assert (evaluation["decision"], evaluation["acted"]) == ("hold", False)
     assert "unreachable" in evaluation["reason"]
     assert "nothing changed" in evaluation["reason"]

@@ -59,7 +59,7 @@ def test_seed_from_a_file_adds_and_retitles_by_id(app, tmp_path):
     try:
         result = app.test_cli_runner().invoke(args=["seed", str(path)])
         assert result.exit_code == 0, result.output
-        assert json.loads(result.output)["changed"] == 2
+        assert json.loads(result.stdout)["changed"] == 2
         curriculum = app.test_client().get("/api/v1/curriculum").get_json()
         assert curriculum["modules"][0]["title"] == "First steps"
         assert curriculum["modules"][-1]["lessons"][-1]["id"] == "review"

@@ -113,7 +113,7 @@ def test_rollout_cli_status_set_and_history(pg_app):
     assert json.loads(runner.invoke(args=["rollout", "status"]).output)["percentage"] == 0
     result = runner.invoke(args=["rollout", "set", "10", "--reason", "first stage"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["percentage"] == 10
+    assert json.loads(result.stdout)["percentage"] == 10
     refused = runner.invoke(args=["rollout", "set", "150"])
     assert refused.exit_code != 0
     history = [
