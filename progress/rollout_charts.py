@@ -175,6 +175,42 @@ def evaluation_series(window: Window) -> tuple[list[float], dict[str, dict[str, 
     return times, figures
 
 
+TEST_FIGURES = ("statistic", "lower", "upper", "margin")
+
+
+def guard_bounds(window: Window) -> list[dict[str, Any]]:
+    """The guard's sequential tests over the window, one series per check that carries one
+    (`test` in the check: verified's share minus legacy's, the confidence bound on it at
+    each evaluation, and the margin it is judged against), oldest first."""
+    rows = db.session.scalars(
+        sa.select(GuardEvaluation)
+        .where(
+            GuardEvaluation.flag == flag_gate().flag,
+            GuardEvaluation.at >= window.start,
+            GuardEvaluation.at <= window.end,
+        )
+        .order_by(GuardEvaluation.at)
+    ).all()
+    found: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        for check in row.checks:
+            test = check.get("test")
+            if not isinstance(test, dict) or not all(
+                isinstance(test.get(key), int | float) for key in TEST_FIGURES
+            ):
+                continue
+            series = found.setdefault(
+                check.get("name", "?"),
+                {"check": check.get("name", "?"), "counting": str(test.get("counting", ""))}
+                | {"times": []}
+                | {key: [] for key in TEST_FIGURES},
+            )
+            series["times"].append(row.at.timestamp())
+            for key in TEST_FIGURES:
+                series[key].append(float(test[key]))
+    return list(found.values())
+
+
 def markers(window: Window) -> list[dict[str, Any]]:
     """Rollout changes and the guard decisions that moved or stopped it, oldest first."""
     flag = flag_gate().flag
@@ -264,6 +300,7 @@ def charts(range_name: Range, stage_started_at: datetime | None) -> dict[str, An
         "figures": figures,
         "markers": markers(window),
         "stages": stage_timeline(),
+        "bounds": guard_bounds(window),
     }
 
 

@@ -9,6 +9,7 @@ import contextlib
 import os
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ import lab.service
 from progress import guard, rollout
 from progress.extensions import db
 from progress.flags import path_for_learner
-from progress.models import RolloutChange
+from progress.models import GuardEvaluation, RolloutChange, utcnow
 
 from .conftest import IN_CI, SECRET, AuthActions, service_env, set_rollout
 from .support import prometheus_server
@@ -240,3 +241,47 @@ def test_the_admin_page_at_0_then_10_percent_then_after_a_guard_rollback(
         expect(page.locator("#timeline li").last).to_contain_text("by guard")
         expect(page.locator("#guard-evaluations tbody tr")).to_have_count(1)
         screenshots(page, "admin-rollout-after-rollback")
+
+
+@pytest.mark.slow
+def test_without_prometheus_the_charts_and_the_guards_bound_come_from_its_evaluations(
+    page, pg_app, pg_database, tmp_path
+):
+    """No PROMETHEUS_URL: the page draws the guard's kept evaluations, and a check that
+    carries a sequential test gets a chart of its bound closing in on the margin."""
+    set_rollout(pg_app, 10)
+    looks = []
+    for minutes_ago, upper in ((6, 0.03), (4, 0.012), (2, 0.004)):
+        checks = [
+            {"name": "false_lock_screens", "status": "pass", "detail": "", "threshold": {},
+             "figures": {"shown": 0}},
+            {"name": "completion_success_rate", "status": "pass", "detail": "", "threshold": {},
+             "figures": {"legacy": 0.999, "verified": 0.9995},
+             "test": {"method": "mSPRT", "counting": "errors", "statistic": -0.0005,
+                      "lower": -upper, "upper": upper, "margin": 0.005, "confidence": 0.95,
+                      "evidence": 500, "verdict": "inconclusive"}},
+        ]  # fmt: skip
+        looks.append(
+            GuardEvaluation(
+                at=utcnow() - timedelta(minutes=minutes_ago), flag="verified-progress-path",
+                stage=1, percentage=10, window_seconds=60 * (7 - minutes_ago), checks=checks,
+                decision="hold", reason="waiting for evidence", acted=False, instance="tests",
+            )
+        )  # fmt: skip
+    with pg_app.app_context():
+        db.session.add_all(looks)
+        db.session.commit()
+    admin = AuthActions(SECRET).learner(admin=True)
+    env = service_env(pg_database, tmp_path / "metrics", PROGRESS_GUARD_INTERVAL_S="0")
+    with running_service(env, tmp_path, workers=1) as service:
+        page.goto(service.url + "/admin/rollout")
+        page.get_by_label("Bearer token with the admin role").fill(admin.token)
+        page.get_by_role("button", name="Use token").click()
+        page.get_by_role("button", name="Last day").click()
+        page.wait_for_selector("body[data-charts-ready='day']")
+        expect(page.locator("#charts-source")).to_contain_text("rollout guard's evaluations")
+        bound = page.locator('figure[data-bound="completion_success_rate"]')
+        expect(bound.locator("canvas")).to_have_count(1)
+        expect(bound).to_contain_text("Guard's bound: completion success rate")
+        expect(page.locator('figure[data-figure="completionSuccessRate"] canvas')).to_have_count(1)
+        screenshots(page, "admin-rollout-guard-bound")

@@ -137,3 +137,31 @@ def test_the_charting_library_is_served_with_its_licence_and_is_the_packages_bui
         ("LICENSE", "LICENSE"),
     ):
         assert (built / shipped).read_bytes() == (vendored / ours).read_bytes(), ours
+
+
+def test_the_guards_sequential_test_bounds_are_charted_from_its_evaluations(app, auth):
+    """Each check whose evaluation carries a sequential test gives a series: the difference
+    between the paths, its confidence bound at each look, and the margin."""
+    admin = auth.learner(admin=True)
+    looks = []
+    for minutes_ago, lower, upper in ((3, -0.05, 0.04), (2, -0.02, 0.015), (1, -0.01, 0.004)):
+        row = evaluation(minutes_ago, "hold", False)
+        row.checks = [
+            *row.checks[:2],
+            {**row.checks[2], "test": {"method": "mSPRT", "counting": "errors",
+                                       "statistic": -0.002, "lower": lower, "upper": upper,
+                                       "margin": 0.005, "confidence": 0.95, "evidence": 400,
+                                       "verdict": "inconclusive"}},
+            row.checks[3],
+        ]  # fmt: skip
+        looks.append(row)
+    with app.app_context():
+        db.session.add_all(looks)
+        db.session.commit()
+    charts = app.test_client().get(CHARTS + "?range=day", headers=admin.headers).get_json()
+    (bound,) = charts["bounds"]
+    assert (bound["check"], bound["counting"]) == ("completion_success_rate", "errors")
+    assert bound["lower"] == [-0.05, -0.02, -0.01]
+    assert bound["upper"] == [0.04, 0.015, 0.004]  # closing in below the margin
+    assert bound["margin"] == [0.005] * 3
+    assert bound["times"] == sorted(bound["times"])

@@ -238,6 +238,17 @@ EXAMPLES: dict[type[BaseModel], dict[str, Any]] = {
                 "reason": "stage 1: 10% of learners",
             },
         ],
+        "bounds": [
+            {
+                "check": "completion_success_rate",
+                "counting": "errors",
+                "times": [1772439300.0, 1772441100.0, 1772442900.0],
+                "statistic": [-0.0004, -0.0002, -0.0001],
+                "lower": [-0.02, -0.008, -0.004],
+                "upper": [0.019, 0.007, 0.0035],
+                "margin": [0.005, 0.005, 0.005],
+            }
+        ],
     },
     s.RolloutImpactQuery: {"percentage": 100},
     s.RolloutImpactOut: {

@@ -318,6 +318,19 @@ class StageStepOut(BaseModel):
     reason: str | None
 
 
+class GuardBoundOut(BaseModel):
+    """A guard check's sequential test over the evaluations in the range: the bound closes
+    in on the statistic as evidence grows; the check passes once it clears the margin."""
+
+    check: str
+    counting: str  # what the shares count, e.g. "errors"
+    times: list[float]
+    statistic: list[float]  # verified's share minus legacy's
+    lower: list[float]
+    upper: list[float]
+    margin: list[float]
+
+
 class RolloutChartsOut(BaseModel):
     """The two paths side by side over time: one time axis (Unix seconds) and, per figure, a
     value per path at each time (None where there is none)."""
@@ -340,6 +353,7 @@ class RolloutChartsOut(BaseModel):
     ]
     markers: list[ChartMarkerOut]
     stages: list[StageStepOut]
+    bounds: list[GuardBoundOut]  # empty until the guard's evaluations carry sequential tests
 
 
 class RolloutImpactQuery(BaseModel):

@@ -134,6 +134,45 @@
       };
       plots.push(new window.uPlot(options, [data.times, values.legacy, values.verified], area));
     });
+    drawBounds(data, from, to);
+  }
+
+  // The guard's sequential tests: verified's share minus legacy's, the confidence bound on
+  // it at each evaluation, and the margin; the check passes once the upper bound is below
+  // the margin, and fails once the lower bound is above it.
+  function drawBounds(data, from, to) {
+    const root = $("charts");
+    const number = (v) => String(Number(v.toPrecision(2)));
+    data.bounds.forEach((b) => {
+      const figure = document.createElement("figure");
+      figure.className = "chart";
+      figure.dataset.bound = b.check;
+      const caption = document.createElement("figcaption");
+      caption.textContent = "Guard's bound: " + b.check.replace(/_/g, " ");
+      const help = document.createElement("span");
+      help.className = "muted";
+      help.textContent = " — verified's share of " + (b.counting || "outcomes") + " minus legacy's, with its confidence bound, against the margin";
+      caption.appendChild(help);
+      figure.appendChild(caption);
+      const area = document.createElement("div");
+      figure.appendChild(area);
+      root.appendChild(figure);
+      const options = {
+        width: chartWidth(figure),
+        height: 170,
+        scales: { x: { time: true, range: () => [from, to] } },
+        axes: [{}, { values: (u, ticks) => ticks.map(number), size: 64 }],
+        series: [
+          {},
+          { label: "difference", stroke: "#1d2330", width: 2, points: POINTS, value: (u, v) => (v == null ? "–" : number(v)) },
+          { label: "lower", stroke: "#2b6cff", dash: [4, 4], points: POINTS, value: (u, v) => (v == null ? "–" : number(v)) },
+          { label: "upper", stroke: "#2b6cff", dash: [4, 4], points: POINTS, value: (u, v) => (v == null ? "–" : number(v)) },
+          { label: "margin", stroke: "#b42318", width: 2, value: (u, v) => (v == null ? "–" : number(v)) },
+        ],
+        plugins: [markerPlugin(data.markers)],
+      };
+      plots.push(new window.uPlot(options, [b.times, b.statistic, b.lower, b.upper, b.margin], area));
+    });
   }
 
   function chartWidth(figure) {
