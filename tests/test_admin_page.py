@@ -67,6 +67,10 @@ def page(browser: Browser) -> Iterator[Page]:
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
+    # The page runs under the service's Content-Security-Policy: nothing it loads is refused.
+    page.on(
+        "console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None
+    )
     yield page
     context.close()
     assert not errors, f"errors on the page: {errors}"
