@@ -227,6 +227,40 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/admin/rollout/charts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The two paths over the current stage or the last day (from Prometheus when PROMETHEUS_URL is set, else from the guard's evaluations), with every rollout change and guard decision as a marker, and the stage timeline. */
+        get: operations["getRolloutCharts"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/rollout/impact": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** How many known learners would change path if the rollout moved to `percentage`. */
+        get: operations["getRolloutImpact"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -368,11 +402,8 @@ export interface components {
             stage: number;
             /** Stagepercentage */
             stagePercentage: number | null;
-            /**
-             * Stagestartedat
-             * Format: date-time
-             */
-            stageStartedAt: string;
+            /** Stagestartedat */
+            stageStartedAt: string | null;
             /** Minstageseconds */
             minStageSeconds: number;
             /** Mincompletions */
@@ -400,13 +431,10 @@ export interface components {
             paused: boolean;
             /** Ready */
             ready: boolean;
-            /**
-             * Updatedat
-             * Format: date-time
-             */
-            updatedAt: string;
+            /** Updatedat */
+            updatedAt: string | null;
             /** Updatedby */
-            updatedBy: string;
+            updatedBy: string | null;
         };
         /**
          * RolloutPlanIn
@@ -563,6 +591,219 @@ export interface components {
         GuardEvaluationsOut: {
             /** Evaluations */
             evaluations: components["schemas"]["GuardEvaluationOut"][];
+        };
+        /**
+         * RolloutChartsQuery
+         * @example {
+         *       "range": "stage"
+         *     }
+         */
+        RolloutChartsQuery: {
+            /**
+             * Range
+             * @default stage
+             * @enum {string}
+             */
+            range: "stage" | "day";
+        };
+        /**
+         * RolloutChartsOut
+         * @description The two paths side by side over time: one time axis (Unix seconds) and, per figure, a
+         *     value per path at each time (None where there is none).
+         * @example {
+         *       "range": "stage",
+         *       "source": "prometheus",
+         *       "note": null,
+         *       "from": "2026-03-02T08:15:00+00:00",
+         *       "to": "2026-03-02T09:15:27.418000+00:00",
+         *       "stepSeconds": 1800,
+         *       "times": [
+         *         1772439300,
+         *         1772441100,
+         *         1772442900
+         *       ],
+         *       "figures": {
+         *         "falseLockScreens": {
+         *           "legacy": [
+         *             2,
+         *             3,
+         *             1
+         *           ],
+         *           "verified": [
+         *             0,
+         *             0,
+         *             0
+         *           ]
+         *         },
+         *         "completionSuccessRate": {
+         *           "legacy": [
+         *             0.999,
+         *             0.998,
+         *             0.999
+         *           ],
+         *           "verified": [
+         *             1,
+         *             1,
+         *             1
+         *           ]
+         *         },
+         *         "cacheUpdateP95Seconds": {
+         *           "legacy": [
+         *             0.004,
+         *             0.005,
+         *             0.004
+         *           ],
+         *           "verified": [
+         *             0.02,
+         *             0.03,
+         *             0.02
+         *           ]
+         *         },
+         *         "accessChecksPerMinute": {
+         *           "legacy": [
+         *             540,
+         *             610,
+         *             580
+         *           ],
+         *           "verified": [
+         *             60,
+         *             68,
+         *             64
+         *           ]
+         *         }
+         *       },
+         *       "markers": [
+         *         {
+         *           "at": "2026-03-02T08:45:00+00:00",
+         *           "kind": "rollout",
+         *           "label": "0% → 10%",
+         *           "by": "ana@example.com",
+         *           "detail": "stage 1: 10% of learners"
+         *         }
+         *       ],
+         *       "stages": [
+         *         {
+         *           "percentage": 0,
+         *           "since": null,
+         *           "by": null,
+         *           "reason": null
+         *         },
+         *         {
+         *           "percentage": 10,
+         *           "since": "2026-03-02T08:45:00+00:00",
+         *           "by": "ana@example.com",
+         *           "reason": "stage 1: 10% of learners"
+         *         }
+         *       ],
+         *       "bounds": [
+         *         {
+         *           "check": "completion_success_rate",
+         *           "counting": "errors",
+         *           "times": [
+         *             1772439300,
+         *             1772441100,
+         *             1772442900
+         *           ],
+         *           "statistic": [
+         *             -0.0004,
+         *             -0.0002,
+         *             -0.0001
+         *           ],
+         *           "lower": [
+         *             -0.02,
+         *             -0.008,
+         *             -0.004
+         *           ],
+         *           "upper": [
+         *             0.019,
+         *             0.007,
+         *             0.0035
+         *           ],
+         *           "margin": [
+         *             0.005,
+         *             0.005,
+         *             0.005
+         *           ]
+         *         }
+         *       ]
+         *     }
+         */
+        RolloutChartsOut: {
+            /**
+             * Range
+             * @enum {string}
+             */
+            range: "stage" | "day";
+            /**
+             * Source
+             * @enum {string}
+             */
+            source: "prometheus" | "evaluations";
+            /** Note */
+            note: string | null;
+            /**
+             * From
+             * Format: date-time
+             */
+            from: string;
+            /**
+             * To
+             * Format: date-time
+             */
+            to: string;
+            /** Stepseconds */
+            stepSeconds: number | null;
+            /** Times */
+            times: number[];
+            /** Figures */
+            figures: {
+                [key: string]: components["schemas"]["PathValues"];
+            };
+            /** Markers */
+            markers: components["schemas"]["ChartMarkerOut"][];
+            /** Stages */
+            stages: components["schemas"]["StageStepOut"][];
+            /** Bounds */
+            bounds: components["schemas"]["GuardBoundOut"][];
+        };
+        /**
+         * RolloutImpactQuery
+         * @example {
+         *       "percentage": 100
+         *     }
+         */
+        RolloutImpactQuery: {
+            /** Percentage */
+            percentage: number;
+        };
+        /**
+         * RolloutImpactOut
+         * @description How many known learners change path if the rollout moves to `toPercentage`.
+         * @example {
+         *       "fromPercentage": 10,
+         *       "toPercentage": 100,
+         *       "learners": 12480,
+         *       "moving": 11236,
+         *       "exact": true,
+         *       "toPath": "verified"
+         *     }
+         */
+        RolloutImpactOut: {
+            /** Frompercentage */
+            fromPercentage: number;
+            /** Topercentage */
+            toPercentage: number;
+            /** Learners */
+            learners: number;
+            /** Moving */
+            moving: number;
+            /** Exact */
+            exact: boolean;
+            /**
+             * Topath
+             * @enum {string}
+             */
+            toPath: "legacy" | "verified";
         };
         /**
          * HealthOut
@@ -916,6 +1157,64 @@ export interface components {
              * @enum {string}
              */
             verdict: "worse" | "not_worse" | "inconclusive";
+        };
+        /** ChartMarkerOut */
+        ChartMarkerOut: {
+            /**
+             * At
+             * Format: date-time
+             */
+            at: string;
+            /**
+             * Kind
+             * @enum {string}
+             */
+            kind: "rollout" | "guard";
+            /** Label */
+            label: string;
+            /** By */
+            by: string;
+            /** Detail */
+            detail: string;
+        };
+        /**
+         * GuardBoundOut
+         * @description A guard check's sequential test over the evaluations in the range: the bound closes
+         *     in on the statistic as evidence grows; the check passes once it clears the margin.
+         */
+        GuardBoundOut: {
+            /** Check */
+            check: string;
+            /** Counting */
+            counting: string;
+            /** Times */
+            times: number[];
+            /** Statistic */
+            statistic: number[];
+            /** Lower */
+            lower: number[];
+            /** Upper */
+            upper: number[];
+            /** Margin */
+            margin: number[];
+        };
+        /** PathValues */
+        PathValues: {
+            /** Legacy */
+            legacy: (number | null)[];
+            /** Verified */
+            verified: (number | null)[];
+        };
+        /** StageStepOut */
+        StageStepOut: {
+            /** Percentage */
+            percentage: number;
+            /** Since */
+            since: string | null;
+            /** By */
+            by: string | null;
+            /** Reason */
+            reason: string | null;
         };
         /** LessonOut */
         LessonOut: {
@@ -1872,6 +2171,140 @@ export interface operations {
             };
             /** @description Conflict */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Bad Gateway */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    getRolloutCharts: {
+        parameters: {
+            query?: {
+                range?: "stage" | "day";
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RolloutChartsOut"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Bad Gateway */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    getRolloutImpact: {
+        parameters: {
+            query: {
+                percentage: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RolloutImpactOut"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
