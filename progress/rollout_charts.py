@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -147,9 +147,9 @@ EVALUATION_FIGURES: dict[str, dict[str, tuple[str, str]]] = {
 }
 
 
-def evaluation_series(window: Window) -> tuple[list[float], dict[str, dict[str, list]]]:
-    """Every figure from the guard's kept evaluations (each judged the stage so far)."""
-    rows = db.session.scalars(
+def _evaluations(window: Window) -> Sequence[GuardEvaluation]:
+    """The guard's kept evaluations of this flag inside the window, oldest first."""
+    return db.session.scalars(
         sa.select(GuardEvaluation)
         .where(
             GuardEvaluation.flag == flag_gate().flag,
@@ -158,6 +158,11 @@ def evaluation_series(window: Window) -> tuple[list[float], dict[str, dict[str, 
         )
         .order_by(GuardEvaluation.at)
     ).all()
+
+
+def evaluation_series(window: Window) -> tuple[list[float], dict[str, dict[str, list]]]:
+    """Every figure from the guard's kept evaluations (each judged the stage so far)."""
+    rows = _evaluations(window)
     times = [row.at.timestamp() for row in rows]
     figures: dict[str, dict[str, list]] = {}
     for name, places in EVALUATION_FIGURES.items():
@@ -182,15 +187,7 @@ def guard_bounds(window: Window) -> list[dict[str, Any]]:
     """The guard's sequential tests over the window, one series per check that carries one
     (`test` in the check: verified's share minus legacy's, the confidence bound on it at
     each evaluation, and the margin it is judged against), oldest first."""
-    rows = db.session.scalars(
-        sa.select(GuardEvaluation)
-        .where(
-            GuardEvaluation.flag == flag_gate().flag,
-            GuardEvaluation.at >= window.start,
-            GuardEvaluation.at <= window.end,
-        )
-        .order_by(GuardEvaluation.at)
-    ).all()
+    rows = _evaluations(window)
     found: dict[str, dict[str, Any]] = {}
     for row in rows:
         for check in row.checks:
