@@ -552,10 +552,11 @@ def test_a_paused_plan_does_not_advance_until_resumed(guarded, admin):
 
 
 def test_a_person_moving_the_rollout_moves_the_plans_stage(guarded, admin):
-    """The guard follows product to another stage of the plan, and that stage's clock
-    starts when the guard notices."""
+    """The guard follows product to another stage of the plan; that stage's clock starts
+    with the move (the move updates a stored plan), never after the guard's evaluation."""
     client = guarded.test_client()
     client.put(PLAN, headers=admin.headers, json={"enabled": True})
+    before_move = datetime.now(UTC).replace(microsecond=0)
     client.put(
         "/api/v1/admin/rollout", headers=admin.headers, json={"percentage": 10, "reason": "by hand"}
     )
@@ -564,7 +565,8 @@ def test_a_person_moving_the_rollout_moves_the_plans_stage(guarded, admin):
     assert (run.evaluation["stage"], run.evaluation["percentage"]) == (1, 10)
     plan = client.get(PLAN, headers=admin.headers).get_json()
     assert (plan["stage"], plan["stagePercentage"], plan["ready"]) == (1, 10, False)
-    assert plan["stageStartedAt"] >= run.evaluation["at"].isoformat()[:19]
+    started = datetime.fromisoformat(plan["stageStartedAt"])
+    assert before_move <= started <= run.evaluation["at"]
 
 
 @contextlib.contextmanager

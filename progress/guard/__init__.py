@@ -409,7 +409,7 @@ def _evaluate_locked(
 ) -> tuple[GuardEvaluation, Decision]:
     config = current_app.config
     now = utcnow()
-    on_plan = _sync_stage(plan, state.percentage)
+    on_plan = plan.follow_percentage(state.percentage, now)
     elapsed = (now - plan.stage_started_at).total_seconds()
     window = max(int(elapsed), config["PROGRESS_GUARD_MIN_WINDOW_S"])
     prometheus = Prometheus(config["PROMETHEUS_URL"], config["PROGRESS_GUARD_QUERY_TIMEOUT_S"])
