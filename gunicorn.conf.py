@@ -1,8 +1,9 @@
 """Production server settings: `gunicorn -c gunicorn.conf.py app:app`.
 
 No preload: UnleashClient's scheduler threads and our background pools must start in each
-worker after the fork (pitfalls.md). Metrics: prometheus-client's multiprocess mode, one
-directory per instance, set here before any worker imports prometheus_client.
+worker after the fork (a thread does not survive a fork). Metrics: prometheus-client's
+multiprocess mode, one directory per instance, set here before any worker imports
+prometheus_client.
 """
 
 import os

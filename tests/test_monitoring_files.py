@@ -36,7 +36,8 @@ PANEL_TYPES = {"timeseries", "stat"}
 # Grafana's range variables: the only windows a dashboard query may use.
 DASHBOARD_WINDOWS = {"$__rate_interval", "$__range"}
 
-# design.md, "Metric families": each must be drawn by at least one dashboard panel.
+# The contract's metric families (docs/design.md, "Metrics"): each must be drawn by at least
+# one dashboard panel.
 DESIGN_FAMILIES = (
     "progress_completions_total",
     "progress_cache_updates_total",

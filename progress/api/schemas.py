@@ -9,7 +9,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 
 class Strict(BaseModel):
-    # Strict: "1" is not an integer and unknown fields are refused (pitfalls.md).
+    # Strict: "1" is not an integer and unknown fields are refused.
     model_config = ConfigDict(strict=True, extra="forbid")
 
 
