@@ -24,6 +24,11 @@ TEXT_SUFFIXES = {
 MD_LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 # A Markdown file named in any text: a path ending in .md (optionally with an anchor).
 MD_NAME = re.compile(r"(?<![\w./-])((?:\.{1,2}/)*[\w./-]*[\w-]\.md)\b")
+# A repository path in a code span of the docs: `progress/...`, `tests/test_x.py::test_y`.
+REPO_PATH = re.compile(
+    r"`((?:progress|tests|lab|bench|harness|devtools|grafana|prometheus|templates|migrations"
+    r"|docs)/[\w./-]*[\w/])(?:::\w+)?`"
+)
 # Documents outside the repository that files once pointed at.
 OUTSIDE = re.compile(r"\.\./shared\b|\bshared/design\.md")
 
@@ -147,3 +152,14 @@ def test_every_markdown_file_a_file_names_is_in_the_repository():
                 if not inside and ("/" in name or name not in names):
                     missing.append(f"{path.relative_to(ROOT)}:{number}: {name}")
     assert not missing, "Markdown files named but not in the repository:\n" + "\n".join(missing)
+
+
+def test_every_repository_path_the_docs_name_exists():
+    """The docs name modules, tests and files by their path: a move or a rename updates them."""
+    missing = [
+        f"{path.relative_to(ROOT)}: {name}"
+        for path in markdown_files()
+        for name in REPO_PATH.findall(read(path))
+        if not (ROOT / name).exists()
+    ]
+    assert not missing, "paths the docs name that don't exist:\n" + "\n".join(missing)
