@@ -48,14 +48,14 @@ run: seed
 	PROGRESS_ENV=development HOST=$(HOST) PORT=$(PORT) WEB_CONCURRENCY=1 GUNICORN_THREADS=8 \
 		$(BIN)/gunicorn -c gunicorn.conf.py app:app
 
-test: install typescript-tools
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+test: lint typescript-tools
 	$(BIN)/pytest
 
+# ruff, and the import contracts of pyproject.toml (the package's layers)
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: install
 	$(BIN)/ruff check --fix .

@@ -12,12 +12,12 @@ import psycopg
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from progress.metrics import Samples, add_samples, sample_total
+from progress.path_names import PATHS
+
 from .learners import LearnerResult, Timeline, percentile
 
-PATHS = ("legacy", "verified")
 DETECTORS = ("client_report", "audit", "double_check")
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 # ---------------------------------------------------------------- metrics
@@ -29,17 +29,13 @@ def scrape(urls: Iterable[str]) -> Samples:
     for url in urls:
         response = requests.get(url + "/metrics", timeout=30)
         response.raise_for_status()
-        for family in text_string_to_metric_families(response.text):
-            for sample in family.samples:
-                key = (sample.name, frozenset(sample.labels.items()))
-                total[key] = total.get(key, 0.0) + sample.value
+        add_samples(text_string_to_metric_families(response.text), total)
     return total
 
 
 def metric(samples: Samples, name: str, **labels: str) -> int:
     """The sum of `name` over every series carrying `labels`."""
-    wanted = set(labels.items())
-    return round(sum(v for (n, lbl), v in samples.items() if n == name and wanted <= lbl))
+    return round(sample_total(samples, name, **labels))
 
 
 def path_metrics(samples: Samples, path: str) -> dict[str, int]:

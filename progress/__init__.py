@@ -30,10 +30,9 @@ from . import (
     worker,
 )
 from .api import admin, docs, health, learner, spec
-from .api.health import register_readiness_check
 from .config import load_settings
 from .errors import register_errorhandlers
-from .extensions import cors, db, migrate
+from .extensions import cors, db, migrate, register_readiness_check
 from .paths import legacy, verified
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -25,6 +25,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import exc
 
+from .per_process import PerProcess
+
 log = logging.getLogger(__name__)
 PING_TIMEOUT_S = 1.0
 
@@ -36,11 +38,11 @@ class DeadlineWatchdog:
         self.timeout_s = timeout_s
         self._armed: dict[int, tuple[float, Any]] = {}  # id(conn) -> (deadline, conn)
         self._wake = threading.Condition()
-        self._pid = 0
+        self._thread: PerProcess[threading.Thread] = PerProcess(self._start)
         self.fired = 0  # connections cut (for tests and logs)
 
     def arm(self, dbapi_conn: Any, timeout_s: float | None = None) -> None:
-        self._ensure_thread()
+        self._thread.get()  # threads do not survive gunicorn's fork: one per process
         deadline = time.monotonic() + (self.timeout_s if timeout_s is None else timeout_s)
         with self._wake:
             self._armed[id(dbapi_conn)] = (deadline, dbapi_conn)
@@ -50,15 +52,12 @@ class DeadlineWatchdog:
         with self._wake:
             self._armed.pop(id(dbapi_conn), None)
 
-    def _ensure_thread(self) -> None:
-        if self._pid == os.getpid():  # threads do not survive gunicorn's fork
-            return
+    def _start(self) -> threading.Thread:
         with self._wake:
-            if self._pid == os.getpid():
-                return
-            self._pid = os.getpid()
-            self._armed.clear()
-            threading.Thread(target=self._run, name="db-deadline", daemon=True).start()
+            self._armed.clear()  # the parent's connections, not this process's
+        thread = threading.Thread(target=self._run, name="db-deadline", daemon=True)
+        thread.start()
+        return thread
 
     def _run(self) -> None:
         with self._wake:

@@ -1,4 +1,7 @@
-"""One JSON error shape for every error: {"error": {"code", "message"[, "field"]}}."""
+"""One JSON error shape for every error: {"error": {"code", "message"[, "field"]}}.
+
+Every error a client may see is a ProgressError (progress.exceptions), raised where it
+happens with its status and code; one handler here answers all of them."""
 
 from __future__ import annotations
 
@@ -8,20 +11,17 @@ from flask import Flask, Response, current_app, jsonify
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from .exceptions import ProgressError
 from .extensions import db
-from .guard import GuardBusy, StageNotReady
-from .rollout import RolloutBusy, RolloutError
-from .store import LessonLocked
 
 log = logging.getLogger(__name__)
 
 
-class ApiError(Exception):
-    """An answer the client should see, with the contract's error shape."""
+class ApiError(ProgressError):
+    """An error whose status and code are named where it is raised (auth, request checks)."""
 
     def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.field = status, code, message, field
+        super().__init__(message, field=field, status=status, code=code)
 
 
 def error_response(status: int, code: str, message: str, field: str | None = None) -> Response:
@@ -38,33 +38,14 @@ def _http_code(exc: HTTPException) -> str:
 
 
 def register_errorhandlers(app: Flask) -> None:
-    @app.errorhandler(ApiError)
-    def api_error(exc: ApiError) -> Response:
+    @app.errorhandler(ProgressError)
+    def progress_error(exc: ProgressError) -> Response:
+        if exc.status >= 500:  # a backend failed us, not the client: e.g. "flag backend error"
+            log.error(exc.code.replace("_", " "), extra={"error": exc.message})
         response = error_response(exc.status, exc.code, exc.message, exc.field)
         if exc.status == 401:
             response.headers["WWW-Authenticate"] = 'Bearer realm="progress"'
         return response
-
-    @app.errorhandler(LessonLocked)
-    def lesson_locked(exc: LessonLocked) -> Response:
-        return error_response(409, "lesson_locked", "Complete the previous lesson first.")
-
-    @app.errorhandler(RolloutError)
-    def flag_backend_error(exc: RolloutError) -> Response:
-        log.error("flag backend error", extra={"error": str(exc)})
-        return error_response(502, "flag_backend_error", str(exc))
-
-    @app.errorhandler(RolloutBusy)
-    def rollout_busy(exc: RolloutBusy) -> Response:
-        return error_response(409, "rollout_busy", str(exc))
-
-    @app.errorhandler(GuardBusy)
-    def guard_busy(exc: GuardBusy) -> Response:
-        return error_response(409, "guard_busy", str(exc))
-
-    @app.errorhandler(StageNotReady)
-    def stage_not_ready(exc: StageNotReady) -> Response:
-        return error_response(409, "stage_not_ready", str(exc))
 
     @app.errorhandler(RequestEntityTooLarge)
     def body_too_large(exc: RequestEntityTooLarge) -> Response:

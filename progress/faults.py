@@ -20,10 +20,6 @@ class Faults:
     drop_notifications: bool = False
     disable_double_check: bool = False
 
-    @property
-    def active(self) -> bool:
-        return self != Faults()
-
 
 class InjectedFault(RuntimeError):
     """A failure made on purpose by PROGRESS_FAULTS."""

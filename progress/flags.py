@@ -1,4 +1,4 @@
-"""UnleashClient wiring: which path serves a learner.
+"""UnleashClient wiring: is the verified path on for a learner?
 
 Embedded mode (no UNLEASH_URL): the flag's definition, in Unleash's client features format,
 lives in our own database and reaches UnleashClient through `DatabaseFeatureCache` with
@@ -16,9 +16,9 @@ import json
 import logging
 import os
 import socket
-import threading
 import time
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,7 +29,8 @@ from UnleashClient.constants import FEATURES_URL
 from UnleashClient.utils import InstanceAllowType
 
 from . import metrics
-from .paths import PathName
+from .extensions import db, register_readiness_check
+from .per_process import PerProcess
 
 FLAGS_KEY = "progress.flags"
 APP_NAME = "lesson-progress"
@@ -144,7 +145,6 @@ class DatabaseFeatureCache(_ObservingCache):
     def __init__(self, flag: str, engine: sa.Engine) -> None:
         super().__init__(flag)
         self._engine = engine
-        self.last_error: str | None = None
 
     def get(self, key: str, default: Any = None) -> Any:
         if key != FEATURES_URL:
@@ -155,14 +155,22 @@ class DatabaseFeatureCache(_ObservingCache):
                     sa.text("SELECT definition FROM feature_flags WHERE name = :name"),
                     {"name": self.flag},
                 ).scalar()
-        except sa.exc.SQLAlchemyError as exc:  # keep the last good definition
-            self.last_error = f"{type(exc).__name__}"
+        except sa.exc.SQLAlchemyError:  # keep the last good definition
             log.warning("flag definition unreadable; keeping the last one", exc_info=True)
             return super().get(key, default)
-        self.last_error = None
         raw = raw or json.dumps(features_document(self.flag, 0))  # never set: nobody moved
         super().set(FEATURES_URL, raw)
         return raw
+
+
+@dataclass
+class _Client:
+    """This process's flag client, the cache it reads, and the decisions memoised from it."""
+
+    unleash: UnleashClient
+    cache: _ObservingCache
+    # learner -> (document generation, decision); cleared when full.
+    decisions: dict[uuid.UUID, tuple[int, bool]] = field(default_factory=dict)
 
 
 class FlagGate:
@@ -173,21 +181,25 @@ class FlagGate:
         self.unleash_url: str = app.config["UNLEASH_URL"]
         self._config = app.config
         self._app = app
-        self._client: UnleashClient | None = None
-        self._cache: _ObservingCache | None = None
-        self._pid = 0
-        self._lock = threading.Lock()
+        self._client: PerProcess[_Client] = PerProcess(self._start, close=_destroy)
         self._last_failure = 0.0
         self._last_warning = 0.0
-        # learner -> (document generation, decision); cleared when full or rebuilt.
-        self._decisions: dict[uuid.UUID, tuple[int, bool]] = {}
         self._decisions_max = DECISIONS_MAXSIZE
 
     @property
     def backend(self) -> str:
         return "unleash" if self.unleash_url else "embedded"
 
-    def _build(self) -> UnleashClient:
+    def _start(self) -> _Client:
+        if time.monotonic() - self._last_failure < 5:
+            raise RuntimeError("flag client failed to start moments ago; retrying soon")
+        try:
+            return self._build()
+        except Exception:
+            self._last_failure = time.monotonic()
+            raise
+
+    def _build(self) -> _Client:
         instance_id = f"{socket.gethostname()}-{os.getpid()}-{next(_instance_numbers)}"
         if self.unleash_url:
             cache: _ObservingCache = MemoryFeatureCache(self.flag)
@@ -205,8 +217,6 @@ class FlagGate:
             client.initialize_client()
         else:
             with self._app.app_context():
-                from .extensions import db
-
                 engine = db.engine
             cache = DatabaseFeatureCache(self.flag, engine)
             client = UnleashClient(
@@ -220,41 +230,33 @@ class FlagGate:
                 multiple_instance_mode=InstanceAllowType.SILENTLY_ALLOW,
             )
             client.initialize_client(fetch_toggles=False)
-        self._cache = cache
-        return client
+        return _Client(client, cache)
 
     def client(self) -> UnleashClient:
-        pid = os.getpid()
-        if self._client is not None and self._pid == pid:
-            return self._client
-        with self._lock:
-            if self._client is None or self._pid != pid:
-                if time.monotonic() - self._last_failure < 5:
-                    raise RuntimeError("flag client failed to start moments ago; retrying soon")
-                try:
-                    self._decisions.clear()
-                    self._client, self._pid = self._build(), pid
-                except Exception:
-                    self._last_failure = time.monotonic()
-                    raise
-        return self._client
+        """This worker's client, started on first use."""
+        return self._client.get().unleash
 
     def verified_for(self, learner_id: uuid.UUID) -> bool:
         """The flag's decision for the learner, memoised per features document: the same
         document and the same learner always give the same answer (stickiness on userId)."""
-        client = self.client()
-        cache = self._cache
-        assert cache is not None  # built with the client
+        current = self._client.get()
+        cache, decisions = current.cache, current.decisions
         generation = cache.generation
-        known = self._decisions.get(learner_id)
+        known = decisions.get(learner_id)
         if known is not None and known[0] == generation:
             return known[1]
-        enabled = self._evaluate(client, learner_id)
+        enabled = self._evaluate(current.unleash, learner_id)
         if cache.generation == generation and cache.settled():
-            if len(self._decisions) >= self._decisions_max:
-                self._decisions.clear()
-            self._decisions[learner_id] = (generation, enabled)
+            if len(decisions) >= self._decisions_max:
+                decisions.clear()
+            decisions[learner_id] = (generation, enabled)
         return enabled
+
+    @property
+    def decisions_held(self) -> int:
+        """How many decisions this worker has memoised (at most DECISIONS_MAXSIZE)."""
+        current = self._client.peek()
+        return len(current.decisions) if current is not None else 0
 
     def _evaluate(self, client: UnleashClient, learner_id: uuid.UUID) -> bool:
         missing: list[str] = []
@@ -272,16 +274,15 @@ class FlagGate:
 
     def percentage(self) -> int | None:
         """The percentage this worker's client holds now."""
-        return self._cache.percentage if self._cache is not None else None
+        current = self._client.peek()
+        return current.cache.percentage if current is not None else None
 
     def reload_now(self) -> None:
-        """Make this worker see a change at once instead of at its next refresh."""
-        client = self.client()
-        # The SDK has no public "refresh now"; these are the jobs its scheduler runs.
-        if self.unleash_url:
-            client.connector._fetch_and_load()
-        else:
-            client._store.load_from_cache()
+        """Make this worker see a change at once instead of at its next refresh. The SDK has
+        no public "refresh now", so the client is rebuilt: a new client reads the flag as it
+        starts (a fetch from Unleash, or the definition from our database)."""
+        self._client.reset()
+        self._client.get()
 
     def readiness(self) -> str:
         try:
@@ -302,17 +303,16 @@ class FlagGate:
             )
 
     def close(self) -> None:
-        with self._lock:
-            if self._client is not None and self._pid == os.getpid():
-                self._client.destroy()
-            self._client = None
+        self._client.reset()
+
+
+def _destroy(client: _Client) -> None:
+    client.unleash.destroy()
 
 
 def init_app(app: Flask) -> None:
     gate = FlagGate(app)
     app.extensions[FLAGS_KEY] = gate
-    from .api.health import register_readiness_check
-
     register_readiness_check(app, "flags", gate.readiness)
 
 
@@ -320,11 +320,12 @@ def flag_gate() -> FlagGate:
     return current_app.extensions[FLAGS_KEY]
 
 
-def path_for_learner(learner_id: uuid.UUID) -> PathName:
-    """The verified path if the flag says so; the legacy path if it can't be evaluated."""
+def verified_path_on(learner_id: uuid.UUID) -> bool:
+    """Whether the verified path is on for the learner: what the flag says, or False (the
+    legacy path) when the flag can't be evaluated."""
     gate = flag_gate()
     try:
-        return "verified" if gate.verified_for(learner_id) else "legacy"
+        return gate.verified_for(learner_id)
     except Exception as exc:
         gate.warn_fallback(exc)
-        return "legacy"
+        return False

@@ -11,7 +11,6 @@ The legacy path ignores floors, as the old app had no invalidation.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import uuid
 
@@ -22,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from . import faults
 from .cache import ProgressCache
+from .per_process import PerProcess
 
 CHANNEL = "progress_versions"
 log = logging.getLogger(__name__)
@@ -110,22 +110,23 @@ class ListenerHandle:
         self.enabled = url.startswith("postgresql")  # the embedded SQLite is one process
         self._dsn = libpq_dsn(url) if self.enabled else ""
         self._cache = cache
-        self._listener: VersionListener | None = None
-        self._pid = 0
-        self._lock = threading.Lock()
+        self._listener: PerProcess[VersionListener] = PerProcess(
+            self._start, close=VersionListener.stop
+        )
+
+    def _start(self) -> VersionListener:
+        listener = VersionListener(self._dsn, self._cache)
+        listener.start()
+        return listener
 
     def ensure_started(self) -> None:
-        if not self.enabled or (self._listener is not None and self._pid == os.getpid()):
-            return
-        with self._lock:
-            if self._listener is None or self._pid != os.getpid():
-                self._listener = VersionListener(self._dsn, self._cache)
-                self._pid = os.getpid()
-                self._listener.start()
+        if self.enabled:
+            self._listener.get()
 
     @property
     def listener(self) -> VersionListener | None:
-        return self._listener if self._pid == os.getpid() else None
+        """This process's listener, if it has started one."""
+        return self._listener.peek()
 
     def describe(self) -> str:
         if not self.enabled:
@@ -133,7 +134,4 @@ class ListenerHandle:
         return self.listener.describe() if self.listener else "ok (starts on first request)"
 
     def stop(self) -> None:
-        with self._lock:
-            if self._listener is not None and self._pid == os.getpid():
-                self._listener.stop()
-            self._listener = None
+        self._listener.reset()

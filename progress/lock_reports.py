@@ -18,10 +18,8 @@ from .curriculum import LessonRef, is_lesson_accessible
 from .extensions import db
 from .models import LockScreenReport, utcnow
 from .paths import record_false_lock
-from .receipts import InvalidReceipt, LockReceipt
+from .receipts import LockReceipt
 from .worker import worker_state
-
-__all__ = ["InvalidReceipt", "issue_lock_receipt", "read_lock_receipt", "report_lock_screen"]
 
 
 def issue_lock_receipt(

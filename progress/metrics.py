@@ -1,4 +1,4 @@
-"""Prometheus metric families (design.md "Metric families"), each series created at zero."""
+"""Prometheus metric families, each series created at zero, and the sums read from them."""
 
 from __future__ import annotations
 
@@ -7,8 +7,12 @@ from collections.abc import Iterable
 
 from flask import Flask
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, multiprocess
+from prometheus_client.metrics_core import Metric
 
-PATHS = ("legacy", "verified")
+from .path_names import PATHS
+
+# (sample name, its labels) -> value, summed over workers or instances
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 completions = Counter("progress_completions", "Lesson completions answered", ["path", "outcome"])
 cache_updates = Counter(
@@ -137,23 +141,28 @@ def registry() -> CollectorRegistry:
     return REGISTRY
 
 
-def _samples() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every counter sample this instance can see (all workers under multiprocess mode)."""
-    values: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-    for family in registry().collect():
+def add_samples(families: Iterable[Metric], into: Samples) -> Samples:
+    """Add the families' samples into `into`, sample by sample (e.g. one instance's
+    /metrics after another's); returns `into`."""
+    for family in families:
         for sample in family.samples:
-            key = (sample.name, tuple(sorted(sample.labels.items())))
-            values[key] = values.get(key, 0.0) + sample.value
-    return values
+            key = (sample.name, frozenset(sample.labels.items()))
+            into[key] = into.get(key, 0.0) + sample.value
+    return into
+
+
+def sample_total(samples: Samples, name: str, **labels: str) -> float:
+    """The sum of `name` over every series carrying `labels`."""
+    wanted = set(labels.items())
+    return sum(v for (n, lbl), v in samples.items() if n == name and wanted <= lbl)
 
 
 def path_figures() -> dict[str, dict[str, float | None]]:
-    """The figures the admin page shows for each path."""
-    samples = _samples()
+    """The figures the admin page shows for each path (all workers under multiprocess mode)."""
+    samples = add_samples(registry().collect(), {})
 
     def total(name: str, **labels: str) -> float:
-        wanted = set(labels.items())
-        return sum(v for (n, lbl), v in samples.items() if n == name and wanted <= set(lbl))
+        return sample_total(samples, name, **labels)
 
     figures: dict[str, dict[str, float | None]] = {}
     for path in PATHS:

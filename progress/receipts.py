@@ -18,13 +18,20 @@ from typing import Any
 
 from itsdangerous import BadSignature, URLSafeSerializer
 
+from .exceptions import ProgressError
+from .path_names import PATHS
+
 FORMAT = 1
 SALT = "progress.lock-receipt"
-PATHS = ("legacy", "verified")
 
 
-class InvalidReceipt(Exception):
+class InvalidReceipt(ProgressError):
     """A receipt that is missing, malformed, tampered with, expired, or not this report's."""
+
+    status, code = 400, "invalid_receipt"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, field="lockReceipt")
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ import requests
 import sqlalchemy as sa
 from flask import current_app
 
+from .exceptions import ProgressError
 from .extensions import db
 from .flags import FlagGate, features_document, flag_gate
 from .models import FeatureFlag, RolloutChange, RolloutPlan, utcnow
@@ -28,12 +29,16 @@ from .models import FeatureFlag, RolloutChange, RolloutPlan, utcnow
 STAGES = (0, 10, 100)  # the seed's plan
 
 
-class RolloutError(RuntimeError):
+class RolloutError(ProgressError):
     """The flag backend refused or could not be reached; nothing was changed."""
 
+    status, code = 502, "flag_backend_error"
 
-class RolloutBusy(RuntimeError):
+
+class RolloutBusy(ProgressError):
     """Other rollout changes kept this one waiting too long; nothing was changed."""
+
+    status, code = 409, "rollout_busy"
 
 
 CHANGE_LOCK_WAIT_S = 30

@@ -17,13 +17,17 @@ from sqlalchemy.exc import OperationalError
 from . import faults, invalidation
 from .cache import ProgressSnapshot
 from .curriculum import Curriculum, LessonRef, is_lesson_accessible
+from .exceptions import ProgressError
 from .extensions import db
 from .models import LessonProgress, ProgressVersion, User, utcnow
 from .replica import replica_health
 
 
-class LessonLocked(Exception):
+class LessonLocked(ProgressError):
     """The learner may not complete a lesson whose predecessor is incomplete."""
+
+    status, code = 409, "lesson_locked"
+    default_message = "Complete the previous lesson first."
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +121,7 @@ def mark_lesson_completed(
             return _existing_completion(learner_id, lesson)
         if not is_lesson_accessible(curriculum, completed, lesson):
             session.rollback()
-            raise LessonLocked(lesson)
+            raise LessonLocked
 
         completed_at = utcnow()
         # RETURNING, not rowcount: an ORM insert's rowcount is -1 on some drivers.

@@ -3,7 +3,6 @@ identities already created, and a background thread pool (made after gunicorn's 
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Hashable
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -17,6 +16,7 @@ from .breaker import CircuitBreaker
 from .cache import ProgressCache
 from .curriculum import Curriculum, load_curriculum
 from .invalidation import ListenerHandle
+from .per_process import PerProcess
 
 STATE_KEY = "progress.worker"
 
@@ -49,8 +49,10 @@ class WorkerState:
     breaker: CircuitBreaker
     listener: ListenerHandle
     _curriculum: Curriculum | None = None
-    _executors: dict[str, Executor] = field(default_factory=dict)
-    _executor_pid: int = 0
+    # A thread pool per path, made in the process that uses it (threads do not survive fork).
+    _executors: PerProcess[dict[str, Executor]] = field(
+        default_factory=lambda: PerProcess(dict, close=_shut_down)
+    )
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def curriculum(self) -> Curriculum:
@@ -65,25 +67,22 @@ class WorkerState:
         """A thread pool per path for cache updates, so the legacy path's slow
         fire-and-forget patches never hold up the verified path's bounded ones. Created in
         the process that uses it (threads do not survive fork)."""
-        pid = os.getpid()
-        pool = self._executors.get(path) if self._executor_pid == pid else None
+        pools = self._executors.get()
+        pool = pools.get(path)
         if pool is None:
             with self._lock:
-                if self._executor_pid != pid:
-                    self._executors, self._executor_pid = {}, pid
-                pool = self._executors.get(path)
+                pool = pools.get(path)
                 if pool is None:
                     pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix=f"cache-{path}")
-                    self._executors[path] = pool
+                    pools[path] = pool
         return pool
 
     def use_background(self, path: str, executor: Executor) -> None:
         """Run `path`'s cache updates on `executor` from now on in this process: the seam
         through which the interleaving model (tests/test_model.py) decides when they run."""
+        pools = self._executors.get()
         with self._lock:
-            if self._executor_pid != os.getpid():
-                self._executors, self._executor_pid = {}, os.getpid()
-            self._executors[path] = executor
+            pools[path] = executor
 
     def reset(self) -> None:
         """Forget everything this process holds (tests; a re-seeded curriculum)."""
@@ -95,10 +94,12 @@ class WorkerState:
 
     def shutdown(self) -> None:
         self.listener.stop()
-        if self._executor_pid == os.getpid():
-            for pool in self._executors.values():
-                pool.shutdown(wait=True, cancel_futures=False)
-            self._executors = {}
+        self._executors.reset()
+
+
+def _shut_down(pools: dict[str, Executor]) -> None:
+    for pool in pools.values():
+        pool.shutdown(wait=True, cancel_futures=False)
 
 
 def init_app(app: Flask) -> None:

@@ -19,8 +19,8 @@ import sqlalchemy as sa
 import lab.service
 from progress import guard, rollout
 from progress.extensions import db
-from progress.flags import path_for_learner
 from progress.models import GuardEvaluation, RolloutChange, utcnow
+from progress.paths import path_for_learner
 
 from .conftest import IN_CI, SECRET, AuthActions, service_env, set_rollout
 from .support import prometheus_server

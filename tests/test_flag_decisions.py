@@ -5,7 +5,8 @@ import time
 import uuid
 
 from progress import flags
-from progress.flags import flag_gate, path_for_learner
+from progress.flags import flag_gate
+from progress.paths import path_for_learner
 
 from .conftest import set_rollout
 
@@ -53,6 +54,6 @@ def test_the_memo_is_bounded(make_pg_app, monkeypatch):
     time.sleep(flags.SETTLE_S + 0.2)
     first = paths(app)
     with app.app_context():
-        held = len(flag_gate()._decisions)
+        held = flag_gate().decisions_held
     assert 0 < held <= 16
     assert paths(app) == first

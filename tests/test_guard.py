@@ -26,9 +26,9 @@ from flask_migrate import downgrade, upgrade
 import lab.service
 from progress import guard, rollout
 from progress.extensions import db
-from progress.flags import path_for_learner
 from progress.guard import Figures, Situation, Thresholds, decide, judge, sequential, simulation
 from progress.models import GuardDecisionCount, GuardEvaluation, RolloutChange, RolloutPlan
+from progress.paths import path_for_learner
 
 from .conftest import (
     IN_CI,

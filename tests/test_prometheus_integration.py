@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from progress.flags import path_for_learner
+from progress.paths import path_for_learner
 
 from .conftest import IN_CI, SECRET, AuthActions, service_env, set_rollout
 from .support import prometheus_server

@@ -7,7 +7,8 @@ import uuid
 
 import pytest
 
-from progress.flags import flag_gate, path_for_learner
+from progress.flags import flag_gate
+from progress.paths import path_for_learner
 
 from .conftest import SECRET, AuthActions, set_rollout
 from .support.unleash_server import create_rollout_flag, running_unleash

@@ -13,8 +13,8 @@ import pytest
 
 from progress import rollout
 from progress.extensions import db
-from progress.flags import path_for_learner
 from progress.models import GuardEvaluation, utcnow
+from progress.paths import path_for_learner
 
 from .conftest import IN_CI
 

@@ -4,27 +4,20 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable
 
 import sqlalchemy as sa
-from flask import Blueprint, Flask, Response, current_app
+from flask import Blueprint, Response, current_app
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from spectree import Response as Resp
 
 from .. import guard, metrics
-from ..extensions import db
+from ..extensions import db, readiness_checks
+from ..flags import flag_gate
 from .schemas import HealthOut, ReadyOut
 from .spec import api_spec
 
 bp = Blueprint("health", __name__)
 log = logging.getLogger(__name__)
-READINESS_CHECKS_KEY = "progress.readiness"
-
-
-def register_readiness_check(app: Flask, name: str, check: Callable[[], str]) -> None:
-    """`check` answers "ok ..." when ready, "degraded ..." when ready around a fault, and
-    anything else when not."""
-    app.extensions.setdefault(READINESS_CHECKS_KEY, {})[name] = check
 
 
 @bp.get("/healthz")
@@ -48,7 +41,7 @@ def readyz() -> tuple[dict, int]:
     except Exception as exc:  # readiness reports; it never raises
         db.session.rollback()
         checks["database"] = f"unavailable: {type(exc).__name__}"
-    for name, check in current_app.extensions.get(READINESS_CHECKS_KEY, {}).items():
+    for name, check in readiness_checks(current_app).items():
         checks[name] = check()
     # "degraded": working around a fault (a replica set aside), still ready to serve.
     ready = all(value.startswith(("ok", "degraded")) for value in checks.values())
@@ -58,8 +51,6 @@ def readyz() -> tuple[dict, int]:
 @bp.get("/metrics")
 def prometheus_metrics() -> Response:
     """Prometheus text format, summed over this instance's workers."""
-    from ..flags import flag_gate
-
     with contextlib.suppress(Exception):  # the answering worker reports its flag too
         flag_gate().client()
     body = generate_latest(metrics.registry())

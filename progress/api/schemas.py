@@ -7,6 +7,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
+from ..guard import validate_stages
+from ..path_names import PathName
+
 
 class Strict(BaseModel):
     # Strict: "1" is not an integer and unknown fields are refused.
@@ -78,9 +81,6 @@ class ProgressOut(BaseModel):
     version: int
     completed: list[CompletedLessonOut]
     lessons: list[LessonAccessOut]
-
-
-PathName = Literal["legacy", "verified"]
 
 
 class CompletionOut(BaseModel):
@@ -182,19 +182,13 @@ class PathFiguresOut(BaseModel):
 # -- the rollout guard ---------------------------------------------------------------------
 
 
-def _stages(value: list[int]) -> list[int]:
-    from ..guard import validate_stages  # the one rule, shared with the command line
-
-    return validate_stages(value)
-
-
 OnFailure = Literal["rollback", "pause"]
 Percentage = Annotated[int, Field(ge=0, le=100), BeforeValidator(_whole_number)]
 # Distinct percentages in any order; kept rising, with 0 (where a rollback goes) first.
 Stages = Annotated[
     list[Percentage],
     Field(min_length=2, max_length=20, json_schema_extra={"uniqueItems": True}),
-    AfterValidator(_stages),
+    AfterValidator(validate_stages),  # the one rule, shared with the CLI
 ]
 Count = Annotated[int, Field(ge=0, le=10**7), BeforeValidator(_whole_number)]
 Seconds = Annotated[int, Field(ge=0, le=30 * 86400), BeforeValidator(_whole_number)]

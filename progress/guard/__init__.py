@@ -53,6 +53,7 @@ import sqlalchemy as sa
 from flask import Flask, current_app, request
 
 from .. import rollout
+from ..exceptions import ProgressError
 from ..extensions import db
 from ..flags import flag_gate
 from ..models import PLAN_DEFAULTS, PLAN_STAGES, GuardEvaluation, RolloutPlan, utcnow
@@ -79,12 +80,16 @@ from .keeping import exposition  # noqa: F401 - /metrics reads it from here
 log = logging.getLogger(__name__)
 
 
-class GuardBusy(RuntimeError):
+class GuardBusy(ProgressError):
     """Another process holds the guard's lock (an evaluation is under way)."""
 
+    status, code = 409, "guard_busy"
 
-class StageNotReady(RuntimeError):
+
+class StageNotReady(ProgressError):
     """Advancing is refused: the stage is not ready, the plan is paused, or it is the last."""
+
+    status, code = 409, "stage_not_ready"
 
 
 SCHEDULE_KEY = "progress.guard"

@@ -12,10 +12,11 @@ from flask import Flask, current_app, g
 from .. import metrics, store
 from ..cache import ProgressSnapshot
 from ..curriculum import LessonRef, is_lesson_accessible
+from ..flags import verified_path_on
+from ..path_names import PathName
 from ..worker import worker_state
 
 PATHS_KEY = "progress.paths"
-PathName = Literal["legacy", "verified"]
 log = logging.getLogger(__name__)
 
 
@@ -51,10 +52,13 @@ def install_path(app: Flask, path: ProgressPath) -> None:
     app.extensions.setdefault(PATHS_KEY, {})[path.name] = path
 
 
+def path_for_learner(learner_id: uuid.UUID) -> PathName:
+    """The verified path if the flag says so; the legacy path if it can't be evaluated."""
+    return "verified" if verified_path_on(learner_id) else "legacy"
+
+
 def serving_path(learner_id: uuid.UUID) -> ProgressPath:
     """The one dispatch point: the flag picks the path for this learner."""
-    from ..flags import path_for_learner  # flags import paths' names, not the reverse
-
     name = path_for_learner(learner_id)
     g.progress_path = name
     return current_app.extensions[PATHS_KEY][name]
