@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -121,69 +123,74 @@ class RolloutChange(db.Model):
     changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-PLAN_STAGES = (0, 10, 100)  # the seed's plan
-# Every default of a rollout plan, in one place: the columns, a plan not yet stored, the
-# migrations that add a column and the simulation (progress.guard.simulation) read these.
-PLAN_DEFAULTS: dict[str, int | float | str | bool] = {
-    "min_stage_seconds": 600,
-    "min_completions": 50,  # on each path
-    "min_access_checks": 200,  # on each path
-    "auto_advance": False,
-    "on_failure": "rollback",
+@dataclass(frozen=True)
+class PlanSettings:
+    """What a rollout plan sets. The defaults here are the one place they live: a new plan,
+    a plan not yet stored, the migrations that add a column and the simulation
+    (progress.guard.simulation) read them."""
+
+    stages: tuple[int, ...] = (0, 10, 100)  # the seed's plan
+    min_stage_seconds: int = 600
+    min_completions: int = 50  # on each path
+    min_access_checks: int = 200  # on each path
+    # False: a stage that passed is marked ready and product clicks "advance".
+    auto_advance: bool = False
+    on_failure: str = "rollback"  # or "pause"
     # Verified's success rate may be this much lower than legacy's (0.001: 0.1 point).
-    "success_rate_margin": 0.001,
+    success_rate_margin: float = 0.001
     # The cache update latency budget, in seconds.
-    "p95_budget_seconds": 0.25,
+    p95_budget_seconds: float = 0.25
     # Verified's share of cache updates over the budget may exceed legacy's by this much:
     # 0.05 keeps the seed's "95% within the budget" when legacy is always within it.
-    "latency_margin": 0.05,
+    latency_margin: float = 0.05
     # The chance of a wrong rollback (or pause) over all the looks at a stage whose paths
     # are in truth equal; also the chance of advancing past a difference beyond a margin.
-    "false_rollback_rate": 0.01,
-    "enabled": False,
-}
+    false_rollback_rate: float = 0.01
+    enabled: bool = False
+
+    def columns(self) -> dict[str, Any]:
+        """The settings as a plan's columns (stages: a list, as stored)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {**values, "stages": list(self.stages)}
+
+
+PLAN_DEFAULTS = PlanSettings()
 
 
 class RolloutPlan(db.Model):
     """The rollout guard's plan for one flag: its stages, the evidence each stage needs
-    before the next, what a failure does, and where the rollout stands."""
+    before the next, what a failure does, and where the rollout stands. A new plan starts
+    from PLAN_DEFAULTS."""
 
     __tablename__ = "rollout_plans"
 
     flag: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
-    stages: Mapped[list[int]] = mapped_column(sa.JSON, default=lambda: list(PLAN_STAGES))
-    min_stage_seconds: Mapped[int] = mapped_column(
-        sa.Integer, default=PLAN_DEFAULTS["min_stage_seconds"]
-    )
-    min_completions: Mapped[int] = mapped_column(
-        sa.Integer, default=PLAN_DEFAULTS["min_completions"]
-    )
-    min_access_checks: Mapped[int] = mapped_column(
-        sa.Integer, default=PLAN_DEFAULTS["min_access_checks"]
-    )
-    # False: a stage that passed is marked ready and product clicks "advance".
-    auto_advance: Mapped[bool] = mapped_column(sa.Boolean, default=PLAN_DEFAULTS["auto_advance"])
-    # "rollback" or "pause"
-    on_failure: Mapped[str] = mapped_column(sa.String(20), default=PLAN_DEFAULTS["on_failure"])
-    success_rate_margin: Mapped[float] = mapped_column(
-        sa.Double, default=PLAN_DEFAULTS["success_rate_margin"]
-    )
-    p95_budget_seconds: Mapped[float] = mapped_column(
-        sa.Double, default=PLAN_DEFAULTS["p95_budget_seconds"]
-    )
-    latency_margin: Mapped[float] = mapped_column(
-        sa.Double, default=PLAN_DEFAULTS["latency_margin"]
-    )
-    false_rollback_rate: Mapped[float] = mapped_column(
-        sa.Double, default=PLAN_DEFAULTS["false_rollback_rate"]
-    )
-    enabled: Mapped[bool] = mapped_column(sa.Boolean, default=PLAN_DEFAULTS["enabled"])
+    stages: Mapped[list[int]] = mapped_column(sa.JSON)
+    min_stage_seconds: Mapped[int] = mapped_column(sa.Integer)
+    min_completions: Mapped[int] = mapped_column(sa.Integer)
+    min_access_checks: Mapped[int] = mapped_column(sa.Integer)
+    auto_advance: Mapped[bool] = mapped_column(sa.Boolean)
+    on_failure: Mapped[str] = mapped_column(sa.String(20))
+    success_rate_margin: Mapped[float] = mapped_column(sa.Double)
+    p95_budget_seconds: Mapped[float] = mapped_column(sa.Double)
+    latency_margin: Mapped[float] = mapped_column(sa.Double)
+    false_rollback_rate: Mapped[float] = mapped_column(sa.Double)
+    enabled: Mapped[bool] = mapped_column(sa.Boolean)
     stage_index: Mapped[int] = mapped_column(sa.Integer, default=0)
     stage_started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     paused: Mapped[bool] = mapped_column(sa.Boolean, default=False)
     ready: Mapped[bool] = mapped_column(sa.Boolean, default=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_by: Mapped[str] = mapped_column(sa.String(320), default="default")
+
+    def __init__(self, **columns: Any) -> None:
+        super().__init__(**{**PLAN_DEFAULTS.columns(), **columns})
+
+    @property
+    def stage_percentage(self) -> int | None:
+        """The current stage's percentage; None if the index is past the stages."""
+        stages = self.stages
+        return stages[self.stage_index] if 0 <= self.stage_index < len(stages) else None
 
     def follow_percentage(self, percentage: int, now: datetime) -> bool:
         """Follow a move of the rollout to another stage of the plan (that stage's clock

@@ -26,8 +26,6 @@ from .extensions import db
 from .flags import FlagGate, features_document, flag_gate
 from .models import FeatureFlag, RolloutChange, RolloutPlan, utcnow
 
-STAGES = (0, 10, 100)  # the seed's plan
-
 
 class RolloutError(ProgressError):
     """The flag backend refused or could not be reached; nothing was changed."""

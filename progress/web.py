@@ -11,7 +11,7 @@ from flask import Blueprint, Response, abort, current_app, jsonify, render_templ
 from . import guard
 from .auth import issue_token
 from .extensions import db
-from .rollout import STAGES
+from .models import PLAN_DEFAULTS
 
 ROOT = Path(__file__).resolve().parent.parent
 bp = Blueprint(
@@ -56,7 +56,7 @@ def admin_rollout() -> str:
         stages = guard.current_plan().stages  # the plan's stages, not the seed's
     except Exception:  # the page still renders; the script reads the plan again
         db.session.rollback()
-        stages = list(STAGES)
+        stages = list(PLAN_DEFAULTS.stages)
     return render_template(
         "admin_rollout.html",
         flag=current_app.config["PROGRESS_FLAG_NAME"],

@@ -26,8 +26,18 @@ from flask_migrate import downgrade, upgrade
 import lab.service
 from progress import guard, rollout
 from progress.extensions import db
-from progress.guard import Figures, Situation, Thresholds, decide, judge, sequential, simulation
-from progress.models import GuardDecisionCount, GuardEvaluation, RolloutChange, RolloutPlan
+from progress.guard import evaluation, lock, sequential, simulation
+from progress.guard import plan as guard_plan
+from progress.guard.checks import Thresholds, judge
+from progress.guard.decision import Situation, decide
+from progress.guard.figures import Figures, Prometheus
+from progress.models import (
+    PLAN_DEFAULTS,
+    GuardDecisionCount,
+    GuardEvaluation,
+    RolloutChange,
+    RolloutPlan,
+)
 from progress.paths import path_for_learner
 
 from .conftest import (
@@ -86,9 +96,7 @@ def figures(
     )
 
 
-LIMITS = Thresholds(
-    min_completions=50, min_access_checks=200, success_rate_margin=0.001, p95_budget_s=0.25
-)
+LIMITS = Thresholds.of(PLAN_DEFAULTS)  # 50 and 200 on each path, margins 0.1 and 5 points
 
 
 def situation(**changes) -> Situation:
@@ -661,7 +669,7 @@ def test_a_held_advisory_lock_keeps_another_evaluation_out(make_pg_app, pg_guard
     app = make_pg_app(PROMETHEUS_URL=f"http://127.0.0.1:{free_port()}", PROGRESS_GUARD_INTERVAL_S=0)
     with app.app_context():
         guard.update_plan({"enabled": True}, "tests")
-        key = guard._lock_key("verified-progress-path")
+        key = lock.lock_key("verified-progress-path")
     with psycopg.connect(app.config["SQLALCHEMY_DATABASE_URI"].replace("+psycopg", "")) as other:
         assert other.execute("SELECT pg_try_advisory_xact_lock(%s)", (key,)).fetchone()[0]
         with app.app_context():
@@ -669,12 +677,12 @@ def test_a_held_advisory_lock_keeps_another_evaluation_out(make_pg_app, pg_guard
             assert run.outcome == "lock_held"
             assert run.evaluation is None
             assert guard.recent_evaluations() == []
-        original_wait, guard.PLAN_LOCK_WAIT_S = guard.PLAN_LOCK_WAIT_S, 0.3
+        original_wait, guard_plan.PLAN_LOCK_WAIT_S = guard_plan.PLAN_LOCK_WAIT_S, 0.3
         try:
             admin = AuthActions(SECRET).learner(admin=True)
             busy = app.test_client().put(PLAN, headers=admin.headers, json={"paused": True})
         finally:
-            guard.PLAN_LOCK_WAIT_S = original_wait
+            guard_plan.PLAN_LOCK_WAIT_S = original_wait
         assert busy.status_code == 409
         assert busy.get_json()["error"]["code"] == "guard_busy"
         other.rollback()
@@ -688,7 +696,7 @@ def test_when_the_flag_backend_refuses_the_evaluation_says_nothing_changed(guard
     def refuse(*args, **kwargs):
         raise rollout.RolloutError("Unleash unreachable: ConnectionError")
 
-    monkeypatch.setattr(guard, "read_figures", lambda *a, **k: figures(shown=1, window=60))
+    monkeypatch.setattr(evaluation, "read_figures", lambda *a, **k: figures(shown=1, window=60))
     with prometheus_at(guarded, "http://prometheus.invalid"), guarded.app_context():
         guard.update_plan({"enabled": True}, "tests")
         guard.advance_stage("tests")
@@ -708,7 +716,7 @@ def test_on_sqlite_a_process_lock_keeps_a_second_evaluation_out(sqlite_app_sessi
     try:
         with prometheus_at(app, f"http://127.0.0.1:{free_port()}"), app.app_context():
             guard.update_plan({"enabled": True}, "tests")
-            with guard._local_lock("verified-progress-path"):
+            with lock.local_lock("verified-progress-path"):
                 assert guard.evaluate().outcome == "lock_held"
             assert guard.evaluate().outcome == "evaluated"
     finally:
@@ -801,7 +809,7 @@ def test_the_api_and_the_command_line_say_what_the_test_found(guarded, admin, mo
     (a chart draws the bound over time from them), and the command line prints the
     explanation in words."""
     monkeypatch.setattr(
-        guard, "read_figures", lambda *a, **k: figures(verified=(19_000, 1_000, 80_000))
+        evaluation, "read_figures", lambda *a, **k: figures(verified=(19_000, 1_000, 80_000))
     )
     with prometheus_at(guarded, "http://prometheus.invalid"), guarded.app_context():
         guard.update_plan({"enabled": True}, "tests")
@@ -1222,7 +1230,7 @@ def test_prometheus_down_holds_logs_it_and_changes_nothing(
     assert "unreachable" in evaluation["reason"]
     assert "nothing changed" in evaluation["reason"]
     assert {c["status"] for c in evaluation["checks"]} == {"no_data"}
-    warnings = [r for r in caplog.records if r.name == "progress.guard"]
+    warnings = [r for r in caplog.records if r.name == "progress.guard.evaluation"]
     assert any(r.levelno == logging.WARNING and url in r.prometheus_url for r in warnings)
     with app.app_context():
         assert guard.plan_json(guard.current_plan()) == before
@@ -1256,13 +1264,13 @@ def test_two_instances_never_both_act_on_one_evaluation(
         wait_for_samples(prometheus, 1)
         drive_healthy_traffic(svc.url, learners)
         instances = [guard_app(make_pg_app, prometheus.url) for _ in range(2)]
-        slow_query = guard.Prometheus.query
+        slow_query = Prometheus.query
 
         def slowed(self, expr, at):
             time.sleep(0.2)
             return slow_query(self, expr, at)
 
-        monkeypatch.setattr(guard.Prometheus, "query", slowed)
+        monkeypatch.setattr(Prometheus, "query", slowed)
         rounds = []
         deadline = time.monotonic() + 40
         while time.monotonic() < deadline:
@@ -1314,7 +1322,7 @@ def test_with_a_real_unleash_server_the_guard_moves_the_flag_in_unleash(
         state = client.get("/api/v1/admin/rollout", headers=admin.headers).get_json()
         assert (state["percentage"], state["backend"]) == (10, "unleash")
         # Figures as Prometheus would give them: one shown false lock on the verified path.
-        monkeypatch.setattr(guard, "read_figures", lambda *a, **k: figures(shown=1, window=60))
+        monkeypatch.setattr(evaluation, "read_figures", lambda *a, **k: figures(shown=1, window=60))
         with app.app_context():
             run = guard.evaluate()
             assert run.evaluation["decision"] == "rollback"

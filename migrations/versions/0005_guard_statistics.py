@@ -27,7 +27,7 @@ def upgrade():
         op.add_column(
             'rollout_plans',
             sa.Column(name, sa.Double(), nullable=False,
-                      server_default=sa.text(repr(float(PLAN_DEFAULTS[name])))),
+                      server_default=sa.text(repr(float(getattr(PLAN_DEFAULTS, name))))),
         )
 
 

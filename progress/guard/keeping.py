@@ -48,7 +48,6 @@ class RolloutCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         plan = self._plan
-        stages = list(plan.stages)
         yield GaugeMetricFamily(
             "progress_rollout_stage",
             "The rollout plan's current stage index (0 is the first stage)",
@@ -57,12 +56,12 @@ class RolloutCollector(Collector):
         yield GaugeMetricFamily(
             "progress_rollout_stage_percentage",
             "The percentage of the rollout plan's current stage",
-            value=stages[plan.stage_index] if plan.stage_index < len(stages) else 0,
+            value=plan.stage_percentage or 0,
         )
         yield GaugeMetricFamily(
             "progress_rollout_plan_stages",
             "How many stages the rollout plan has",
-            value=len(stages),
+            value=len(plan.stages),
         )
         yield GaugeMetricFamily(
             "progress_rollout_guard_paused",

@@ -28,7 +28,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ..models import PLAN_DEFAULTS
-from .analysis import PATHS, Figures, Situation, Thresholds, decide, judge
+from .checks import Thresholds, judge
+from .decision import Situation, decide
+from .figures import PATHS, Figures
 
 Kind = Literal["success_rate", "latency"]
 Rule = Callable[[Figures, float], str]  # (figures, seconds into the stage) -> decision
@@ -39,16 +41,9 @@ TRAFFIC = (100, 1_000, 10_000)  # completions a minute, both paths
 ERROR_RATES = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.02)  # legacy's
 OVER_BUDGET_SHARES = (0.01, 0.02, 0.05, 0.10)  # legacy's cache updates over the budget
 FACTORS = (1, 2, 5)  # verified's rate = factor x legacy's
-BUDGET_S = float(PLAN_DEFAULTS["p95_budget_seconds"])
-LIMITS = Thresholds(
-    min_completions=int(PLAN_DEFAULTS["min_completions"]),
-    min_access_checks=int(PLAN_DEFAULTS["min_access_checks"]),
-    success_rate_margin=float(PLAN_DEFAULTS["success_rate_margin"]),
-    p95_budget_s=BUDGET_S,
-    latency_margin=float(PLAN_DEFAULTS["latency_margin"]),
-    false_rollback_rate=float(PLAN_DEFAULTS["false_rollback_rate"]),
-)
-MIN_STAGE_S = int(PLAN_DEFAULTS["min_stage_seconds"])
+LIMITS = Thresholds.of(PLAN_DEFAULTS)
+BUDGET_S = LIMITS.p95_budget_s
+MIN_STAGE_S = PLAN_DEFAULTS.min_stage_seconds
 ACCESS_CHECKS_PER_COMPLETION = 4
 
 

@@ -1,0 +1,113 @@
+"""The guard's decision from the checks and where the rollout stands; pure, so the decision
+table is tested without servers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from .checks import Check
+
+Decision = Literal["advance", "hold", "pause", "rollback", "ready"]
+OnFailure = Literal["rollback", "pause"]
+
+
+@dataclass(frozen=True)
+class Situation:
+    """Where the rollout stands, as the decision needs it."""
+
+    percentage: int
+    next_percentage: int | None  # None: the last stage, or off the plan
+    stage_elapsed_s: float
+    min_stage_seconds: int
+    auto_advance: bool
+    on_failure: OnFailure
+    paused: bool
+    off_plan: bool = False
+
+
+@dataclass(frozen=True)
+class Verdict:
+    decision: Decision
+    reason: str
+
+
+def decide(checks: Sequence[Check], now: Situation) -> Verdict:
+    """The guard's decision from the checks and the situation; pure."""
+    if now.percentage == 0:
+        return Verdict(
+            "hold",
+            "0%: the verified path serves no learner, so there is nothing to judge; "
+            "the first stage is started by a person (advance)",
+        )
+    sampled = all(c.status == "pass" for c in checks if c.name == "sample_size")
+    failed = [c for c in checks if c.status == "fail"]
+    acting = [c for c in failed if not c.needs_sample or sampled]
+    if acting:
+        return _on_failure(acting, now)
+    if now.paused:
+        return Verdict("hold", "paused: nothing advances until a person resumes the plan")
+    if now.off_plan:
+        return Verdict(
+            "hold",
+            f"the rollout is at {now.percentage}%, which is not a stage of the plan; "
+            "nothing advances until it is on a stage again",
+        )
+    if now.next_percentage is None:
+        return Verdict(
+            "hold",
+            f"last stage ({now.percentage}%): nothing to advance to; "
+            "still watching for false lock screens",
+        )
+    waiting = [c for c in checks if c.status in ("no_data", "inconclusive")]
+    if waiting:
+        return Verdict("hold", _waiting_for(waiting, failed))
+    if now.stage_elapsed_s < now.min_stage_seconds:
+        return Verdict(
+            "hold",
+            f"all checks pass; the stage has run {int(now.stage_elapsed_s)} s "
+            f"of its {now.min_stage_seconds} s",
+        )
+    summary = (
+        f"all checks pass after {int(now.stage_elapsed_s)} s at {now.percentage}% "
+        f"({'; '.join(c.detail for c in checks)})"
+    )
+    if now.auto_advance:
+        return Verdict("advance", f"advancing to {now.next_percentage}%: {summary}")
+    return Verdict("ready", f"ready for {now.next_percentage}% when product advances: {summary}")
+
+
+def _on_failure(acting: Sequence[Check], now: Situation) -> Verdict:
+    """What failed checks ask for: the plan's on_failure if any asks for it, else a pause."""
+    wanted: Decision = now.on_failure if any(c.on_fail == "plan" for c in acting) else "pause"
+    why = "; ".join(c.detail for c in acting)
+    if wanted == "pause" and now.paused:
+        return Verdict("hold", f"already paused; still failing: {why}")
+    if wanted == "rollback":
+        return Verdict("rollback", f"rolling back to 0%: {why}")
+    return Verdict("pause", f"pausing at {now.percentage}%: {why}")
+
+
+def _waiting_for(waiting: Sequence[Check], failed: Sequence[Check]) -> str:
+    """Why the guard holds while checks lack data or are inconclusive: the sample says it
+    best ("no data" / "too little data"), then a test still inconclusive; the rest named."""
+    ranked = sorted(
+        waiting,
+        key=lambda c: (
+            c.name != "sample_size" or c.status != "no_data",
+            c.status != "inconclusive",
+        ),
+    )
+    lead = ranked[0]
+    reason = lead.detail
+    others = [c for c in waiting if c is not lead]
+    inconclusive = [c.detail for c in others if c.status == "inconclusive"]
+    if inconclusive:
+        reason += "; " + "; ".join(inconclusive)
+    without = [c.name for c in others if c.status == "no_data"]
+    if without:
+        reason += f" (also without data: {', '.join(without)})"
+    if failed:  # failures on too small a sample: not acted on
+        reason += "; not acted on without the sample: " + "; ".join(c.detail for c in failed)
+    return reason

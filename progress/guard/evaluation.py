@@ -1,0 +1,214 @@
+"""One evaluation of the plan, under the guard's lock: the figures from Prometheus, the
+checks, the decision, the action, and the evaluation kept with them in one commit."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from flask import current_app
+
+from .. import rollout
+from ..extensions import db
+from ..flags import flag_gate
+from ..models import GuardEvaluation, RolloutPlan, utcnow
+from . import keeping
+from .checks import Thresholds, judge, unmeasured
+from .decision import Decision, Situation, Verdict, decide
+from .figures import Prometheus, PrometheusUnavailable, read_figures
+from .lock import guarded_transaction
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GuardRun:
+    """What one call to `evaluate` did."""
+
+    outcome: Literal["evaluated", "lock_held", "skipped", "disabled", "flag_unavailable"]
+    message: str
+    evaluation: dict[str, Any] | None = None
+
+
+def instance_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def evaluation_json(row: GuardEvaluation) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "at": row.at,
+        "flag": row.flag,
+        "stage": row.stage,
+        "percentage": row.percentage,
+        "windowSeconds": row.window_seconds,
+        "checks": row.checks,
+        "decision": row.decision,
+        "reason": row.reason,
+        "acted": row.acted,
+        "instance": row.instance,
+    }
+
+
+def recent_evaluations(limit: int = 50) -> list[GuardEvaluation]:
+    """Newest first."""
+    return list(
+        db.session.scalars(
+            sa.select(GuardEvaluation)
+            .where(GuardEvaluation.flag == flag_gate().flag)
+            .order_by(GuardEvaluation.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def _evaluated_within(flag: str, seconds: float) -> bool:
+    last = db.session.scalar(
+        sa.select(GuardEvaluation.at)
+        .where(GuardEvaluation.flag == flag)
+        .order_by(GuardEvaluation.id.desc())
+        .limit(1)
+    )
+    return last is not None and (utcnow() - last).total_seconds() < seconds
+
+
+def evaluate(*, scheduled: bool = False) -> GuardRun:
+    """Evaluate the plan now and act on the decision; one process at a time.
+
+    `scheduled`: a worker's periodic wake-up, skipped when any process evaluated within
+    most of an interval (every worker wakes; one evaluation per interval is made).
+    """
+    config = current_app.config
+    if not config["PROMETHEUS_URL"]:
+        return GuardRun("disabled", "PROMETHEUS_URL is not set: the guard has no figures")
+    flag = flag_gate().flag
+    with guarded_transaction(flag) as held:
+        if not held:
+            return GuardRun("lock_held", "another process holds the guard's lock and is evaluating")
+        plan = db.session.get(RolloutPlan, flag, with_for_update=True)
+        if plan is None or not plan.enabled:
+            return GuardRun("disabled", "the plan is disabled (flask rollout plan --enable)")
+        interval = config["PROGRESS_GUARD_INTERVAL_S"]
+        if scheduled and _evaluated_within(flag, 0.9 * interval):
+            return GuardRun("skipped", "evaluated moments ago by another process")
+        try:
+            state = rollout.rollout_state()
+        except rollout.RolloutError as exc:
+            log.warning("rollout guard: the flag is unreadable; holding", extra={"error": str(exc)})
+            return GuardRun("flag_unavailable", f"the flag is unreadable: {exc}")
+        evaluation, decision = _evaluate_locked(plan, state)
+        keeping.count_decision(flag, decision)
+        keeping.prune_evaluations(flag, config["PROGRESS_GUARD_RETENTION_DAYS"])
+        result = evaluation_json(evaluation)
+    return GuardRun("evaluated", result["reason"], result)
+
+
+def _evaluate_locked(
+    plan: RolloutPlan, state: rollout.RolloutState
+) -> tuple[GuardEvaluation, Decision]:
+    config = current_app.config
+    now = utcnow()
+    on_plan = plan.follow_percentage(state.percentage, now)
+    elapsed = (now - plan.stage_started_at).total_seconds()
+    window = max(int(elapsed), config["PROGRESS_GUARD_MIN_WINDOW_S"])
+    prometheus = Prometheus(config["PROMETHEUS_URL"], config["PROGRESS_GUARD_QUERY_TIMEOUT_S"])
+    try:
+        figures = read_figures(
+            prometheus, window, now.timestamp(), config["PROGRESS_GUARD_SELECTOR"]
+        )
+    except PrometheusUnavailable as exc:
+        log.warning(
+            "rollout guard: Prometheus unavailable; holding, nothing changed",
+            extra={"prometheus_url": prometheus.url, "error": str(exc)},
+        )
+        checks = unmeasured(f"Prometheus {exc}")
+        verdict = Verdict("hold", f"Prometheus {exc}: holding, nothing changed")
+    else:
+        checks = judge(figures, Thresholds.of(plan), state.percentage)
+        has_next = on_plan and plan.stage_index + 1 < len(plan.stages)
+        verdict = decide(
+            checks,
+            Situation(
+                percentage=state.percentage,
+                next_percentage=plan.stages[plan.stage_index + 1] if has_next else None,
+                stage_elapsed_s=elapsed,
+                min_stage_seconds=plan.min_stage_seconds,
+                auto_advance=plan.auto_advance,
+                on_failure=plan.on_failure,  # type: ignore[arg-type]
+                paused=plan.paused,
+                off_plan=not on_plan,
+            ),
+        )
+    evaluation = GuardEvaluation(
+        at=now,
+        flag=plan.flag,
+        stage=plan.stage_index,
+        percentage=state.percentage,
+        window_seconds=window,
+        checks=[c.as_json() for c in checks],
+        decision=verdict.decision,
+        reason=verdict.reason,
+        acted=False,
+        instance=instance_id(),
+    )
+    db.session.add(evaluation)
+    db.session.flush()  # its id goes into the history's reason
+    return _act(plan, verdict, state.percentage, evaluation), verdict.decision
+
+
+def _act(
+    plan: RolloutPlan, verdict: Verdict, percentage: int, evaluation: GuardEvaluation
+) -> GuardEvaluation:
+    """Carry out the decision; the plan, the evaluation and the rollout change are committed
+    together by set_rollout (embedded flags) or right after Unleash accepted the change.
+    Returns the evaluation as kept."""
+    decision = verdict.decision
+    now = utcnow()
+    if decision == "hold" or (decision == "ready" and plan.ready):
+        return evaluation
+    evaluation.acted = True
+    plan.updated_at, plan.updated_by = now, "guard"
+    if decision == "ready":
+        plan.ready = True
+        log.info("rollout guard: stage ready", extra={"percentage": percentage})
+        return evaluation
+    if decision == "advance":
+        target = plan.stages[plan.stage_index + 1]
+        plan.stage_index += 1
+        plan.stage_started_at, plan.ready = now, False
+    elif decision == "rollback":
+        target = plan.stages[0]
+        plan.stage_index = 0
+        plan.stage_started_at, plan.ready, plan.paused = now, False, True
+    else:  # pause: the same percentage, kept in the history with the reason
+        target = percentage
+        plan.ready, plan.paused = False, True
+    reason = f"guard {decision} (evaluation #{evaluation.id}): {verdict.reason}"
+    log.warning(
+        "rollout guard acts",
+        extra={"decision": decision, "from_percentage": percentage, "to_percentage": target},
+    )
+    # What to keep if the change fails: the rollback below discards the pending row.
+    kept = {
+        name: getattr(evaluation, name)
+        for name in ("at", "flag", "stage", "percentage", "window_seconds", "checks", "instance")
+    }
+    try:
+        rollout.set_rollout(target, reason[:500], "guard")
+    except Exception as exc:  # Unleash refused, say: record that nothing changed
+        db.session.rollback()
+        log.error("rollout guard could not act", extra={"decision": decision, "error": str(exc)})
+        failed = GuardEvaluation(
+            **kept,
+            decision=decision,
+            reason=f"{verdict.reason}; could not act: {exc}",
+            acted=False,
+        )
+        db.session.add(failed)
+        db.session.flush()
+        return failed
+    return evaluation

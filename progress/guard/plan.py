@@ -1,0 +1,172 @@
+"""The rollout plan: its stages, the evidence each stage needs, what a failure does, and
+where the rollout stands. People change it (the API, the command line) under the guard's
+lock, so a change never lands in the middle of an evaluation."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import fields
+from typing import Any
+
+from .. import rollout
+from ..exceptions import ProgressError
+from ..extensions import db
+from ..flags import flag_gate
+from ..models import PlanSettings, RolloutPlan, utcnow
+from .lock import GuardBusy, guarded_transaction
+
+# What a person may change: the plan's settings, and pausing or resuming it.
+PLAN_FIELDS = frozenset({*(f.name for f in fields(PlanSettings)), "paused"})
+# Seconds the API and CLI wait for an evaluation in progress before answering "busy".
+PLAN_LOCK_WAIT_S = 10.0
+
+
+class StageNotReady(ProgressError):
+    """Advancing is refused: the stage is not ready, the plan is paused, or it is the last."""
+
+    status = 409
+    code = "stage_not_ready"
+
+
+def validate_stages(stages: Sequence[int]) -> list[int]:
+    """Stages are distinct whole percentages, kept in rising order, and 0 is always the
+    first (where a rollback goes): [10, 100] is [0, 10, 100]."""
+    values = list(stages)
+    if any(isinstance(v, bool) or not isinstance(v, int) for v in values):
+        raise ValueError("stages are whole percentages")
+    if any(not 0 <= v <= 100 for v in values):
+        raise ValueError("stages are within 0..100")
+    if len(set(values)) != len(values):
+        raise ValueError("a stage appears twice")
+    values = sorted({0, *values})
+    if len(values) < 2:
+        raise ValueError("a plan needs a stage above 0")
+    if len(values) > 21:
+        raise ValueError("a plan has at most 20 stages above 0")
+    return values
+
+
+def default_plan(flag: str) -> RolloutPlan:
+    """The defaults, as the page and the API show them before anybody stored a plan: no
+    times (nothing has started), and the stage the rollout is really at."""
+    plan = RolloutPlan(
+        flag=flag,
+        stage_index=0,
+        stage_started_at=None,
+        paused=False,
+        ready=False,
+        updated_at=None,
+        updated_by=None,
+    )
+    try:
+        state = rollout.rollout_state()
+    except rollout.RolloutError:  # the flag is unreadable: show the plan from its start
+        return plan
+    if state.percentage in plan.stages:
+        plan.stage_index = plan.stages.index(state.percentage)
+        # The stage began with the change that moved the rollout there (never, at 0%).
+        plan.stage_started_at = state.updated_at
+    return plan
+
+
+def current_plan() -> RolloutPlan:
+    """The flag's plan; the defaults (not stored) when nobody has made one."""
+    flag = flag_gate().flag
+    return db.session.get(RolloutPlan, flag) or default_plan(flag)
+
+
+def _plan_for_update(flag: str) -> RolloutPlan:
+    """The stored plan, locked for this transaction; the defaults, stored, if none is."""
+    plan = db.session.get(RolloutPlan, flag, with_for_update=True)
+    if plan is None:
+        plan = default_plan(flag)
+        now = utcnow()
+        plan.stage_started_at = plan.stage_started_at or now
+        plan.updated_at, plan.updated_by = now, "default"
+        db.session.add(plan)
+    return plan
+
+
+@contextlib.contextmanager
+def _plan_locked() -> Iterator[RolloutPlan]:
+    """The plan, changed under the guard's lock; GuardBusy while an evaluation holds it."""
+    flag = flag_gate().flag
+    with guarded_transaction(flag, PLAN_LOCK_WAIT_S) as held:
+        if not held:
+            raise GuardBusy("the guard is evaluating; try again in a moment")
+        yield _plan_for_update(flag)
+
+
+def update_plan(changes: dict[str, Any], actor: str) -> RolloutPlan:
+    """Change the plan (any of PLAN_FIELDS); GuardBusy if an evaluation holds the lock."""
+    unknown = set(changes) - PLAN_FIELDS
+    if unknown:
+        raise ValueError(f"unknown plan fields: {', '.join(sorted(unknown))}")
+    if "stages" in changes:
+        changes["stages"] = validate_stages(changes["stages"])
+    if changes.get("on_failure", "rollback") not in ("rollback", "pause"):
+        raise ValueError("on_failure is rollback or pause")
+    with _plan_locked() as plan:
+        percentage = rollout.rollout_state().percentage
+        for name, value in changes.items():
+            setattr(plan, name, value)
+        if "stages" in changes:  # the same percentage at its new index; the clock runs on
+            if percentage in plan.stages:
+                plan.stage_index = plan.stages.index(percentage)
+            else:
+                plan.stage_index = min(plan.stage_index, len(plan.stages) - 1)
+                plan.ready = False
+        if changes.get("paused") is True:
+            plan.ready = False
+        plan.updated_at, plan.updated_by = utcnow(), actor
+    return plan
+
+
+def advance_stage(actor: str) -> RolloutPlan:
+    """Product's click: move to the next stage when the guard marked this one ready (or
+    from 0%, where there is nothing to judge). StageNotReady says why not."""
+    with _plan_locked() as plan:
+        percentage = rollout.rollout_state().percentage
+        if not plan.follow_percentage(percentage, utcnow()):
+            raise StageNotReady(f"the rollout is at {percentage}%, not a stage of the plan")
+        if plan.paused:
+            raise StageNotReady("the plan is paused: resume it (paused: false) first")
+        if plan.stage_index + 1 >= len(plan.stages):
+            raise StageNotReady(f"{percentage}% is the plan's last stage")
+        if not plan.ready and percentage != 0:
+            raise StageNotReady(
+                f"the stage at {percentage}% is not ready: the guard has not yet seen "
+                "every check pass for the stage's time"
+            )
+        target = plan.stages[plan.stage_index + 1]
+        now = utcnow()
+        plan.stage_index += 1
+        plan.stage_started_at, plan.ready = now, False
+        plan.updated_at, plan.updated_by = now, actor
+        rollout.set_rollout(target, f"advance: stage {percentage}% → {target}%", actor)
+    return plan
+
+
+def plan_json(plan: RolloutPlan) -> dict[str, Any]:
+    return {
+        "flag": plan.flag,
+        "stages": list(plan.stages),
+        "stage": plan.stage_index,
+        "stagePercentage": plan.stage_percentage,
+        "stageStartedAt": plan.stage_started_at,
+        "minStageSeconds": plan.min_stage_seconds,
+        "minCompletions": plan.min_completions,
+        "minAccessChecks": plan.min_access_checks,
+        "autoAdvance": plan.auto_advance,
+        "onFailure": plan.on_failure,
+        "successRateMargin": plan.success_rate_margin,
+        "p95BudgetSeconds": plan.p95_budget_seconds,
+        "latencyMargin": plan.latency_margin,
+        "falseRollbackRate": plan.false_rollback_rate,
+        "enabled": plan.enabled,
+        "paused": plan.paused,
+        "ready": plan.ready,
+        "updatedAt": plan.updated_at,
+        "updatedBy": plan.updated_by,
+    }
