@@ -18,6 +18,7 @@ from flask.cli import AppGroup, with_appcontext
 
 from . import guard, logs, rollout, store
 from .api import spec
+from .api.schemas import RolloutChangeOut, RolloutOut
 from .auth import issue_token
 from .curriculum import CurriculumFileError, read_curriculum_file, seed_curriculum
 from .extensions import db
@@ -125,19 +126,9 @@ def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S %Z") if value else "never"
 
 
-def _state_json(state: rollout.RolloutState) -> dict[str, Any]:
-    return {
-        "flag": state.flag,
-        "percentage": state.percentage,
-        "backend": state.backend,
-        "updatedAt": state.updated_at,
-        "updatedBy": state.updated_by,
-    }
-
-
 def _echo_state(state: rollout.RolloutState, output: str) -> None:
     if output == "json":
-        _echo_json(_state_json(state))
+        _echo_json(RolloutOut.model_validate(state, from_attributes=True).model_dump(mode="json"))
         return
     changed = f"{_when(state.updated_at)} by {state.updated_by}" if state.updated_by else "never"
     click.echo(
@@ -180,16 +171,8 @@ def rollout_history_command(limit: int, output: str | None) -> None:
         click.echo("No change yet: every learner is on the legacy path.")
     for change in changes:
         if output == "json":
-            _echo_json(
-                {
-                    "changedAt": change.changed_at,
-                    "previousPercentage": change.previous_percentage,
-                    "percentage": change.percentage,
-                    "changedBy": change.changed_by,
-                    "reason": change.reason,
-                    "backend": change.backend,
-                }
-            )
+            answer = RolloutChangeOut.model_validate(change, from_attributes=True)
+            _echo_json(answer.model_dump(mode="json"))
             continue
         previous = "?" if change.previous_percentage is None else change.previous_percentage
         click.echo(

@@ -158,7 +158,8 @@ def sample_total(samples: Samples, name: str, **labels: str) -> float:
 
 
 def path_figures() -> dict[str, dict[str, float | None]]:
-    """The figures the admin page shows for each path (all workers under multiprocess mode)."""
+    """The figures the admin page shows for each path, by their Python names (all workers
+    under multiprocess mode)."""
     samples = add_samples(registry().collect(), {})
 
     def total(name: str, **labels: str) -> float:
@@ -172,12 +173,12 @@ def path_figures() -> dict[str, dict[str, float | None]]:
         lookups = total("progress_cache_lookups_total", path=path)
         figures[path] = {
             "completions": ok + errors,
-            "completionErrors": errors,
-            "completionSuccessRate": ok / (ok + errors) if ok + errors else None,
-            "falseLockScreens": total("progress_false_lock_screens_total", path=path),
-            "stalenessIncidents": total("progress_cache_staleness_incidents_total", path=path),
-            "cacheHitRate": hits / lookups if lookups else None,
-            "cacheMismatches": total("progress_cache_mismatches_total", path=path),
-            "accessChecks": total("progress_access_checks_total", path=path),
+            "completion_errors": errors,
+            "completion_success_rate": ok / (ok + errors) if ok + errors else None,
+            "false_lock_screens": total("progress_false_lock_screens_total", path=path),
+            "staleness_incidents": total("progress_cache_staleness_incidents_total", path=path),
+            "cache_hit_rate": hits / lookups if lookups else None,
+            "cache_mismatches": total("progress_cache_mismatches_total", path=path),
+            "access_checks": total("progress_access_checks_total", path=path),
         }
     return figures

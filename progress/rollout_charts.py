@@ -290,9 +290,9 @@ def charts(range_name: Range, stage_started_at: datetime | None) -> dict[str, An
         "range": range_name,
         "source": source,
         "note": note,
-        "from": window.start,
+        "from_": window.start,
         "to": window.end,
-        "stepSeconds": window.step_s if source == "prometheus" else None,
+        "step_seconds": window.step_s if source == "prometheus" else None,
         "times": times,
         "figures": figures,
         "markers": markers(window),
@@ -322,10 +322,10 @@ def learners_moving(from_percentage: int, to_percentage: int) -> dict[str, Any]:
         )
         exact = True
     return {
-        "fromPercentage": from_percentage,
-        "toPercentage": to_percentage,
+        "from_percentage": from_percentage,
+        "to_percentage": to_percentage,
         "learners": total,
         "moving": moving,
         "exact": exact,
-        "toPath": "verified" if to_percentage > from_percentage else "legacy",
+        "to_path": "verified" if to_percentage > from_percentage else "legacy",
     }

@@ -4,7 +4,6 @@ the two paths' key figures."""
 from __future__ import annotations
 
 from flask import Blueprint, g, request
-from spectree import Response as Resp
 
 from .. import guard, metrics, rollout, rollout_charts
 from ..auth import authenticate
@@ -13,6 +12,7 @@ from .schemas import (
     GuardEvaluationsOut,
     GuardEvaluationsQuery,
     PathFiguresOut,
+    RolloutChangeOut,
     RolloutChartsOut,
     RolloutChartsQuery,
     RolloutHistoryOut,
@@ -23,14 +23,12 @@ from .schemas import (
     RolloutPlanIn,
     RolloutPlanOut,
 )
-from .spec import api_spec
+from .spec import operation
 
 bp = Blueprint("admin_api", __name__, url_prefix="/api/v1/admin")
 
-
-AUTH = {"bearer": []}
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
-ERRORS = {f"HTTP_{code}": ErrorOut for code in (401, 403, 502, 503)}
+ERRORS = dict.fromkeys((401, 403, 502, 503), ErrorOut)
 
 
 @bp.before_request
@@ -43,76 +41,38 @@ def require_admin() -> None:
     g.identity = authenticate(admin=True, write=request.method not in SAFE_METHODS)
 
 
-def _state_json(state: rollout.RolloutState) -> dict:
-    return {
-        "flag": state.flag,
-        "percentage": state.percentage,
-        "backend": state.backend,
-        "updatedAt": state.updated_at,
-        "updatedBy": state.updated_by,
-    }
-
-
 @bp.get("/rollout")
-@api_spec.validate(
-    resp=Resp(HTTP_200=RolloutOut, **ERRORS),
-    operation_id="getRollout",
-    tags=["admin"],
-    security=AUTH,
-)
-def get_rollout() -> dict:
+@operation("getRollout", "admin", {200: RolloutOut, **ERRORS})
+def get_rollout() -> RolloutOut:
     """The flag's current percentage and its last change."""
-    return _state_json(rollout.rollout_state())
+    return RolloutOut.model_validate(rollout.rollout_state(), from_attributes=True)
 
 
 @bp.put("/rollout")
-@api_spec.validate(
-    json=RolloutIn,
-    resp=Resp(HTTP_200=RolloutOut, **ERRORS),
-    operation_id="setRollout",
-    tags=["admin"],
-    security=AUTH,
-)
-def put_rollout(json: RolloutIn) -> dict:
+@operation("setRollout", "admin", {200: RolloutOut, **ERRORS}, json=RolloutIn)
+def put_rollout(json: RolloutIn) -> RolloutOut:
     """Move the rollout (0, 10, 100 or any value); the change is kept with its reason."""
     state = rollout.set_rollout(json.percentage, json.reason, g.identity.email)
-    return _state_json(state)
+    return RolloutOut.model_validate(state, from_attributes=True)
 
 
 @bp.get("/rollout/history")
-@api_spec.validate(
-    resp=Resp(HTTP_200=RolloutHistoryOut, **ERRORS),
-    operation_id="getRolloutHistory",
-    tags=["admin"],
-    security=AUTH,
-)
-def get_rollout_history() -> dict:
+@operation("getRolloutHistory", "admin", {200: RolloutHistoryOut, **ERRORS})
+def get_rollout_history() -> RolloutHistoryOut:
     """Every change, newest first."""
-    return {
-        "changes": [
-            {
-                "percentage": change.percentage,
-                "previousPercentage": change.previous_percentage,
-                "reason": change.reason,
-                "changedBy": change.changed_by,
-                "changedAt": change.changed_at,
-                "backend": change.backend,
-            }
+    return RolloutHistoryOut(
+        changes=[
+            RolloutChangeOut.model_validate(change, from_attributes=True)
             for change in rollout.rollout_history()
         ]
-    }
+    )
 
 
 @bp.get("/paths")
-@api_spec.validate(
-    resp=Resp(HTTP_200=PathFiguresOut, **ERRORS),
-    operation_id="getPathFigures",
-    tags=["admin"],
-    security=AUTH,
-)
-def get_path_figures() -> dict:
+@operation("getPathFigures", "admin", {200: PathFiguresOut, **ERRORS})
+def get_path_figures() -> PathFiguresOut:
     """The two paths' key figures side by side."""
-    return metrics.path_figures()
+    return PathFiguresOut.model_validate(metrics.path_figures())
 
 
 # -- the rollout guard -------------------------------------------------------------------------
@@ -132,29 +92,18 @@ PLAN_FIELDS = {
     "enabled": "enabled",
     "paused": "paused",
 }
-GUARD_ERRORS = {**ERRORS, "HTTP_409": ErrorOut}
+GUARD_ERRORS = {**ERRORS, 409: ErrorOut}
 
 
 @bp.get("/rollout/plan")
-@api_spec.validate(
-    resp=Resp(HTTP_200=RolloutPlanOut, **ERRORS),
-    operation_id="getRolloutPlan",
-    tags=["admin"],
-    security=AUTH,
-)
+@operation("getRolloutPlan", "admin", {200: RolloutPlanOut, **ERRORS})
 def get_rollout_plan() -> dict:
     """The rollout guard's plan: stages, evidence needed, what a failure does, where it is."""
     return guard.plan_json(guard.current_plan())
 
 
 @bp.put("/rollout/plan")
-@api_spec.validate(
-    json=RolloutPlanIn,
-    resp=Resp(HTTP_200=RolloutPlanOut, **GUARD_ERRORS),
-    operation_id="updateRolloutPlan",
-    tags=["admin"],
-    security=AUTH,
-)
+@operation("updateRolloutPlan", "admin", {200: RolloutPlanOut, **GUARD_ERRORS}, json=RolloutPlanIn)
 def put_rollout_plan(json: RolloutPlanIn) -> dict:
     """Change the plan: only the fields sent change; `paused: false` resumes it."""
     changes = {
@@ -164,12 +113,11 @@ def put_rollout_plan(json: RolloutPlanIn) -> dict:
 
 
 @bp.get("/rollout/evaluations")
-@api_spec.validate(
+@operation(
+    "getRolloutEvaluations",
+    "admin",
+    {200: GuardEvaluationsOut, **ERRORS},
     query=GuardEvaluationsQuery,
-    resp=Resp(HTTP_200=GuardEvaluationsOut, **ERRORS),
-    operation_id="getRolloutEvaluations",
-    tags=["admin"],
-    security=AUTH,
 )
 def get_rollout_evaluations(query: GuardEvaluationsQuery) -> dict:
     """The guard's evaluations, newest first: each check's figures, thresholds, decision."""
@@ -179,12 +127,7 @@ def get_rollout_evaluations(query: GuardEvaluationsQuery) -> dict:
 
 
 @bp.post("/rollout/advance")
-@api_spec.validate(
-    resp=Resp(HTTP_200=RolloutPlanOut, **GUARD_ERRORS),
-    operation_id="advanceRollout",
-    tags=["admin"],
-    security=AUTH,
-)
+@operation("advanceRollout", "admin", {200: RolloutPlanOut, **GUARD_ERRORS})
 def post_rollout_advance() -> dict:
     """Product's click: move to the next stage once the guard marked this one ready."""
     return guard.plan_json(guard.advance_stage(g.identity.email))
@@ -194,30 +137,22 @@ def post_rollout_advance() -> dict:
 
 
 @bp.get("/rollout/charts")
-@api_spec.validate(
-    query=RolloutChartsQuery,
-    resp=Resp(HTTP_200=RolloutChartsOut, **ERRORS),
-    operation_id="getRolloutCharts",
-    tags=["admin"],
-    security=AUTH,
-)
-def get_rollout_charts(query: RolloutChartsQuery) -> dict:
+@operation("getRolloutCharts", "admin", {200: RolloutChartsOut, **ERRORS}, query=RolloutChartsQuery)
+def get_rollout_charts(query: RolloutChartsQuery) -> RolloutChartsOut:
     """The two paths over the current stage or the last day (from Prometheus when
     PROMETHEUS_URL is set, else from the guard's evaluations), with every rollout change and
     guard decision as a marker, and the stage timeline."""
     plan = guard.current_plan()
-    return rollout_charts.charts(query.range, plan.stage_started_at)
+    return RolloutChartsOut.model_validate(
+        rollout_charts.charts(query.range, plan.stage_started_at)
+    )
 
 
 @bp.get("/rollout/impact")
-@api_spec.validate(
-    query=RolloutImpactQuery,
-    resp=Resp(HTTP_200=RolloutImpactOut, **ERRORS),
-    operation_id="getRolloutImpact",
-    tags=["admin"],
-    security=AUTH,
-)
-def get_rollout_impact(query: RolloutImpactQuery) -> dict:
+@operation("getRolloutImpact", "admin", {200: RolloutImpactOut, **ERRORS}, query=RolloutImpactQuery)
+def get_rollout_impact(query: RolloutImpactQuery) -> RolloutImpactOut:
     """How many known learners would change path if the rollout moved to `percentage`."""
     current = rollout.rollout_state().percentage
-    return rollout_charts.learners_moving(current, query.percentage)
+    return RolloutImpactOut.model_validate(
+        rollout_charts.learners_moving(current, query.percentage)
+    )

@@ -8,30 +8,27 @@ import logging
 import sqlalchemy as sa
 from flask import Blueprint, Response, current_app
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from spectree import Response as Resp
 
 from .. import guard, metrics
 from ..extensions import db, readiness_checks
 from ..flags import flag_gate
 from .schemas import HealthOut, ReadyOut
-from .spec import api_spec
+from .spec import operation
 
 bp = Blueprint("health", __name__)
 log = logging.getLogger(__name__)
 
 
 @bp.get("/healthz")
-@api_spec.validate(resp=Resp(HTTP_200=HealthOut), operation_id="getHealth", tags=["health"])
-def healthz() -> dict:
+@operation("getHealth", "health", {200: HealthOut}, secured=False)
+def healthz() -> HealthOut:
     """The process is alive."""
-    return {"status": "ok"}
+    return HealthOut(status="ok")
 
 
 @bp.get("/readyz")
-@api_spec.validate(
-    resp=Resp(HTTP_200=ReadyOut, HTTP_503=ReadyOut), operation_id="getReadiness", tags=["health"]
-)
-def readyz() -> tuple[dict, int]:
+@operation("getReadiness", "health", {200: ReadyOut, 503: ReadyOut}, secured=False)
+def readyz() -> tuple[ReadyOut, int]:
     """Ready when the database answers and every registered check passes."""
     checks: dict[str, str] = {}
     try:
@@ -45,7 +42,7 @@ def readyz() -> tuple[dict, int]:
         checks[name] = check()
     # "degraded": working around a fault (a replica set aside), still ready to serve.
     ready = all(value.startswith(("ok", "degraded")) for value in checks.values())
-    return {"status": "ready" if ready else "unready", "checks": checks}, 200 if ready else 503
+    return ReadyOut(status="ready" if ready else "unready", checks=checks), 200 if ready else 503
 
 
 @bp.get("/metrics")

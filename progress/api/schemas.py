@@ -5,15 +5,30 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+)
 
 from ..guard import validate_stages
+from ..json_model import JsonModel
 from ..path_names import PathName
 
 
-class Strict(BaseModel):
+class Strict(JsonModel):
     # Strict: "1" is not an integer and unknown fields are refused.
     model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class Answer(JsonModel):
+    """A JSON answer. No client sends one: the service builds it by its Python names."""
+
+    model_config = ConfigDict(validate_by_name=True)
 
 
 def _whole_number(value: Any) -> Any:
@@ -38,76 +53,88 @@ def _storable(value: Any) -> Any:
 StorableText = Annotated[str, BeforeValidator(_storable)]
 
 
-class ErrorBody(BaseModel):
+def _iso(value: datetime) -> str:
+    return value.isoformat()
+
+
+# The contract writes a UTC time with its offset, "+00:00", where pydantic would write "Z".
+Timestamp = Annotated[
+    datetime,
+    PlainSerializer(_iso, when_used="json"),
+    WithJsonSchema({"type": "string", "format": "date-time"}, mode="serialization"),
+]
+
+
+class ErrorBody(Answer):
     code: str
     message: str
     field: str | None = None
 
 
-class ErrorOut(BaseModel):
+class ErrorOut(Answer):
     """Every error: {"error": {"code", "message"}}, with the offending field on a 400."""
 
     error: ErrorBody
 
 
-class LessonOut(BaseModel):
+class LessonOut(Answer):
     id: str
     title: str
 
 
-class ModuleOut(BaseModel):
+class ModuleOut(Answer):
     id: str
     title: str
     lessons: list[LessonOut]
 
 
-class CurriculumOut(BaseModel):
+class CurriculumOut(Answer):
     modules: list[ModuleOut]
 
 
-class CompletedLessonOut(BaseModel):
-    moduleId: str  # noqa: N815 - the contract's JSON names
-    lessonId: str  # noqa: N815
-    completedAt: datetime  # noqa: N815
+class CompletedLessonOut(Answer):
+    module_id: str
+    lesson_id: str
+    completed_at: Timestamp
 
 
-class LessonAccessOut(BaseModel):
-    moduleId: str  # noqa: N815
-    lessonId: str  # noqa: N815
+class LessonAccessOut(Answer):
+    module_id: str
+    lesson_id: str
     accessible: bool
 
 
-class ProgressOut(BaseModel):
+class ProgressOut(Answer):
     version: int
     completed: list[CompletedLessonOut]
     lessons: list[LessonAccessOut]
 
 
-class CompletionOut(BaseModel):
+class CompletionOut(Answer):
     success: bool
-    dbUpdated: bool  # noqa: N815
-    cacheUpdated: bool  # noqa: N815
+    db_updated: bool
+    cache_updated: bool
     version: int
     path: PathName
 
 
-class AccessQuery(BaseModel):
+class AccessQuery(JsonModel):
     # Query strings are text: lax ints ("5"), but only whole non-negative numbers. Unknown
     # parameters (cache-busters, tracking) are ignored.
     model_config = ConfigDict(extra="ignore")
 
-    minVersion: int = Field(default=0, ge=0, le=2**53)  # noqa: N815
+    min_version: int = Field(default=0, ge=0, le=2**53)
 
 
-class AccessOut(BaseModel):
+class AccessOut(Answer):
     accessible: bool
     source: Literal["cache", "db"]
-    cacheAgeMs: int | None  # noqa: N815 - null when the DB answered
+    cache_age_ms: int | None  # null when the DB answered
     version: int
     path: PathName
     # Signed by the service when the lesson is locked; null when it is accessible. Send it
     # with the lock-screen report.
-    lockReceipt: str | None  # noqa: N815
+    lock_receipt: str | None
 
 
 class ProgressQuery(AccessQuery):
@@ -115,32 +142,32 @@ class ProgressQuery(AccessQuery):
 
 
 class LockScreenIn(Strict):
-    moduleId: str = Field(min_length=1, max_length=64)  # noqa: N815
-    lessonId: str = Field(min_length=1, max_length=64)  # noqa: N815
+    module_id: str = Field(min_length=1, max_length=64)
+    lesson_id: str = Field(min_length=1, max_length=64)
     # The `lockReceipt` of the access answer that locked: it says which path answered, from
     # which version and when.
-    lockReceipt: str = Field(min_length=1, max_length=1024)  # noqa: N815
+    lock_receipt: str = Field(min_length=1, max_length=1024)
 
 
-class LockScreenOut(BaseModel):
-    falseLock: bool  # noqa: N815
+class LockScreenOut(Answer):
+    false_lock: bool
 
 
-class HealthOut(BaseModel):
+class HealthOut(Answer):
     status: Literal["ok"]
 
 
-class ReadyOut(BaseModel):
+class ReadyOut(Answer):
     status: Literal["ready", "unready"]
     checks: dict[str, str]
 
 
-class RolloutOut(BaseModel):
+class RolloutOut(Answer):
     flag: str
     percentage: int
     backend: Literal["embedded", "unleash"]
-    updatedAt: datetime | None  # noqa: N815
-    updatedBy: str | None  # noqa: N815
+    updated_at: Timestamp | None
+    updated_by: str | None
 
 
 class RolloutIn(Strict):
@@ -148,31 +175,31 @@ class RolloutIn(Strict):
     reason: StorableText = Field(min_length=1, max_length=500)
 
 
-class RolloutChangeOut(BaseModel):
+class RolloutChangeOut(Answer):
     percentage: int
-    previousPercentage: int | None  # noqa: N815
+    previous_percentage: int | None
     reason: str
-    changedBy: str  # noqa: N815
-    changedAt: datetime  # noqa: N815
+    changed_by: str
+    changed_at: Timestamp
     backend: Literal["embedded", "unleash"]
 
 
-class RolloutHistoryOut(BaseModel):
+class RolloutHistoryOut(Answer):
     changes: list[RolloutChangeOut]
 
 
-class PathFigures(BaseModel):
+class PathFigures(Answer):
     completions: float
-    completionErrors: float  # noqa: N815
-    completionSuccessRate: float | None  # noqa: N815
-    falseLockScreens: float  # noqa: N815
-    stalenessIncidents: float  # noqa: N815
-    cacheHitRate: float | None  # noqa: N815
-    cacheMismatches: float  # noqa: N815
-    accessChecks: float  # noqa: N815
+    completion_errors: float
+    completion_success_rate: float | None
+    false_lock_screens: float
+    staleness_incidents: float
+    cache_hit_rate: float | None
+    cache_mismatches: float
+    access_checks: float
 
 
-class PathFiguresOut(BaseModel):
+class PathFiguresOut(Answer):
     """Counted since each worker started, summed over this instance's workers."""
 
     legacy: PathFigures
@@ -286,33 +313,33 @@ class GuardEvaluationsQuery(BaseModel):
     limit: int = Field(default=20, ge=1, le=500)
 
 
-class RolloutChartsQuery(BaseModel):
+class RolloutChartsQuery(JsonModel):
     model_config = ConfigDict(extra="forbid")
 
     range: Literal["stage", "day"] = "stage"
 
 
-class PathValues(BaseModel):
+class PathValues(Answer):
     legacy: list[float | None]
     verified: list[float | None]
 
 
-class ChartMarkerOut(BaseModel):
-    at: datetime
+class ChartMarkerOut(Answer):
+    at: Timestamp
     kind: Literal["rollout", "guard"]
     label: str
     by: str
     detail: str
 
 
-class StageStepOut(BaseModel):
+class StageStepOut(Answer):
     percentage: int
-    since: datetime | None  # None: from the start
+    since: Timestamp | None  # None: from the start
     by: str | None
     reason: str | None
 
 
-class GuardBoundOut(BaseModel):
+class GuardBoundOut(Answer):
     """A guard check's sequential test over the evaluations in the range: the bound closes
     in on the statistic as evidence grows; the check passes once it clears the margin."""
 
@@ -325,16 +352,16 @@ class GuardBoundOut(BaseModel):
     margin: list[float]
 
 
-class RolloutChartsOut(BaseModel):
+class RolloutChartsOut(Answer):
     """The two paths side by side over time: one time axis (Unix seconds) and, per figure, a
     value per path at each time (None where there is none)."""
 
     range: Literal["stage", "day"]
     source: Literal["prometheus", "evaluations"]
     note: str | None
-    from_: datetime = Field(alias="from")
-    to: datetime
-    stepSeconds: int | None  # noqa: N815
+    from_: Timestamp = Field(alias="from")
+    to: Timestamp
+    step_seconds: int | None
     times: list[float]
     figures: dict[
         Literal[
@@ -350,18 +377,18 @@ class RolloutChartsOut(BaseModel):
     bounds: list[GuardBoundOut]  # empty until the guard's evaluations carry sequential tests
 
 
-class RolloutImpactQuery(BaseModel):
+class RolloutImpactQuery(JsonModel):
     model_config = ConfigDict(extra="forbid")
 
     percentage: int = Field(ge=0, le=100)
 
 
-class RolloutImpactOut(BaseModel):
+class RolloutImpactOut(Answer):
     """How many known learners change path if the rollout moves to `toPercentage`."""
 
-    fromPercentage: int  # noqa: N815
-    toPercentage: int  # noqa: N815
+    from_percentage: int
+    to_percentage: int
     learners: int
     moving: int
     exact: bool
-    toPath: Literal["legacy", "verified"]  # noqa: N815
+    to_path: Literal["legacy", "verified"]

@@ -156,6 +156,27 @@ api_spec = SpecTree(
     ],
 )
 
+
+def operation(
+    operation_id: str,
+    tag: str,
+    answers: dict[int, Any],
+    query: Any = None,
+    json: Any = None,
+    secured: bool = True,
+) -> Any:
+    """A route's validation and its operation in the document: `answers` maps each status
+    to its model; a secured route takes the bearer token."""
+    return api_spec.validate(
+        query=query,
+        json=json,
+        resp=ResponseSpec(**{f"HTTP_{status}": model for status, model in answers.items()}),
+        operation_id=operation_id,
+        tags=[tag],
+        security={"bearer": []} if secured else None,
+    )
+
+
 bp = Blueprint("openapi", __name__)
 
 
