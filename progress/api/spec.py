@@ -101,9 +101,9 @@ class DeclaredPartsPlugin(FlaskPlugin):
         result = func(*args, **kwargs)
         model = resp.find_model(200) if resp is not None else None
         if model is not None and type(result) is model:
-            response = current_app.response_class(
-                adapter.dump_json(result), mimetype="application/json"
-            )
+            # Straight to JSON bytes: spectree's dump makes a str and encodes it again.
+            body = result.__pydantic_serializer__.to_json(result)
+            response = current_app.response_class(body, mimetype="application/json")
             after(current, response, None, None, adapter)
             return response
         response, error = self.validate_response(result, resp, False, False)
