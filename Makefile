@@ -61,7 +61,8 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# wrk against PostgreSQL on 127.0.0.1:5432 (docs/performance.md); options: BENCH_ARGS='--repeats 7'
+# wrk against PostgreSQL on 127.0.0.1:5432 (docs/performance.md); options: BENCH_ARGS='--repeats 7',
+# beside another revision in the same rounds: BENCH_ARGS='--baseline main~3'
 bench: install
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 

@@ -33,11 +33,12 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
-from bench.run import PG_ADMIN_URL, RESULTS_DIR, ROOT, log
+from bench import RESULTS_DIR, log
+from harness import databases
+from harness.flask_cli import migrate_and_seed
 
-DB_NAME = os.environ.get("CAPACITY_POSTGRES_DB", "progress_capacity")
+DB_NAME = databases.run_name("progress_capacity", "CAPACITY_POSTGRES_DB")
 CHANNEL = "progress_versions"
 # Listener connections are spread over this many processes (threads inside each).
 LISTENER_PROCESSES = 4
@@ -75,17 +76,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def db_url() -> str:
-    return f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{DB_NAME}"
-
-
-def admin(statement: str) -> None:
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(sql.SQL(statement).format(sql.Identifier(DB_NAME)))
+    return databases.database_url(DB_NAME)
 
 
 def prepare(learners: int) -> None:
-    admin("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-    admin("CREATE DATABASE {}")
+    databases.recreate(DB_NAME)
     env = {
         **os.environ,
         "PROGRESS_ENV": "production",
@@ -94,11 +89,7 @@ def prepare(learners: int) -> None:
         "PROGRESS_LOG_LEVEL": "WARNING",
         "PROGRESS_INSTANCE_PATH": tempfile.mkdtemp(prefix="capacity-"),
     }
-    for command in (["db", "upgrade"], ["seed"]):
-        subprocess.run(  # noqa: S603 - our own interpreter and fixed arguments
-            [sys.executable, "-m", "flask", "--app", "app", *command],
-            cwd=ROOT, env=env, check=True, capture_output=True, timeout=120,
-        )  # fmt: skip
+    migrate_and_seed(env)
     with psycopg.connect(db_url()) as conn:
         conn.execute("CREATE TABLE bench_learners (n int PRIMARY KEY, id uuid NOT NULL)")
         conn.execute(
@@ -224,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 rows.append({"notify": "on", "clients": clients[-1], **figures})
                 log(f"NOTIFY on, {listeners} listeners: {figures}")
     finally:
-        admin("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+        databases.drop(DB_NAME)
     lines = [
         "| NOTIFY | pgbench clients | listeners | completions/s | latency ms "
         "| deliveries/s | delivered |",

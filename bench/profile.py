@@ -26,19 +26,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import psycopg
-from psycopg import sql
 from werkzeug.test import EnvironBuilder
 
-PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-DB_NAME = os.environ.get("PROFILE_POSTGRES_DB", "progress_profile")
+from harness import databases
+
+DB_NAME = databases.run_name("progress_profile", "PROFILE_POSTGRES_DB")
 COMPLETE = "/api/v1/modules/basics/lessons/greetings/complete"
 ACCESS = "/api/v1/modules/basics/lessons/introductions/access"
-
-
-def _admin(statement: str) -> None:
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(sql.SQL(statement).format(sql.Identifier(DB_NAME)))
 
 
 WsgiCall = Callable[[], int]
@@ -148,8 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.update(
         PROGRESS_INSTANCE_PATH=tmp, PROMETHEUS_MULTIPROC_DIR=tmp, PROGRESS_LOG_LEVEL="INFO"
     )
-    _admin("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-    _admin("CREATE DATABASE {}")
+    database_url = databases.recreate(DB_NAME)
     try:
         from flask_migrate import upgrade
 
@@ -162,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             {
                 "PROGRESS_ENV": "production",
                 "PROGRESS_JWT_SECRET": secret,
-                "DATABASE_URL": f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{DB_NAME}",
+                "DATABASE_URL": database_url,
                 "PROGRESS_LOG_LEVEL": "INFO",
             }
         )
@@ -210,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             db.engine.dispose()
     finally:
-        _admin("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+        databases.drop(DB_NAME)
     return 0
 
 

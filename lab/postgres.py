@@ -15,20 +15,17 @@ import pwd
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
-from psycopg import sql
 
-from .service import free_port
+from harness import databases
+from harness.processes import free_port
 
-DB_NAME = "progress_lab"
-MACHINE_ADMIN_URL = os.environ.get(
-    "LAB_POSTGRES_URL",
-    os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
-)
+DB_NAME = databases.run_name("progress_lab", "LAB_POSTGRES_DB")
+MACHINE_ADMIN_URL = os.environ.get("LAB_POSTGRES_URL", databases.ADMIN_URL)
 OS_USER = "postgres"
 
 
@@ -139,8 +136,7 @@ class ReplicaPair:
         self.root.chmod(0o700)
         self._init_primary()
         self._start(self.primary_dir, "primary")
-        with psycopg.connect(url(self.primary_port, "postgres"), autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.database)))
+        databases.recreate(self.database, url(self.primary_port, "postgres"))
         self._make_standby()
         self._start(self.standby_dir, "standby")
         self._wait_streaming()
@@ -268,13 +264,6 @@ class ReplicaPair:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def _machine_database(action: Sequence[str]) -> None:
-    with psycopg.connect(MACHINE_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
-        name = sql.Identifier(DB_NAME)
-        for statement in action:
-            conn.execute(sql.SQL(statement).format(name))
-
-
 @contextlib.contextmanager
 def lab_database(
     root: Path, replica_lag_ms: int
@@ -287,9 +276,5 @@ def lab_database(
         finally:
             pair.stop()
         return
-    _machine_database(["DROP DATABASE IF EXISTS {} WITH (FORCE)", "CREATE DATABASE {}"])
-    try:
-        primary = MACHINE_ADMIN_URL.rsplit("/", 1)[0] + "/" + DB_NAME
+    with databases.throwaway(DB_NAME, MACHINE_ADMIN_URL) as primary:
         yield LabDatabase(primary, None, f"database {DB_NAME} on the machine's server"), None
-    finally:
-        _machine_database(["DROP DATABASE IF EXISTS {} WITH (FORCE)"])

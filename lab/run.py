@@ -33,11 +33,14 @@ from typing import Any
 import aiohttp
 import requests
 
+from harness import prometheus
+from harness.flask_cli import FLASK, flask, migrate_and_seed
+from harness.processes import REPO, on_tree, stop_group
+from harness.service import RunningService, start_service
 from progress import faults
 
-from . import plot, postgres, prometheus, report
+from . import plot, postgres, report
 from .learners import Learner, LearnerResult, LessonStep, Timeline, think_time
-from .service import REPO, RunningService, start_service
 
 DEFAULT_FAULTS = "cache_update_delay_ms=300,cache_update_failure_rate=0.2"
 # Inherited settings that would change what is measured; the lab sets its own.
@@ -182,24 +185,15 @@ def base_environment() -> dict[str, str]:
     }
 
 
-def flask(args: Sequence[str], env: Mapping[str, str]) -> str:
-    executable = Path(sys.executable).with_name("flask")
-    command = [str(executable)] if executable.exists() else [sys.executable, "-m", "flask"]
-    result = subprocess.run(  # noqa: S603 - our own interpreter's flask, fixed arguments
-        [*command, "--app", "app", *args],
-        cwd=REPO,
-        env=dict(env),
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(
-            f"flask {' '.join(args)} failed ({result.returncode}):\n"
-            f"{result.stdout[-2000:]}{result.stderr[-2000:]}"
-        )
-    return result.stdout.strip()
+def service_settings(secret: str, database_url: str, **extra: str) -> dict[str, str]:
+    """What the instances and the lab's own flask commands share."""
+    return {
+        "PROGRESS_ENV": "test",
+        "PROGRESS_JWT_SECRET": secret,
+        "DATABASE_URL": database_url,
+        "PROGRESS_LOG_LEVEL": "WARNING",
+        **extra,
+    }
 
 
 # ---------------------------------------------------------------- the rollout guard
@@ -230,28 +224,27 @@ class GuardRun:
              "--resume"],
             self._env,
         )  # fmt: skip
-        executable = Path(sys.executable).with_name("flask")
         self._log = open(root / "guard.log", "w")  # noqa: SIM115 - open for the sidecar's life
         self._sidecar = subprocess.Popen(  # noqa: S603 - our own flask, fixed arguments
-            [str(executable), "--app", "app", "rollout", "guard", "--loop"],
+            [*FLASK, "rollout", "guard", "--loop"],
             cwd=REPO,
-            env={
-                **self._env,
-                "PROMETHEUS_URL": server.url,
-                "PROGRESS_GUARD_INTERVAL_S": "3",
-                "PROGRESS_GUARD_MIN_WINDOW_S": "5",
-            },
+            env=on_tree(
+                {
+                    **self._env,
+                    "PROMETHEUS_URL": server.url,
+                    "PROGRESS_GUARD_INTERVAL_S": "3",
+                    "PROGRESS_GUARD_MIN_WINDOW_S": "5",
+                },
+                REPO,
+            ),
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         log(f"guard: Prometheus at {server.url}, sidecar every 3 s, stages 0,10,100")
 
     def finish(self) -> dict[str, str]:
-        self._sidecar.terminate()
-        try:
-            self._sidecar.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self._sidecar.kill()
+        stop_group(self._sidecar)
         self._log.close()
         self._prometheus.__exit__(None, None, None)
         timeline = {
@@ -411,15 +404,13 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
             log(database.description)
             common = {
                 **env,
-                "PROGRESS_ENV": "test",
-                "PROGRESS_JWT_SECRET": secret,
-                "DATABASE_URL": database.primary_url,
-                "PROGRESS_LOG_LEVEL": "WARNING",
-                "PROGRESS_INSTANCE_PATH": str(root / "instance-cli"),
+                **service_settings(
+                    secret,
+                    database.primary_url,
+                    PROGRESS_INSTANCE_PATH=str(root / "instance-cli"),
+                ),
             }
-            flask(["db", "upgrade"], common)
-            flask(["seed"], common)
-            flask(["rollout", "set", str(args.rollout), "--reason", "lab"], common)
+            migrate_and_seed(common, rollout=args.rollout, reason="lab")
             if pair is not None:
                 caught_up = pair.wait_caught_up()
                 log(f"standby caught up with migrations and seed in {caught_up:.1f} s")
@@ -428,17 +419,15 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
             services: list[RunningService] = []
             try:
                 for index in range(args.instances):
-                    instance_env = {
-                        "PROGRESS_ENV": "test",
-                        "PROGRESS_JWT_SECRET": secret,
-                        "DATABASE_URL": database.primary_url,
-                        "PROGRESS_FAULTS": args.faults,
-                        "PROMETHEUS_MULTIPROC_DIR": str(root / f"metrics-{index}"),
-                        "PROGRESS_FLAG_REFRESH_S": "1",
-                        "PROGRESS_LOG_LEVEL": "WARNING",
-                        "GUNICORN_LOG_LEVEL": "warning",
-                        "PYTHONUNBUFFERED": "1",
-                    }
+                    instance_env = service_settings(
+                        secret,
+                        database.primary_url,
+                        PROGRESS_FAULTS=args.faults,
+                        PROMETHEUS_MULTIPROC_DIR=str(root / f"metrics-{index}"),
+                        PROGRESS_FLAG_REFRESH_S="1",
+                        GUNICORN_LOG_LEVEL="warning",
+                        PYTHONUNBUFFERED="1",
+                    )
                     if database.replica_url:
                         instance_env["DATABASE_REPLICA_URL"] = database.replica_url
                     services.append(

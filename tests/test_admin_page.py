@@ -6,62 +6,38 @@ sideways scrolling. Screenshots go to test-artifacts/screenshots/ (desktop and p
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 import requests
 import sqlalchemy as sa
+from playwright.sync_api import Browser, Page, expect
 
-import lab.service
+from harness.processes import free_port
+from harness.prometheus import prometheus_installed, running_prometheus
+from harness.service import running_service
 from progress import guard, rollout
 from progress.extensions import db
 from progress.models import GuardEvaluation, RolloutChange, utcnow
 from progress.paths import path_for_learner
 
-from .conftest import IN_CI, SECRET, AuthActions, service_env, set_rollout
-from .support import prometheus_server
-from .support.service import REPO, free_port, running_service
+from .support.apps import SECRET, set_rollout
+from .support.availability import unavailable
+from .support.browser import SCREENSHOTS
+from .support.learners import AuthActions
+from .support.service import service_env
 
-try:
-    from playwright.sync_api import Browser, Page, expect, sync_playwright
-except ImportError:  # a dev dependency: skip locally, fail under CI (below)
-    sync_playwright = None
-
-CHROMIUM = Path(os.environ.get("PROGRESS_TEST_CHROMIUM", "/usr/bin/chromium"))
-SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 BASE = "/api/v1/modules/basics/lessons/"
 
 
-def unavailable(reason: str) -> None:
-    if IN_CI:
-        pytest.fail(f"{reason} (required under CI=true)")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if sync_playwright is None:
-        unavailable("playwright is not installed")
-    if not os.access(CHROMIUM, os.X_OK):
-        unavailable(f"Chromium not found at {CHROMIUM} (apt-get install -y chromium)")
-    if not prometheus_server.available():
-        unavailable("prometheus is not installed (apt-get install -y prometheus)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox", "--disable-gpu"]
-        )
-        yield browser
-        browser.close()
-
-
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
+    if not prometheus_installed():  # every test here charts from a real Prometheus
+        unavailable("prometheus is not installed (apt-get install -y prometheus)")
     context = browser.new_context(viewport=DESKTOP)
     context.set_default_timeout(15_000)
     page = context.new_page()
@@ -95,18 +71,17 @@ def charts_loaded(page: Page) -> None:
 
 
 @contextlib.contextmanager
-def two_instances(monkeypatch, tmp_path, pg_database) -> Iterator:
+def two_instances(tmp_path, pg_database) -> Iterator:
     """Prometheus (1 s scrapes) and two gunicorn instances it scrapes, started on ports
     chosen in advance so the instances know its URL (their charts come from it). The guard
     runs only when the test runs it. The faults let one instance keep an old copy."""
     ports = [free_port(), free_port()]
     with (
-        prometheus_server.running_prometheus([f"127.0.0.1:{p}" for p in ports], tmp_path) as prom,
+        running_prometheus([f"127.0.0.1:{p}" for p in ports], tmp_path) as prom,
         contextlib.ExitStack() as stack,
     ):
         services = []
         for port in ports:
-            monkeypatch.setattr(lab.service, "free_port", lambda port=port: port)
             env = service_env(
                 pg_database,
                 tmp_path / f"metrics-{port}",
@@ -115,7 +90,9 @@ def two_instances(monkeypatch, tmp_path, pg_database) -> Iterator:
                 PROGRESS_FLAG_REFRESH_S="1",
                 PROGRESS_FAULTS="disable_double_check=1,drop_notifications=1",
             )
-            services.append(stack.enter_context(running_service(env, tmp_path, workers=1)))
+            services.append(
+                stack.enter_context(running_service(env, tmp_path, workers=1, port=port))
+            )
         yield prom, services
 
 
@@ -167,7 +144,7 @@ def show_a_false_lock(x, y, learner) -> None:
 
 @pytest.mark.slow
 def test_the_admin_page_at_0_then_10_percent_then_after_a_guard_rollback(
-    page, pg_app, pg_database, tmp_path, monkeypatch, make_pg_app
+    page, pg_app, pg_database, tmp_path, make_pg_app
 ):
     set_rollout(pg_app, 0)  # the flag exists at 0%, as on a fresh install; nothing changed yet
     with pg_app.app_context():
@@ -175,7 +152,7 @@ def test_the_admin_page_at_0_then_10_percent_then_after_a_guard_rollback(
         # A sample far beyond this test's traffic: only a false lock makes the guard act.
         guard.update_plan({"min_stage_seconds": 600, "min_completions": 500, "enabled": True}, "t")
     admin = AuthActions(SECRET).learner(admin=True)
-    with two_instances(monkeypatch, tmp_path, pg_database) as (prometheus, (x, y)):
+    with two_instances(tmp_path, pg_database) as (prometheus, (x, y)):
         # -- 0%: nothing has happened yet, and the page says so --------------------------------
         page.goto(x.url + "/admin/rollout")
         page.get_by_label("Bearer token with the admin role").fill(admin.token)

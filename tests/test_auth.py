@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from progress.extensions import db
 from progress.models import User
 
-from .conftest import SECRET
+from .support.apps import SECRET
 
 ACCESS = "/api/v1/modules/basics/lessons/greetings/access"
 COMPLETE = "/api/v1/modules/basics/lessons/greetings/complete"

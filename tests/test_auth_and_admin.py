@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from progress.extensions import db
 from progress.models import RolloutChange, RolloutPlan
 
-from .conftest import SECRET, empty_learner_tables
+from .support.apps import SECRET, empty_learner_tables
 
 ROLLOUT = "/api/v1/admin/rollout"
 ACCESS = "/api/v1/modules/basics/lessons/greetings/access"

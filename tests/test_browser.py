@@ -7,9 +7,6 @@ session's migrated PostgreSQL database. Screenshots go to test-artifacts/screens
 
 from __future__ import annotations
 
-import contextlib
-import itertools
-import os
 import re
 import time
 import uuid
@@ -19,72 +16,24 @@ from pathlib import Path
 import pytest
 import requests
 from flask import Flask
+from playwright.sync_api import Browser, Page, expect
 from prometheus_client.parser import text_string_to_metric_families
 
+from harness.service import RunningService
 from progress.auth import decode_token, issue_token
 from progress.flags import flag_gate
-from tests.conftest import (
-    IN_CI,
-    SECRET,
-    AuthActions,
-    Learner,
-    build_app,
-    dispose,
-    service_env,
-    set_rollout,
+from tests.support.apps import SECRET, build_app, dispose, set_rollout
+from tests.support.browser import SCREENSHOTS
+from tests.support.learner_page import (
+    ROW,
+    WATCH_LOCK_SCREENS,
+    complete_in_a_row,
+    course_order,
+    lock_screens,
+    serve,
+    sign_in,
 )
-from tests.support.service import REPO, RunningService, running_service
-
-try:
-    from playwright.sync_api import Browser, Page, expect, sync_playwright
-except ImportError:  # only a dev dependency: skip locally, fail under CI (below)
-    sync_playwright = None
-
-CHROMIUM = Path(os.environ.get("PROGRESS_TEST_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
-ROW = 5  # lessons completed in a row
-
-# Counts every lock screen that appears, whatever happens to it afterwards.
-WATCH_LOCK_SCREENS = """
-window.__lockScreens = [];
-new MutationObserver((records) => {
-  for (const record of records) {
-    for (const node of record.addedNodes) {
-      if (node.nodeType !== Node.ELEMENT_NODE) continue;
-      const found = node.matches(".lock-screen") ? [node] : node.querySelectorAll(".lock-screen");
-      found.forEach((screen) => window.__lockScreens.push(screen.dataset.lesson || "?"));
-    }
-  }
-}).observe(document, { childList: true, subtree: true });
-"""
-
-
-def unavailable(reason: str) -> None:
-    if IN_CI:
-        pytest.fail(f"{reason} (required under CI=true)")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if sync_playwright is None:
-        unavailable("playwright is not installed (pip install playwright)")
-    if not os.access(CHROMIUM, os.X_OK):
-        unavailable(f"Chromium not found at {CHROMIUM} (apt-get install -y chromium)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        yield browser
-        browser.close()
+from tests.support.learners import AuthActions, Learner
 
 
 @pytest.fixture
@@ -98,86 +47,6 @@ def page(browser: Browser) -> Iterator[Page]:
     yield page
     context.close()
     assert not errors, f"JavaScript errors on the page: {errors}"
-
-
-@contextlib.contextmanager
-def serve(
-    pg_app: Flask, pg_database: str, tmp_path: Path, rollout: int, **env: str
-) -> Iterator[RunningService]:
-    """gunicorn, 2 workers, on the session's test database (migrated and seeded by pg_app,
-    emptied after each test), with the rollout set before it starts."""
-    set_rollout(pg_app, rollout)
-    settings = service_env(
-        pg_database,
-        tmp_path / "metrics",
-        **{
-            "PROGRESS_FAULTS": "",
-            "PROGRESS_GUARD_INTERVAL_S": "0",  # only the test moves the rollout
-            **env,
-        },
-    )
-    with running_service(settings, tmp_path, workers=2) as service:
-        wait_until_both_workers_listen(service)
-        yield service
-
-
-def wait_until_both_workers_listen(service: RunningService) -> None:
-    """Each worker clears its cache when its LISTEN connection first connects; let that
-    happen before the browser fills the caches. New connections spread over the workers."""
-    deadline = time.monotonic() + 10
-    in_a_row = 0
-    while in_a_row < 8:
-        checks = requests.get(service.url + "/readyz", timeout=5).json()["checks"]
-        in_a_row = in_a_row + 1 if checks.get("invalidation", "").endswith("(listening)") else 0
-        assert time.monotonic() < deadline, f"workers not listening: {checks}"
-        time.sleep(0.05 if in_a_row else 0.2)
-
-
-def course_order(service: RunningService) -> list[tuple[str, str]]:
-    modules = requests.get(service.url + "/api/v1/curriculum", timeout=5).json()["modules"]
-    return [(m["id"], lesson["id"]) for m in modules for lesson in m["lessons"]]
-
-
-def sign_in(page: Page, service: RunningService, learner: Learner) -> None:
-    page.goto(service.url + "/")
-    page.get_by_label("Paste your access token").fill(learner.token)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.locator("#map li.lesson").first).to_be_visible()
-
-
-def lock_screens(page: Page) -> list[str]:
-    return page.evaluate("window.__lockScreens")
-
-
-def served_path(page: Page) -> str | None:
-    return page.evaluate("document.body.dataset.progressPath || null")
-
-
-def complete_in_a_row(page: Page, order: list[tuple[str, str]]) -> list[str]:
-    """From the map: open the first lesson, then Mark complete → (completion view) Continue,
-    ROW times, by keyboard and as fast as the page allows. Stops at the first lock screen.
-    Returns the path that served each step."""
-    paths = []
-    page.locator(f'li[data-lesson="{order[0][1]}"] a').click()
-    for (_, lesson), (_, following) in itertools.pairwise(order[: ROW + 1]):
-        view = page.locator(f'.lesson-view[data-lesson="{lesson}"]')
-        expect(view.locator("h2")).to_be_focused()  # focus follows navigation
-        page.keyboard.press("Tab")
-        expect(page.locator("#complete")).to_be_focused()
-        page.keyboard.press("Enter")
-        # The completion view (the seed's LessonRunner) before the learner moves on.
-        expect(page.locator(f'.completion-view[data-lesson="{lesson}"]')).to_be_visible()
-        paths.append(served_path(page))
-        expect(page.locator("#next")).to_be_focused()
-        page.keyboard.press("Enter")
-        arrived = page.locator(
-            f'.lesson-view[data-lesson="{following}"], .lock-screen[data-lesson="{following}"]'
-        )
-        expect(arrived).to_be_visible()
-        paths.append(served_path(page))
-        if page.locator(".lock-screen").count():
-            break
-    return paths
 
 
 def false_lock_screens(service: RunningService, path: str, detected_by: str) -> float:

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
-from tests.conftest import SECRET, AuthActions
-from tests.test_browser import browser, serve  # noqa: F401 - the module's Chromium fixture
+from tests.support.apps import SECRET
+from tests.support.learner_page import serve
+from tests.support.learners import AuthActions
 
 PAGES = ["/", "/admin/rollout", "/apidoc/swagger/", "/apidoc/redoc/", "/apidoc/scalar/"]
 
@@ -63,7 +64,7 @@ def test_the_api_docs_work_offline_under_the_policy(
     pg_app: Flask,
     pg_database: str,
     tmp_path: Path,
-    browser,  # noqa: F811 - the fixture imported above
+    browser,
 ):
     """Chromium with every request off the service's origin refused: each docs page renders
     the API's title and the operations, and the browser reports no policy violation."""

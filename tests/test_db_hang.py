@@ -18,8 +18,12 @@ import psycopg
 import pytest
 import requests
 
-from .conftest import SECRET, AuthActions, pg_url, service_env
-from .support.service import running_service
+from harness import databases
+from harness.service import running_service
+
+from .support.apps import SECRET
+from .support.learners import AuthActions
+from .support.service import service_env
 from .support.tcp_proxy import TcpProxy
 
 BASE = "/api/v1/modules/basics/lessons/"
@@ -166,7 +170,7 @@ def test_a_hung_primary_is_a_bounded_503_healthz_answers_and_nothing_acknowledge
         assert refused_s < BOUND_S
         assert requests.get(url + "/healthz", timeout=5).status_code == 200
 
-    direct = pg_url(pg_database.rsplit("/", 1)[1])
+    direct = databases.database_url(pg_database.rsplit("/", 1)[1])
     for learner in learners:
         assert set(acknowledged[str(learner.id)]) <= stored_lessons(direct, learner.id)
     times_to_503 = [t for t, a in completions + accesses if a.status_code == 503]

@@ -8,7 +8,7 @@ from progress import flags
 from progress.flags import flag_gate
 from progress.paths import path_for_learner
 
-from .conftest import set_rollout
+from .support.apps import set_rollout
 
 LEARNERS = [uuid.uuid5(uuid.NAMESPACE_URL, f"memo-learner-{n}") for n in range(200)]
 

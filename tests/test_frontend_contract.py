@@ -18,7 +18,9 @@ from flask import Flask
 
 from progress.api.examples import EXAMPLES
 from progress.config import ConfigError, load_settings
-from tests.conftest import IN_CI, SECRET, AuthActions, build_app, dispose, migrate_and_seed
+from tests.support.apps import SECRET, build_app, dispose, migrate_and_seed
+from tests.support.availability import unavailable
+from tests.support.learners import AuthActions
 
 REPO = Path(__file__).resolve().parent.parent
 TS_TOOLS = REPO / "devtools" / "typescript"
@@ -207,9 +209,7 @@ def node_tool(name: str) -> Path:
     tool = TS_TOOLS / "node_modules" / ".bin" / name
     if not tool.exists():
         reason = f"{tool} is missing: run `make typescript-tools` (npm ci in {TS_TOOLS})"
-        if IN_CI:
-            pytest.fail(reason)
-        pytest.skip(reason)
+        unavailable(reason)
     return tool
 
 

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
 
+import lab.service
 import psycopg
 import pytest
 import requests
@@ -23,7 +24,6 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask_migrate import downgrade, upgrade
 
-import lab.service
 from progress import guard, rollout
 from progress.extensions import db
 from progress.guard import evaluation, lock, sequential, simulation

@@ -12,11 +12,13 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from harness.service import running_service
 from progress.extensions import db
 from progress.models import GuardEvaluation, LockScreenReport, RolloutChange, RolloutPlan
 
-from .conftest import SECRET, AuthActions, service_env
-from .support.service import running_service
+from .support.apps import SECRET
+from .support.learners import AuthActions
+from .support.service import service_env
 
 ACCESS = "/api/v1/modules/basics/lessons/{}/access"
 DEEP = "[" * 20_000

@@ -6,9 +6,10 @@ import time
 import psycopg
 from prometheus_client import REGISTRY
 
+from harness import databases
 from progress.worker import worker_state
 
-from .conftest import PG_ADMIN_URL, set_rollout
+from .support.apps import set_rollout
 
 ACCESS = "/api/v1/modules/basics/lessons/introductions/access"
 COMPLETE = "/api/v1/modules/basics/lessons/greetings/complete"
@@ -67,7 +68,7 @@ def test_a_lost_listen_connection_reconnects_and_clears_the_cache(make_pg_app, a
         state = worker_state()
         listener = state.listener.listener
         assert state.cache.get(learner.id) is not None
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        with psycopg.connect(databases.ADMIN_URL, autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", (listener.backend_pid,))
         assert wait_until(lambda: listener.connections == 2, timeout=10), "no reconnect"
         assert state.cache.get(learner.id) is None

@@ -6,7 +6,7 @@ from prometheus_client import REGISTRY
 from progress.extensions import db
 from progress.models import LessonProgress, ProgressVersion
 
-from .conftest import settle_background
+from .support.apps import settle_background
 
 COMPLETE = "/api/v1/modules/{}/lessons/{}/complete"
 ACCESS = "/api/v1/modules/{}/lessons/{}/access"

@@ -22,13 +22,12 @@ from flask import Flask
 from playwright.sync_api import Browser, Page, Route, expect
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import SECRET, AuthActions, Learner, service_env, set_rollout
-from tests.support.service import RunningService, running_service
-from tests.test_browser import (
+from harness.service import RunningService, running_service
+from tests.support.apps import SECRET, set_rollout
+from tests.support.browser import SCREENSHOTS
+from tests.support.learner_page import (
     ROW,
-    SCREENSHOTS,
     WATCH_LOCK_SCREENS,
-    browser,  # noqa: F401 - the module's Chromium, a fixture
     complete_in_a_row,
     course_order,
     lock_screens,
@@ -36,6 +35,8 @@ from tests.test_browser import (
     sign_in,
     wait_until_both_workers_listen,
 )
+from tests.support.learners import AuthActions, Learner
+from tests.support.service import service_env
 
 DESKTOP = {"width": 1100, "height": 900}
 PHONE = {"width": 390, "height": 844}
@@ -67,7 +68,7 @@ def instance(
 
 
 @contextlib.contextmanager
-def tab(browser: Browser, viewport: dict | None = None) -> Iterator[Page]:  # noqa: F811
+def tab(browser: Browser, viewport: dict | None = None) -> Iterator[Page]:
     """A fresh browser window (its own storage), watching for lock screens and JS errors."""
     context = browser.new_context(viewport=viewport or DESKTOP)
     context.set_default_timeout(10_000)
@@ -126,7 +127,7 @@ def test_page_refresh_right_after_a_completion_keeps_the_next_lesson_open(
     pg_app: Flask,
     pg_database: str,
     tmp_path: Path,
-    browser: Browser,  # noqa: F811
+    browser: Browser,
 ):
     """Seed matrix "Page refresh": the version survives the reload (localStorage), so the
     first calls after it already carry minVersion, and the next lesson opens."""
@@ -157,7 +158,7 @@ def test_a_completion_in_one_tab_is_honoured_at_once_by_another_tab_on_another_i
     pg_app: Flask,
     pg_database: str,
     tmp_path: Path,
-    browser: Browser,  # noqa: F811
+    browser: Browser,
 ):
     """Seed matrix "Browser tab switch": tabs A and B of one learner share localStorage; A's
     calls reach instance A, B's reach instance B (as behind a load balancer), and B's copy
@@ -213,7 +214,7 @@ def test_on_the_legacy_path_the_other_instance_still_shows_its_false_lock(
     pg_app: Flask,
     pg_database: str,
     tmp_path: Path,
-    browser: Browser,  # noqa: F811
+    browser: Browser,
 ):
     """The baseline of the tab switch: the legacy path believes instance B's older copy
     (a delayed cache update, no invalidation), whatever version the tab sends."""
@@ -266,7 +267,7 @@ def test_on_a_3g_network_five_lessons_in_a_row_and_a_clear_timeout(
     pg_app: Flask,
     pg_database: str,
     tmp_path: Path,
-    browser: Browser,  # noqa: F811
+    browser: Browser,
 ):
     """Seed matrix "Slow network (3G)": Chromium's own network emulation. Five completions
     in a row never meet a lock screen; a completion that gets no answer ends, after the
@@ -315,7 +316,7 @@ def test_with_the_cache_updater_always_failing_the_verified_path_shows_no_false_
     pg_app: Flask,
     pg_database: str,
     tmp_path: Path,
-    browser: Browser,  # noqa: F811
+    browser: Browser,
 ):
     """Seed matrix "Cache updater NULL": every cache update fails (fault injection); the
     completions still succeed, say so (cacheUpdated false), and no lock screen shows."""
@@ -388,7 +389,7 @@ def test_a_page_on_an_allowed_origin_uses_the_api_and_another_origin_is_refused(
     pg_app: Flask,
     pg_database: str,
     tmp_path: Path,
-    browser: Browser,  # noqa: F811
+    browser: Browser,
 ):
     """CORS: with PROGRESS_CORS_ORIGINS naming the frontend's origin, a page there uses the
     API with a bearer token (preflights, the exposed X-Progress-Path); a page on any other
@@ -429,7 +430,7 @@ def test_every_view_of_the_learner_page_fits_and_is_reachable_by_keyboard(
     pg_app: Flask,
     pg_database: str,
     tmp_path: Path,
-    browser: Browser,  # noqa: F811
+    browser: Browser,
     viewport: dict,
 ):
     """Each view at desktop and phone width: nothing wider than the screen, the heading or

@@ -16,7 +16,7 @@ from progress.extensions import db
 from progress.models import LockScreenReport
 from progress.worker import worker_state
 
-from .conftest import SECRET
+from .support.apps import SECRET
 
 ACCESS = "/api/v1/modules/{}/lessons/{}/access"
 COMPLETE = "/api/v1/modules/{}/lessons/{}/complete"

@@ -8,8 +8,11 @@ import time
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from .conftest import SECRET, AuthActions, service_env, set_rollout
-from .support.service import running_service
+from harness.service import running_service
+
+from .support.apps import SECRET, set_rollout
+from .support.learners import AuthActions
+from .support.service import service_env
 
 FAMILIES = {
     "progress_completions": "counter",

@@ -8,10 +8,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask_migrate import downgrade, upgrade
 
+from harness import databases
 from progress.extensions import db
 from progress.models import Lesson, Module
 
-from .conftest import PG_TEST_DB, build_app, recreate_pg_database, require_postgres
+from .support.apps import PG_TEST_DB, build_app
+from .support.availability import require_postgres
 
 TABLES = {"users", "modules", "lessons", "lesson_progress", "progress_versions"}
 
@@ -20,7 +22,7 @@ TABLES = {"users", "modules", "lessons", "lesson_progress", "progress_versions"}
 def empty_database_url(request, tmp_path):
     if request.param == "postgresql":
         require_postgres()
-        return recreate_pg_database(f"{PG_TEST_DB}_migrations")
+        return databases.recreate(f"{PG_TEST_DB}_migrations")
     return f"sqlite:///{tmp_path / 'empty.db'}"
 
 

@@ -14,7 +14,6 @@ from hypothesis import seed
 from hypothesis.internal.conjecture import engine
 from hypothesis.stateful import run_state_machine_as_test
 
-from .conftest import PG_TEST_DB, require_postgres
 from .model.machine import ProgressModel, Violation, model_for
 from .model.mutations import MUTATIONS, Mutation
 from .model.profiles import (
@@ -27,6 +26,8 @@ from .model.profiles import (
     run_seed,
 )
 from .model.world import World, build_world
+from .support.apps import PG_TEST_DB
+from .support.availability import require_postgres
 
 
 @pytest.fixture(scope="module")

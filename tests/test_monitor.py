@@ -15,16 +15,17 @@ import pytest
 import requests
 import yaml
 
-from .conftest import IN_CI, service_env
-from .support.service import REPO, free_port, running_service
+from harness.processes import REPO, free_port
+from harness.service import running_service
+
+from .support.availability import unavailable
+from .support.service import service_env
 
 
 @pytest.mark.slow
 def test_make_monitor_scrapes_the_service_and_prints_the_alerts_page(pg_app, pg_database, tmp_path):
     if shutil.which("prometheus") is None:
-        if IN_CI:
-            pytest.fail("prometheus is required under CI=true (apt-get install prometheus)")
-        pytest.skip("prometheus is not installed")
+        unavailable("prometheus is not installed (apt-get install prometheus)")
     rules = yaml.safe_load((REPO / "prometheus" / "alerts.yml").read_text())
     alert_names = {rule["alert"] for group in rules["groups"] for rule in group["rules"]}
     env = service_env(pg_database, tmp_path / "metrics")

@@ -6,7 +6,8 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import missing_required_header, negative_data_rejection
 
-from .conftest import SECRET, AuthActions
+from .support.apps import SECRET
+from .support.learners import AuthActions
 
 
 @pytest.fixture

@@ -9,11 +9,14 @@ from pathlib import Path
 import pytest
 import requests
 
+from harness.prometheus import prometheus_installed, running_prometheus
+from harness.service import running_service
 from progress.paths import path_for_learner
 
-from .conftest import IN_CI, SECRET, AuthActions, service_env, set_rollout
-from .support import prometheus_server
-from .support.service import running_service
+from .support.apps import SECRET, set_rollout
+from .support.availability import unavailable
+from .support.learners import AuthActions
+from .support.service import service_env
 
 REPO = Path(__file__).resolve().parents[1]
 DASHBOARDS = sorted((REPO / "grafana" / "dashboards").glob("*.json"))
@@ -92,10 +95,8 @@ def drive(url: str, learner) -> tuple[str, bool]:
 def test_dashboards_and_figures_on_a_real_prometheus(
     pg_app, pg_database, tmp_path, learners_by_path
 ):
-    if not prometheus_server.available():
-        if IN_CI:
-            pytest.fail("prometheus is required under CI=true (apt-get install prometheus)")
-        pytest.skip("prometheus is not installed")
+    if not prometheus_installed():
+        unavailable("prometheus is not installed (apt-get install prometheus)")
     assert DASHBOARDS, "no dashboards in grafana/dashboards"
     # The legacy patch lands late, as a slow cache would; the verified path's bounded
     # update times out and its breaker opens, and it stays right.
@@ -107,7 +108,7 @@ def test_dashboards_and_figures_on_a_real_prometheus(
     )
     with running_service(env, tmp_path, workers=2) as service:
         target = f"127.0.0.1:{service.port}"
-        with prometheus_server.running_prometheus([target], tmp_path) as prometheus:
+        with running_prometheus([target], tmp_path) as prometheus:
             seen = {"legacy": 0, "verified": 0}
             for path, learners in learners_by_path.items():
                 for learner in learners:

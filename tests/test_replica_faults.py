@@ -10,7 +10,7 @@ import time
 
 from prometheus_client import REGISTRY
 
-from .conftest import set_rollout
+from .support.apps import set_rollout
 from .support.tcp_proxy import TcpProxy
 
 ACCESS = "/api/v1/modules/basics/lessons/{}/access"

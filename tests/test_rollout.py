@@ -10,7 +10,8 @@ import pytest
 from progress.flags import flag_gate
 from progress.paths import path_for_learner
 
-from .conftest import SECRET, AuthActions, set_rollout
+from .support.apps import SECRET, set_rollout
+from .support.learners import AuthActions
 from .support.unleash_server import create_rollout_flag, running_unleash
 from .test_auth_and_admin import assert_history_is_a_chain, change_concurrently
 

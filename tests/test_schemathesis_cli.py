@@ -14,18 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import (
-    PG_TEST_DB,
-    SECRET,
-    AuthActions,
-    build_app,
-    dispose,
-    migrate_and_seed,
-    recreate_pg_database,
-    require_postgres,
-    service_env,
-)
-from .support.service import running_service
+from harness import databases
+from harness.service import running_service
+
+from .support.apps import PG_TEST_DB, SECRET, build_app, dispose, migrate_and_seed
+from .support.availability import require_postgres
+from .support.learners import AuthActions
+from .support.service import service_env
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
@@ -38,7 +33,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def cli_database(tmp_path_factory: pytest.TempPathFactory) -> str:
     require_postgres()
-    url = recreate_pg_database(f"{PG_TEST_DB}_cli")
+    url = databases.recreate(f"{PG_TEST_DB}_cli")
     app = build_app(url, tmp_path_factory.mktemp("cli-instance"))
     migrate_and_seed(app)
     dispose(app)

@@ -7,11 +7,19 @@ import time
 import pytest
 from prometheus_client import REGISTRY
 
+from harness import databases
 from progress import store
 from progress.breaker import BreakerState
 from progress.worker import worker_state
 
-from .conftest import PG_TEST_DB, recreate_pg_database, set_rollout, settle_background
+from .support.apps import (
+    PG_TEST_DB,
+    build_app,
+    dispose,
+    migrate_and_seed,
+    set_rollout,
+    settle_background,
+)
 
 COMPLETE = "/api/v1/modules/basics/lessons/{}/complete"
 ACCESS = "/api/v1/modules/basics/lessons/{}/access"
@@ -209,9 +217,7 @@ def test_the_client_min_version_is_never_answered_from_an_older_snapshot(verifie
 def lagging_replica(pg_app):
     """A second PostgreSQL database with the schema and curriculum but none of the new
     writes: a replica that lags behind the primary for as long as the test wants."""
-    from .conftest import migrate_and_seed
-
-    url = recreate_pg_database(f"{PG_TEST_DB}_replica")
+    url = databases.recreate(f"{PG_TEST_DB}_replica")
     return url, migrate_and_seed
 
 
@@ -219,8 +225,6 @@ def test_a_lagging_replica_read_is_retried_then_the_primary_answers(
     pg_app, make_pg_app, auth, lagging_replica, tmp_path
 ):
     replica_url, migrate_and_seed = lagging_replica
-    from .conftest import build_app
-
     replica_app = build_app(replica_url, tmp_path / "replica")
     migrate_and_seed(replica_app)  # same course, same lesson ids; no learners
     writer = make_pg_app()
@@ -261,8 +265,6 @@ def test_a_lagging_replica_read_is_retried_then_the_primary_answers(
         audits + 1
     )
     settle_background(replica_app)
-    from .conftest import dispose
-
     dispose(replica_app)
 
 

@@ -23,6 +23,7 @@ import psycopg
 from flask import Flask
 from flask.testing import FlaskClient
 
+from harness import databases
 from progress import rollout
 from progress.breaker import CircuitBreaker
 from progress.curriculum import LessonRef
@@ -30,7 +31,7 @@ from progress.flags import flag_gate
 from progress.invalidation import CHANNEL, VersionListener, libpq_dsn
 from progress.worker import WorkerState, worker_state
 
-from ..conftest import build_app, dispose, migrate_and_seed, recreate_pg_database
+from ..support.apps import build_app, dispose, migrate_and_seed
 from .scheduler import ParkedUpdate, UpdateScheduler
 
 BREAKER_THRESHOLD = 3
@@ -205,8 +206,8 @@ class World:
 
 
 def build_world(database: str, tmp: Path) -> World:
-    primary_url = recreate_pg_database(database)
-    replica_url = recreate_pg_database(f"{database}_replica")
+    primary_url = databases.recreate(database)
+    replica_url = databases.recreate(f"{database}_replica")
     with psycopg.connect(libpq_dsn(primary_url), autocommit=True) as admin:
         for name in (database, f"{database}_replica"):
             # a throwaway database: commits needn't wait for the disk (visibility and

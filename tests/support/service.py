@@ -1,18 +1,19 @@
-"""Run the service for real: gunicorn with N workers on a free port, for tests that need
-real processes (Prometheus scraping, a browser, several workers).
-
-The code lives in lab/service.py, shared with the consistency lab (`python -m lab`).
-"""
+"""The environment of the service under gunicorn in a test (harness/service.py runs it)."""
 
 from __future__ import annotations
 
-from lab.service import (
-    GUNICORN,
-    REPO,
-    RunningService,
-    free_port,
-    running_service,
-    start_service,
-)
+from pathlib import Path
 
-__all__ = ["GUNICORN", "REPO", "RunningService", "free_port", "running_service", "start_service"]
+from .apps import SECRET
+
+
+def service_env(database_url: str, metrics_dir: Path, **extra: str) -> dict[str, str]:
+    return {
+        "PROGRESS_ENV": "test",
+        "DATABASE_URL": database_url,
+        "PROGRESS_JWT_SECRET": SECRET,
+        "PROGRESS_LOG_LEVEL": "WARNING",
+        "PROGRESS_FLAG_REFRESH_S": "1",
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        **extra,
+    }

@@ -34,8 +34,6 @@ import fcntl
 import os
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -45,10 +43,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import psycopg
 import requests
-from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
+
+from harness import databases
+from harness.processes import free_port, stop_group, tail
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 UNLEASH_DIR = REPO_ROOT / "devtools" / "unleash"
@@ -99,7 +98,7 @@ class UnleashServer:
         return resp
 
     def log_tail(self, lines: int = 60) -> str:
-        return _tail(self.log_path, lines)
+        return tail(self.log_path, lines)
 
 
 # --------------------------------------------------------------------------- install
@@ -156,53 +155,6 @@ def _database_url(admin_dsn: str, database: str) -> str:
     return f"postgresql://{auth}@{host}:{port}/{quote(database, safe='')}"
 
 
-def recreate_database(admin_dsn: str, database: str) -> None:
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
-        )
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
-
-
-def drop_database(admin_dsn: str, database: str) -> None:
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
-        )
-
-
-# --------------------------------------------------------------------------- process
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _tail(path: Path, lines: int = 60) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError as exc:
-        return f"<no log: {exc}>"
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def _stop(proc: subprocess.Popen, timeout: float = 15.0) -> None:
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=timeout)
-
-
 @contextlib.contextmanager
 def running_unleash(
     admin_dsn: str = DEFAULT_ADMIN_DSN,
@@ -228,7 +180,7 @@ def running_unleash(
     admin_token = admin_token or f"*:*.{secrets.token_hex(24)}"
     client_token = client_token or f"*:development.{secrets.token_hex(24)}"
 
-    recreate_database(admin_dsn, database)
+    databases.recreate(database, admin_dsn)
     database_url = _database_url(admin_dsn, database)
 
     log_dir = Path(tempfile.mkdtemp(prefix="unleash-server-"))
@@ -270,10 +222,10 @@ def running_unleash(
         ok = True
         yield server
     finally:
-        _stop(proc)
+        stop_group(proc)
         if drop_database_after:
             with contextlib.suppress(Exception):
-                drop_database(admin_dsn, database)
+                databases.drop(database, admin_dsn)
         if ok:
             shutil.rmtree(log_dir, ignore_errors=True)
 

@@ -1,4 +1,4 @@
-"""Run a real Prometheus (Debian's package) scraping given targets, for integration tests."""
+"""A real Prometheus (Debian's package) scraping given targets, for the lab and the tests."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import requests
 
-from .service import free_port
+from .processes import free_port, wait_until_ready
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 
@@ -55,12 +56,10 @@ class RunningPrometheus:
 
 
 def _epoch(timestamp: str) -> float:
-    from datetime import datetime
-
     return datetime.fromisoformat(timestamp[:26].rstrip("Z") + "+00:00").timestamp()
 
 
-def available() -> bool:
+def prometheus_installed() -> bool:
     return Path(PROMETHEUS).exists()
 
 
@@ -97,16 +96,7 @@ scrape_configs:
         )
     server = RunningPrometheus(f"http://127.0.0.1:{port}", process, log_path)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"prometheus exited: {log_path.read_text()[-2000:]}")
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(f"{server.url}/-/ready", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"prometheus not ready: {log_path.read_text()[-2000:]}")
-            time.sleep(0.2)
+        wait_until_ready(f"{server.url}/-/ready", process, 30, log_path, "prometheus")
         yield server
     finally:
         process.terminate()
@@ -114,3 +104,4 @@ scrape_configs:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
+            process.wait(timeout=5)
