@@ -15,7 +15,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
 
-import lab.service
 import psycopg
 import pytest
 import requests
@@ -24,6 +23,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask_migrate import downgrade, upgrade
 
+from harness import databases
+from harness.processes import free_port
+from harness.prometheus import prometheus_installed, running_prometheus
+from harness.service import running_service
 from progress import guard, rollout
 from progress.extensions import db
 from progress.guard import evaluation, lock, sequential, simulation
@@ -40,19 +43,10 @@ from progress.models import (
 )
 from progress.paths import path_for_learner
 
-from .conftest import (
-    IN_CI,
-    PG_ADMIN_URL,
-    PG_TEST_DB,
-    SECRET,
-    AuthActions,
-    build_app,
-    recreate_pg_database,
-    require_postgres,
-    service_env,
-)
-from .support import prometheus_server
-from .support.service import free_port, running_service
+from .support.apps import PG_TEST_DB, SECRET, build_app
+from .support.availability import require_postgres, unavailable
+from .support.learners import AuthActions
+from .support.service import service_env
 
 PLAN = "/api/v1/admin/rollout/plan"
 EVALUATIONS = "/api/v1/admin/rollout/evaluations"
@@ -748,7 +742,7 @@ def test_the_admin_page_has_the_guard_section_and_script(guarded):
 
 def test_migration_0003_adds_the_guard_tables_and_takes_them_away(tmp_path):
     require_postgres()
-    url = recreate_pg_database(f"{PG_TEST_DB}_guard_migration")
+    url = databases.recreate(f"{PG_TEST_DB}_guard_migration")
     app = build_app(url, tmp_path)
     try:
         with app.app_context():
@@ -765,7 +759,7 @@ def test_migration_0003_adds_the_guard_tables_and_takes_them_away(tmp_path):
         with app.app_context():
             for engine in db.engines.values():
                 engine.dispose()
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        with psycopg.connect(databases.ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{PG_TEST_DB}_guard_migration" WITH (FORCE)')
 
 
@@ -774,7 +768,7 @@ def test_migration_0005_gives_stored_plans_the_default_test_settings(tmp_path):
     the latency margin from the defaults; downgrading takes the columns away again."""
     require_postgres()
     name = f"{PG_TEST_DB}_guard_statistics"
-    url = recreate_pg_database(name)
+    url = databases.recreate(name)
     app = build_app(url, tmp_path)
     try:
         with app.app_context():
@@ -800,7 +794,7 @@ def test_migration_0005_gives_stored_plans_the_default_test_settings(tmp_path):
         with app.app_context():
             for engine in db.engines.values():
                 engine.dispose()
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        with psycopg.connect(databases.ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
@@ -840,14 +834,12 @@ def test_the_api_and_the_command_line_say_what_the_test_found(guarded, admin, mo
 
 
 def require_prometheus() -> None:
-    if not prometheus_server.available():
-        if IN_CI:
-            pytest.fail("prometheus is required under CI=true (apt-get install prometheus)")
-        pytest.skip("prometheus is not installed")
+    if not prometheus_installed():
+        unavailable("prometheus is not installed (apt-get install prometheus)")
 
 
 @contextlib.contextmanager
-def guarded_services(monkeypatch, tmp_path, pg_database, instances=1, workers=1, **extra):
+def guarded_services(tmp_path, pg_database, instances=1, workers=1, **extra):
     """Prometheus (1 s scrapes) and `instances` gunicorn instances that it scrapes, each
     with the guard's per-worker schedule (1 s) pointed at that Prometheus. Prometheus is
     started first, on the instances' ports chosen in advance, so they know its URL."""
@@ -855,12 +847,11 @@ def guarded_services(monkeypatch, tmp_path, pg_database, instances=1, workers=1,
     ports = [free_port() for _ in range(instances)]
     targets = [f"127.0.0.1:{port}" for port in ports]
     with (
-        prometheus_server.running_prometheus(targets, tmp_path) as prometheus,
+        running_prometheus(targets, tmp_path) as prometheus,
         contextlib.ExitStack() as stack,
     ):
         services = []
         for port in ports:
-            monkeypatch.setattr(lab.service, "free_port", lambda port=port: port)
             env = service_env(
                 pg_database,
                 tmp_path / f"metrics-{port}",
@@ -869,7 +860,9 @@ def guarded_services(monkeypatch, tmp_path, pg_database, instances=1, workers=1,
                 PROGRESS_GUARD_MIN_WINDOW_S="3",
                 **extra,
             )
-            services.append(stack.enter_context(running_service(env, tmp_path, workers=workers)))
+            services.append(
+                stack.enter_context(running_service(env, tmp_path, workers=workers, port=port))
+            )
         wait_for_samples(prometheus, instances)
         yield prometheus, services
 
@@ -957,9 +950,7 @@ def print_timeline(app) -> None:
 
 
 @pytest.mark.slow
-def test_healthy_traffic_at_ten_percent_advances_to_one_hundred(
-    pg_guarded, pg_database, tmp_path, monkeypatch
-):
+def test_healthy_traffic_at_ten_percent_advances_to_one_hundred(pg_guarded, pg_database, tmp_path):
     """Two gunicorn workers each wake their guard every second; with healthy traffic on
     both paths and the stage's time over, one of them advances 10% -> 100%, once."""
     app = pg_guarded
@@ -979,7 +970,7 @@ def test_healthy_traffic_at_ten_percent_advances_to_one_hundred(
         )
         guard.advance_stage("product@example.com")  # 0% -> 10%: product starts the rollout
     learners = learners_on_each_path(app, 4)
-    with guarded_services(monkeypatch, tmp_path, pg_database, workers=2) as (_prometheus, (svc,)):
+    with guarded_services(tmp_path, pg_database, workers=2) as (_prometheus, (svc,)):
         drive_healthy_traffic(svc.url, learners)
         # On only now: an advance in the middle of the traffic would move its learners.
         with app.app_context():
@@ -1043,7 +1034,7 @@ def test_healthy_traffic_at_ten_percent_advances_to_one_hundred(
 
 @pytest.mark.slow
 def test_false_lock_screens_on_the_verified_path_roll_back_at_the_next_evaluation(
-    pg_guarded, pg_database, tmp_path, monkeypatch
+    pg_guarded, pg_database, tmp_path
 ):
     """Instance X caches lesson 2 as locked, the learner completes lesson 1 on instance Y,
     X never hears of it (notifications dropped) and, with the double check off, answers
@@ -1059,9 +1050,10 @@ def test_false_lock_screens_on_the_verified_path_roll_back_at_the_next_evaluatio
         guard.advance_stage("product@example.com")
     *learners, forger = learners_on_each_path(app, 4)["verified"]
     faults = "disable_double_check=1,drop_notifications=1"
-    with guarded_services(
-        monkeypatch, tmp_path, pg_database, instances=2, PROGRESS_FAULTS=faults
-    ) as (_prometheus, (x, y)):
+    with guarded_services(tmp_path, pg_database, instances=2, PROGRESS_FAULTS=faults) as (
+        _prometheus,
+        (x, y),
+    ):
         # First, forged reports of a lesson that is open: every one refused, nothing counted,
         # and the guard, evaluating every second, holds at 10%.
         forged_at = datetime.now(UTC)
@@ -1190,7 +1182,7 @@ def test_no_traffic_holds_with_no_data(pg_guarded, pg_database, make_pg_app, tmp
     env = service_env(pg_database, tmp_path / "metrics-0")
     with (
         running_service(env, tmp_path, workers=1) as svc,
-        prometheus_server.running_prometheus([f"127.0.0.1:{svc.port}"], tmp_path) as prometheus,
+        running_prometheus([f"127.0.0.1:{svc.port}"], tmp_path) as prometheus,
     ):
         wait_for_samples(prometheus, 1)
         checker = guard_app(make_pg_app, prometheus.url)
@@ -1220,7 +1212,7 @@ def test_prometheus_down_holds_logs_it_and_changes_nothing(
         guard.update_plan({"min_stage_seconds": 0, "auto_advance": True, "enabled": True}, "t")
         guard.advance_stage("product@example.com")
         before = guard.plan_json(guard.current_plan())
-    with prometheus_server.running_prometheus([], tmp_path) as prometheus:
+    with running_prometheus([], tmp_path) as prometheus:
         url = prometheus.url
     checker = guard_app(make_pg_app, url)  # Prometheus has stopped: nothing listens there
     result = checker.test_cli_runner().invoke(args=["rollout", "guard", "--once"])
@@ -1259,7 +1251,7 @@ def test_two_instances_never_both_act_on_one_evaluation(
     env = service_env(pg_database, tmp_path / "metrics-0")
     with (
         running_service(env, tmp_path, workers=1) as svc,
-        prometheus_server.running_prometheus([f"127.0.0.1:{svc.port}"], tmp_path) as prometheus,
+        running_prometheus([f"127.0.0.1:{svc.port}"], tmp_path) as prometheus,
     ):
         wait_for_samples(prometheus, 1)
         drive_healthy_traffic(svc.url, learners)

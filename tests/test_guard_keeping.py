@@ -8,11 +8,10 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
+from harness.processes import free_port
 from progress import guard
 from progress.extensions import db
 from progress.models import GuardEvaluation, utcnow
-
-from .support.service import free_port
 
 
 def old_evaluation(days: float) -> GuardEvaluation:
