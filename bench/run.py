@@ -40,6 +40,7 @@ from harness import databases
 from harness.flask_cli import migrate_and_seed
 from harness.processes import REPO
 from harness.service import RunningService, start_service
+from progress.path_names import PATHS
 
 from . import RESULTS_DIR, log
 from .baseline import checkout, describe, imported_from
@@ -49,7 +50,6 @@ from .report import BASELINE_SCENARIOS, markdown, ratios, summarize, target_chec
 from .wrk import Wrk, write_lua
 
 DB_NAME = databases.run_name("progress_bench", "BENCH_POSTGRES_DB")
-PATHS = ("legacy", "verified")
 ACCESS = "/api/v1/modules/basics/lessons/introductions/access"
 BARE = "/bare"
 SELECT_ONE = "/bench/select-1"

@@ -19,6 +19,7 @@ from flask_migrate import upgrade
 from progress import create_app, rollout
 from progress.extensions import db
 from progress.flags import flag_gate
+from progress.path_names import PATHS
 from progress.worker import worker_state
 
 SECRET = "test-secret-" + "x" * 40
@@ -59,7 +60,7 @@ def migrate_and_seed(app: Flask) -> None:
 def settle_background(app: Flask) -> None:
     """Wait for the cache updates already handed to this process's background pools."""
     with app.app_context():
-        pools = [worker_state().background(path) for path in ("legacy", "verified")]
+        pools = [worker_state().background(path) for path in PATHS]
     for pool in pools:
         # Occupy every pool thread at once: then every task queued before has finished.
         size = pool._max_workers
