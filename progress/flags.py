@@ -280,9 +280,13 @@ class FlagGate:
     def reload_now(self) -> None:
         """Make this worker see a change at once instead of at its next refresh. The SDK has
         no public "refresh now", so the client is rebuilt: a new client reads the flag as it
-        starts (a fetch from Unleash, or the definition from our database)."""
-        self._client.reset()
-        self._client.get()
+        starts (a fetch from Unleash, or the definition from our database). Requests keep
+        the current client until the new one holds the flag."""
+        fresh = self._start()
+        if fresh.cache.percentage is None:
+            _destroy(fresh)
+            raise RuntimeError("the rebuilt flag client could not read the flag; kept the last")
+        self._client.replace(fresh)
 
     def readiness(self) -> str:
         try:

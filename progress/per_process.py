@@ -36,6 +36,15 @@ class PerProcess(Generic[T]):
         value = self._value
         return value if value is not None and self._pid == os.getpid() else None
 
+    def replace(self, value: T) -> None:
+        """Put `value` in place of this process's value, and close the one it replaces: a
+        value rebuilt beside the one in use, which served every caller meanwhile."""
+        with self._lock:
+            old, mine = self._value, self._pid == os.getpid()
+            self._value, self._pid = value, os.getpid()
+        if old is not None and mine and self._close is not None:
+            self._close(old)
+
     def reset(self) -> None:
         """Close and forget this process's value (the next get builds a new one)."""
         with self._lock:

@@ -24,10 +24,10 @@ from . import rollout
 from .extensions import db
 from .flags import flag_gate
 from .models import GuardEvaluation, RolloutChange, User, utcnow
+from .path_names import PATHS
 
 log = logging.getLogger(__name__)
 
-PATHS = ("legacy", "verified")
 Range = Literal["stage", "day"]
 POINTS = 120  # per chart: enough to see a stage, few enough for a phone
 MIN_STAGE_VIEW = timedelta(minutes=2)

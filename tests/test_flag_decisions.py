@@ -4,6 +4,8 @@ a rollout change reaches every learner at once all the same, and the memo stays 
 import time
 import uuid
 
+import pytest
+
 from progress import flags
 from progress.flags import flag_gate
 from progress.paths import path_for_learner
@@ -57,3 +59,16 @@ def test_the_memo_is_bounded(make_pg_app, monkeypatch):
         held = flag_gate().decisions_held
     assert 0 < held <= 16
     assert paths(app) == first
+
+
+def test_a_reload_that_cannot_read_the_flag_keeps_the_client_that_can(make_pg_app, monkeypatch):
+    app = make_pg_app()
+    set_rollout(app, 100)
+    with app.app_context():
+        gate = flag_gate()
+        client = gate.client()
+        monkeypatch.setattr(flags.DatabaseFeatureCache, "get", lambda self, key, default=None: None)
+        with pytest.raises(RuntimeError, match="could not read the flag"):
+            gate.reload_now()
+        assert gate.client() is client
+        assert gate.percentage() == 100
