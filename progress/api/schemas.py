@@ -391,4 +391,4 @@ class RolloutImpactOut(Answer):
     learners: int
     moving: int
     exact: bool
-    to_path: Literal["legacy", "verified"]
+    to_path: PathName
