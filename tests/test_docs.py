@@ -10,6 +10,7 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parent.parent
 README_MAX_LINES = 200
@@ -163,3 +164,35 @@ def test_every_repository_path_the_docs_name_exists():
         if not (ROOT / name).exists()
     ]
     assert not missing, "paths the docs name that don't exist:\n" + "\n".join(missing)
+
+
+def test_every_setting_is_documented_in_the_design():
+    """`.env.example` lists every setting the service reads; docs/design.md explains each."""
+    example = read(ROOT / ".env.example")
+    names = re.findall(r"^([A-Z][A-Z0-9_]*)=", example, flags=re.MULTILINE)
+    design = read(ROOT / "docs" / "design.md")
+    assert names
+    undocumented = [name for name in names if f"`{name}`" not in design]
+    assert not undocumented, f"settings missing from docs/design.md: {undocumented}"
+
+
+# Labels whose values are open-ended (route templates, methods, codes, histogram buckets).
+OPEN_LABELS = {"method", "route", "status", "le"}
+
+
+def test_every_metric_family_and_label_is_documented_in_the_design(sqlite_app_session):
+    """What /metrics exports (names, labels, label values) is in docs/design.md's table."""
+    text = sqlite_app_session.test_client().get("/metrics").get_data(as_text=True)
+    design = read(ROOT / "docs" / "design.md")
+    missing = set()
+    for family in text_string_to_metric_families(text):
+        if not family.name.startswith("progress_") or family.name.endswith("_created"):
+            continue  # (`_created`: the client's creation times, outside multiprocess mode)
+        name = family.name + ("_total" if family.type == "counter" else "")
+        if f"`{name}`" not in design:
+            missing.add(name)
+        for sample in family.samples:
+            for label, value in sample.labels.items():
+                if label not in OPEN_LABELS and f"`{value}`" not in design:
+                    missing.add(f"{name}{{{label}={value!r}}}")
+    assert not missing, f"not in docs/design.md: {sorted(missing)}"
