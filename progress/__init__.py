@@ -95,7 +95,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
 
 
 def configure(app: Flask, overrides: Mapping[str, Any]) -> None:
-    env = {**os.environ, **{name: str(value) for name, value in overrides.items()}}
+    env = {name: str(value) for name, value in overrides.items()}  # over the process's own
     app.config.update(load_settings(Path(app.instance_path), env))
     timeout_ms = app.config["PROGRESS_DB_TIMEOUT_MS"]
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(

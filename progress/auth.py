@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import jwt
-from flask import current_app, g, request
+from flask import current_app, request
 
-from . import store
+from . import logs, store
 from .errors import ApiError
 from .worker import WorkerState, worker_state
 
@@ -109,7 +109,7 @@ def authenticate(*, write: bool = False, admin: bool = False) -> Identity:
         raise ApiError(401, "unauthenticated", "An Authorization: Bearer token is required.")
     state = worker_state()  # one context look-up for the whole check
     identity = _verified_identity(token.strip(), state)
-    g.learner_id = str(identity.user_id)
+    logs.bind_learner(str(identity.user_id))
     if admin and not identity.is_admin:
         raise ApiError(403, "forbidden", "This route is for admins.")
     if write and not identity.email_verified:

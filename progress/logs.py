@@ -1,5 +1,9 @@
 """Structured logs: one JSON object a line on stdout, with request id, learner and path; the
-access log line and the request metrics share one measurement."""
+access log line and the request metrics share one measurement.
+
+The request's id, learner and path live in a context variable, not in Flask's request
+context, so that work handed to a thread pool in a copy of the context
+(`contextvars.copy_context().run`, as the worker's `submit` does) logs them too."""
 
 from __future__ import annotations
 
@@ -9,17 +13,53 @@ import re
 import sys
 import time
 import uuid
+from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TextIO
 
 import orjson
-from flask import Flask, Response, g, has_request_context, request
+from flask import Flask, Response, request
 
 from . import metrics
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 # Attributes every LogRecord has; anything else was passed in `extra`.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+@dataclass(slots=True)
+class RequestTags:
+    """One request's tags, on each of its log lines and in its response headers. Mutable:
+    a copied context shares the object, so the learner and path found later still show."""
+
+    request_id: str
+    started: float
+    learner_id: str | None = None
+    progress_path: str | None = None
+
+
+_tags: ContextVar[RequestTags | None] = ContextVar("progress_request_tags", default=None)
+
+
+def bind_learner(learner_id: str) -> None:
+    """Tag the current request's log lines with the learner it acts for."""
+    tags = _tags.get()
+    if tags is not None:
+        tags.learner_id = learner_id
+
+
+def bind_path(path: str) -> None:
+    """Tag the current request with the progress path serving it (and X-Progress-Path)."""
+    tags = _tags.get()
+    if tags is not None:
+        tags.progress_path = path
+
+
+def bound_path() -> str | None:
+    """The progress path that served the current request, if one did."""
+    tags = _tags.get()
+    return None if tags is None else tags.progress_path
 
 
 class JsonFormatter(logging.Formatter):
@@ -30,11 +70,11 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        if has_request_context():
-            context = g._get_current_object()  # one context look-up, not three
-            entry["request_id"] = context.get("request_id")
-            entry["learner_id"] = context.get("learner_id")
-            entry["progress_path"] = context.get("progress_path")
+        tags = _tags.get()
+        if tags is not None:
+            entry["request_id"] = tags.request_id
+            entry["learner_id"] = tags.learner_id
+            entry["progress_path"] = tags.progress_path
         fields = vars(record)
         for key in fields.keys() - _STANDARD:
             if not key.startswith("_"):
@@ -92,18 +132,17 @@ def init_app(app: Flask) -> None:
 
     @app.before_request
     def start() -> None:
-        context = g._get_current_object()
         incoming = request.headers.get("X-Request-ID", "")
-        context.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
-        context.started = time.perf_counter()
+        request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        _tags.set(RequestTags(request_id, time.perf_counter()))
 
     @app.after_request
     def finish(response: Response) -> Response:
         """One measurement per request, for the access log line and the request metrics."""
-        context = g._get_current_object()  # one look-up each for g and request
-        current = request._get_current_object()  # type: ignore[attr-defined]
-        response.headers["X-Request-ID"] = context.get("request_id", "")
-        seconds = time.perf_counter() - context.get("started", time.perf_counter())
+        tags = _tags.get()
+        current = request._get_current_object()  # type: ignore[attr-defined]  # one look-up
+        response.headers["X-Request-ID"] = "" if tags is None else tags.request_id
+        seconds = 0.0 if tags is None else time.perf_counter() - tags.started
         rule = current.url_rule
         route = rule.rule if rule else None
         metrics.observe_request(current.method, route, response.status_code, seconds)
@@ -119,3 +158,8 @@ def init_app(app: Flask) -> None:
             access.handle(access.makeRecord(access.name, logging.INFO, __file__, 0, "request",
                                             (), None, "finish", fields))  # fmt: skip
         return response
+
+    @app.teardown_request
+    def forget(_exc: BaseException | None) -> None:
+        # The thread serves other requests next, and may log between them.
+        _tags.set(None)

@@ -3,9 +3,10 @@ identities already created, and a background thread pool (made after gunicorn's 
 
 from __future__ import annotations
 
+import contextvars
 import threading
-from collections.abc import Hashable
-from concurrent.futures import Executor, ThreadPoolExecutor
+from collections.abc import Callable, Hashable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +63,11 @@ class WorkerState:
                 if self._curriculum is None:
                     self._curriculum = load_curriculum()
         return self._curriculum
+
+    def submit(self, path: str, work: Callable[..., Any], *args: Any) -> Future:
+        """Run `work` on `path`'s pool in a copy of the caller's context, so that its log
+        lines carry the request's id, learner and path (progress/logs.py)."""
+        return self.background(path).submit(contextvars.copy_context().run, work, *args)
 
     def background(self, path: str) -> Executor:
         """A thread pool per path for cache updates, so the legacy path's slow

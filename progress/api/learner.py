@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from flask import Blueprint, Response, g
+from flask import Blueprint, Response
 
-from .. import lock_reports
+from .. import lock_reports, logs
 from ..auth import authenticate
 from ..curriculum import LessonRef, accessible_lessons
 from ..errors import ApiError
@@ -49,7 +49,7 @@ def find_lesson(module_id: str, lesson_id: str) -> LessonRef:
 
 @bp.after_request
 def tag_path(response: Response) -> Response:
-    path = g.get("progress_path")  # one look-up
+    path = logs.bound_path()
     if path is not None:
         response.headers["X-Progress-Path"] = path
     return response

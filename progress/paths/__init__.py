@@ -7,9 +7,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from flask import Flask, current_app, g
+from flask import Flask, current_app
 
-from .. import metrics, store
+from .. import logs, metrics, store
 from ..cache import ProgressSnapshot
 from ..curriculum import LessonRef, is_lesson_accessible
 from ..flags import verified_path_on
@@ -60,7 +60,7 @@ def path_for_learner(learner_id: uuid.UUID) -> PathName:
 def serving_path(learner_id: uuid.UUID) -> ProgressPath:
     """The one dispatch point: the flag picks the path for this learner."""
     name = path_for_learner(learner_id)
-    g.progress_path = name
+    logs.bind_path(name)
     return current_app.extensions[PATHS_KEY][name]
 
 

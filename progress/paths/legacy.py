@@ -39,7 +39,8 @@ class LegacyPath:
         state = worker_state()
         completion = record_completion(self.name, learner_id, lesson)
         committed = time.perf_counter()
-        state.background(self.name).submit(
+        state.submit(
+            self.name,
             _patch_cache,
             state.cache,
             learner_id,

@@ -98,8 +98,14 @@ class VerifiedPath:
         state = worker_state()
         app = current_app._get_current_object()  # type: ignore[attr-defined]
         started = time.perf_counter()
-        future = state.background(NAME).submit(
-            _update_entry, app, learner_id, lesson.id, completion.completed_at, completion.version
+        future = state.submit(
+            NAME,
+            _update_entry,
+            app,
+            learner_id,
+            lesson.id,
+            completion.completed_at,
+            completion.version,
         )
         try:
             result = "verified" if future.result(self.settings.cache_update_timeout_s) else "failed"
