@@ -1,6 +1,7 @@
 """Settings from the environment: loud when a secret is missing, no faults in production,
-and every one of them documented in `.env.example` with its default."""
+and every one of them in `.env.example` with its default and in docs/design.md."""
 
+import re
 import shlex
 from pathlib import Path
 
@@ -10,18 +11,22 @@ from progress.config import ConfigError, Settings, load_settings
 from progress.faults import Faults
 
 SECRET = "s" * 40
-EXAMPLE = Path(__file__).resolve().parent.parent / ".env.example"
+ROOT = Path(__file__).resolve().parent.parent
 # Read by the process before any app exists (metrics at import, the instance directory,
-# gunicorn's own settings), so not fields of Settings; still documented in the example.
+# gunicorn's own settings), so not fields of Settings; documented all the same.
 PROCESS_LEVEL = {
     "PROMETHEUS_MULTIPROC_DIR",
     "PROGRESS_METRICS",
     "PROGRESS_INSTANCE_PATH",
     "HOST",
     "PORT",
+    "BIND",
     "WEB_CONCURRENCY",
     "GUNICORN_THREADS",
+    "GUNICORN_TIMEOUT",
+    "GUNICORN_LOG_LEVEL",
 }
+ASSIGNMENT = re.compile(r"^(#\s*)?([A-Z][A-Z0-9_]*)=(.*)$")
 
 
 @pytest.fixture(autouse=True)
@@ -31,13 +36,24 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch):
         monkeypatch.delenv(name, raising=False)
 
 
-def example_values() -> dict[str, str]:
-    values = {}
-    for line in EXAMPLE.read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            name, _, value = line.partition("=")
-            values[name] = "".join(shlex.split(value))  # the quotes a shell would remove
-    return values
+def example() -> tuple[dict[str, str], set[str]]:
+    """`.env.example`'s values by name, and every name it lists (commented-out ones too)."""
+    values, names = {}, set()
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        if found := ASSIGNMENT.match(line):
+            commented, name, value = found.groups()
+            names.add(name)
+            if not commented:
+                values[name] = "".join(shlex.split(value))  # the quotes a shell would remove
+    return values, names
+
+
+def documented() -> set[str]:
+    """The names in the settings tables of docs/design.md."""
+    text = (ROOT / "docs" / "design.md").read_text()
+    section = text[text.index("\n## Settings\n") :].split("\n## ")[1]
+    rows = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
+    return {name for row in rows for name in re.findall(r"`([A-Z][A-Z0-9_]*)`", row)}
 
 
 def test_production_refuses_to_start_without_a_jwt_secret(tmp_path: Path):
@@ -87,11 +103,15 @@ def test_postgres_urls_use_psycopg_3(tmp_path: Path):
     assert settings["SQLALCHEMY_BINDS"] == {"replica": "postgresql+psycopg://u@replica/p"}
 
 
-def test_every_setting_is_in_the_example_file_with_its_default(tmp_path: Path):
-    example = example_values()
-    assert example.keys() - PROCESS_LEVEL == Settings.model_fields.keys()
+def test_every_setting_is_in_the_example_file_with_its_default():
+    values, names = example()
+    assert names - PROCESS_LEVEL == Settings.model_fields.keys() <= values.keys()
     test = {"PROGRESS_ENV": "test"}  # the example's production needs a secret
-    assert dict(Settings(**{**example, **test})) == dict(Settings(**test))
+    assert dict(Settings(**{**values, **test})) == dict(Settings(**test))
+
+
+def test_the_design_document_lists_the_same_settings():
+    assert documented() == example()[1]
 
 
 def test_the_process_environment_is_read_and_overrides_win(
