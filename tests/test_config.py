@@ -1,5 +1,6 @@
 """Settings from the environment: loud when a secret is missing, no faults in production,
-and every one of them in `.env.example` with its default and in docs/design.md."""
+and every one of them in `.env.example` with its default (tests/test_docs.py checks that
+docs/design.md explains each)."""
 
 import re
 import shlex
@@ -13,7 +14,7 @@ from progress.faults import Faults
 SECRET = "s" * 40
 ROOT = Path(__file__).resolve().parent.parent
 # Read by the process before any app exists (metrics at import, the instance directory,
-# gunicorn's own settings), so not fields of Settings; documented all the same.
+# gunicorn's own settings), so not fields of Settings; in the example file all the same.
 PROCESS_LEVEL = {
     "PROMETHEUS_MULTIPROC_DIR",
     "PROGRESS_METRICS",
@@ -46,14 +47,6 @@ def example() -> tuple[dict[str, str], set[str]]:
             if not commented:
                 values[name] = "".join(shlex.split(value))  # the quotes a shell would remove
     return values, names
-
-
-def documented() -> set[str]:
-    """The names in the settings tables of docs/design.md."""
-    text = (ROOT / "docs" / "design.md").read_text()
-    section = text[text.index("\n## Settings\n") :].split("\n## ")[1]
-    rows = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
-    return {name for row in rows for name in re.findall(r"`([A-Z][A-Z0-9_]*)`", row)}
 
 
 def test_production_refuses_to_start_without_a_jwt_secret(tmp_path: Path):
@@ -108,10 +101,6 @@ def test_every_setting_is_in_the_example_file_with_its_default():
     assert names - PROCESS_LEVEL == Settings.model_fields.keys() <= values.keys()
     test = {"PROGRESS_ENV": "test"}  # the example's production needs a secret
     assert dict(Settings(**{**values, **test})) == dict(Settings(**test))
-
-
-def test_the_design_document_lists_the_same_settings():
-    assert documented() == example()[1]
 
 
 def test_the_process_environment_is_read_and_overrides_win(
