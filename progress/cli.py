@@ -18,11 +18,11 @@ from flask.cli import AppGroup, with_appcontext
 
 from . import guard, logs, rollout, store
 from .api import spec
-from .api.schemas import RolloutChangeOut, RolloutOut
+from .api.schemas import GuardEvaluationOut, RolloutChangeOut, RolloutOut, RolloutPlanOut
 from .auth import issue_token
 from .curriculum import CurriculumFileError, read_curriculum_file, seed_curriculum
 from .extensions import db
-from .models import User
+from .models import GuardEvaluation, RolloutPlan, User
 from .worker import worker_state
 
 
@@ -182,13 +182,7 @@ def rollout_history_command(limit: int, output: str | None) -> None:
 
 
 def _echo_json(value: Any) -> None:
-    click.echo(json.dumps(value, default=_iso))
-
-
-def _iso(value: Any) -> str:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON")
+    click.echo(json.dumps(value))
 
 
 def _parse_stages(
@@ -235,13 +229,22 @@ def rollout_plan(**options: Any) -> None:
     """Print the rollout guard's plan as JSON; with options, change it first."""
     changes = {name: value for name, value in options.items() if value is not None}
     if not changes:
-        _echo_json(guard.plan_json(guard.current_plan()))
+        _echo_plan(guard.current_plan())
         return
     try:
         plan = guard.update_plan(changes, f"cli:{getpass.getuser()}")
     except guard.GuardBusy as exc:
         raise click.ClickException(str(exc)) from None
-    _echo_json(guard.plan_json(plan))
+    _echo_plan(plan)
+
+
+def _echo_plan(plan: RolloutPlan) -> None:
+    _echo_json(RolloutPlanOut.model_validate(plan, from_attributes=True).model_dump(mode="json"))
+
+
+def _echo_evaluation(evaluation: GuardEvaluation) -> None:
+    answer = GuardEvaluationOut.model_validate(evaluation, from_attributes=True)
+    _echo_json(answer.model_dump(mode="json"))
 
 
 @rollout_group.command("guard")
@@ -258,7 +261,10 @@ def rollout_guard(mode: str) -> None:
         raise click.ClickException("PROMETHEUS_URL is not set: the guard has no figures")
     if mode == "once":
         run = guard.evaluate()
-        _echo_json(run.evaluation or {"outcome": run.outcome, "message": run.message})
+        if run.evaluation is None:
+            _echo_json({"outcome": run.outcome, "message": run.message})
+        else:
+            _echo_evaluation(run.evaluation)
         if run.outcome in ("disabled", "flag_unavailable"):
             raise SystemExit(1)
         return
@@ -267,7 +273,7 @@ def rollout_guard(mode: str) -> None:
         try:
             run = guard.evaluate(scheduled=True)
             if run.evaluation is not None:
-                _echo_json(run.evaluation)
+                _echo_evaluation(run.evaluation)
         except Exception:  # keep watching: the next interval may succeed
             current_app.logger.exception("rollout guard evaluation failed")
         finally:
@@ -282,7 +288,7 @@ def rollout_advance() -> None:
         plan = guard.advance_stage(f"cli:{getpass.getuser()}")
     except (guard.GuardBusy, guard.StageNotReady) as exc:
         raise click.ClickException(str(exc)) from None
-    _echo_json(guard.plan_json(plan))
+    _echo_plan(plan)
 
 
 @rollout_group.command("evaluations")
@@ -296,28 +302,28 @@ def rollout_evaluations(limit: int, output: str | None) -> None:
     if output == "text" and not rows:
         click.echo("No evaluation yet.")
     for row in rows:
-        evaluation = guard.evaluation_json(row)
         if output == "json":
-            _echo_json(evaluation)
+            _echo_evaluation(row)
             continue
-        acted = "acted" if evaluation["acted"] else "no action"
+        evaluation = GuardEvaluationOut.model_validate(row, from_attributes=True)
+        acted = "acted" if evaluation.acted else "no action"
         click.echo(
-            f"{evaluation['at'].isoformat(timespec='seconds')}  #{evaluation['id']}  "
-            f"stage {evaluation['stage']} ({evaluation['percentage']}%)  "
-            f"window {evaluation['windowSeconds']} s  {evaluation['decision']} ({acted})\n"
-            f"    {evaluation['reason']}"
+            f"{evaluation.at.isoformat(timespec='seconds')}  #{evaluation.id}  "
+            f"stage {evaluation.stage} ({evaluation.percentage}%)  "
+            f"window {evaluation.window_seconds} s  {evaluation.decision} ({acted})\n"
+            f"    {evaluation.reason}"
         )
-        for check in evaluation["checks"]:
-            figures = " ".join(f"{k}={v}" for k, v in check["figures"].items())
-            threshold = " ".join(f"{k}={v}" for k, v in check["threshold"].items())
-            click.echo(f"    {check['status']:12} {check['name']:24} {check['detail']}")
+        for check in evaluation.checks:
+            figures = " ".join(f"{k}={v}" for k, v in check.figures.items())
+            threshold = " ".join(f"{k}={v}" for k, v in check.threshold.items())
+            click.echo(f"    {check.status:12} {check.name:24} {check.detail}")
             click.echo(f"    {'':12} {'':24} {figures}  [{threshold}]")
-            if "test" in check:
-                test = check["test"]
+            if check.test is not None:
+                test = check.test
                 click.echo(
-                    f"    {'':12} {'':24} {test['method']}: difference {test['statistic']:+.4%}, "
-                    f"bound [{test['lower']:+.4%}, {test['upper']:+.4%}], "
-                    f"margin {test['margin']:.4%}, evidence {test['evidence']:,.0f}"
+                    f"    {'':12} {'':24} {test.method}: difference {test.statistic:+.4%}, "
+                    f"bound [{test.lower:+.4%}, {test.upper:+.4%}], "
+                    f"margin {test.margin:.4%}, evidence {test.evidence:,.0f}"
                 )
 
 

@@ -213,7 +213,7 @@ def test_the_admin_page_at_0_then_10_percent_then_after_a_guard_rollback(
         )
         with judge.app_context():
             run = guard.evaluate()
-        assert (run.evaluation["decision"], run.evaluation["acted"]) == ("rollback", True)
+        assert (run.evaluation.decision, run.evaluation.acted) == ("rollback", True)
         page.reload()
         expect(page.locator("#percentage")).to_have_text("0")
         expect(page.locator("#guard-status")).to_contain_text("paused")

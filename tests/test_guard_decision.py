@@ -210,7 +210,7 @@ def test_a_budget_between_buckets_counts_against_the_bucket_below():
     assert "cache updates over 0.25 s" in latency.detail
 
 
-def test_no_series_at_all_is_no_data_for_everycheck_named():
+def test_no_series_at_all_is_no_data_for_every_check():
     empty = Figures(window_s=60, false_locks=None, completions=None, access_checks=None)
     checks = judge(empty, LIMITS, 10)
     assert {c.status for c in checks} == {"no_data"}

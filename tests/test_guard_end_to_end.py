@@ -98,14 +98,14 @@ def test_healthy_traffic_at_ten_percent_advances_to_one_hundred(pg_guarded, pg_d
         ],
         "pass",
     )
-    rate = check_named(advance, "completion_success_rate")
+    rate = check_named(advance["checks"], "completion_success_rate")
     assert rate["test"]["verdict"] == "not_worse"
     assert rate["test"]["upper"] <= 0.5
     assert rate["test"]["evidence"] >= 20
     assert "not worse by more than 50 points with 99% confidence after" in rate["detail"]
     assert "not worse by more than 50 points with 99% confidence" in advance["reason"]
     assert (
-        check_named(advance, "cache_update_latency")["test"]["counting"]
+        check_named(advance["checks"], "cache_update_latency")["test"]["counting"]
         == "updates over the budget"
     )
     # Before it advanced, the guard held while the evidence was not there either way.
@@ -159,7 +159,10 @@ def test_false_lock_screens_on_the_verified_path_roll_back_at_the_next_evaluatio
             "three evaluations after the forged reports",
         )
         after_forgery = [e for e in evaluations_oldest_first(app) if e["at"] > forged_at]
-        assert all(check_named(e, "false_lock_screens")["status"] == "pass" for e in after_forgery)
+        assert all(
+            check_named(e["checks"], "false_lock_screens")["status"] == "pass"
+            for e in after_forgery
+        )
         assert not any(e["acted"] for e in after_forgery)
         assert guard_changes(app) == []
         shown = 0
@@ -209,14 +212,18 @@ def test_false_lock_screens_on_the_verified_path_roll_back_at_the_next_evaluatio
     print_timeline(app)
 
     evaluations = evaluations_oldest_first(app)
-    seen = [e for e in evaluations if check_named(e, "false_lock_screens")["status"] == "fail"]
+    seen = [
+        e for e in evaluations if check_named(e["checks"], "false_lock_screens")["status"] == "fail"
+    ]
     first = seen[0]  # the first evaluation that saw a false lock is the one that rolled back
     assert (first["decision"], first["acted"], first["percentage"]) == ("rollback", True, 10)
-    locks = check_named(first, "false_lock_screens")
+    locks = check_named(first["checks"], "false_lock_screens")
     assert locks["figures"]["shown"] >= 1
     assert locks["figures"]["clientReport"] >= 1
     assert locks["threshold"] == {"maxShown": 0}
-    assert check_named(first, "sample_size")["status"] == "no_data"  # acted without a sample
+    assert (
+        check_named(first["checks"], "sample_size")["status"] == "no_data"
+    )  # acted without a sample
     assert "false lock screens shown on the verified path" in first["reason"]
     assert [e["decision"] for e in evaluations if e["acted"]] == ["rollback"]  # once, not twice
     assert rolled_back_after < 15

@@ -57,9 +57,9 @@ def test_the_guard_prunes_old_evaluations_and_counts_its_decision_for_every_work
         db.session.add_all([old_evaluation(40), old_evaluation(8), old_evaluation(6)])
         db.session.commit()
         run = guard.evaluate()
-        assert (run.outcome, run.evaluation["decision"]) == ("evaluated", "hold")
+        assert (run.outcome, run.evaluation.decision) == ("evaluated", "hold")
         kept = db.session.scalars(sa.select(GuardEvaluation.reason)).all()
-    assert sorted(kept) == sorted(["kept 6 days ago", run.evaluation["reason"]])
+    assert sorted(kept) == sorted(["kept 6 days ago", run.evaluation.reason])
     assert decision_counts(other_worker)["hold"] == 1.0
     with judge.app_context():
         guard.evaluate()

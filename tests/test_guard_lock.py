@@ -64,8 +64,8 @@ def test_an_unreachable_prometheus_is_one_stored_hold_and_scheduled_wakeups_shar
         second = guard.evaluate(scheduled=True)
         forced = guard.evaluate()
     assert first.outcome == "evaluated"
-    assert first.evaluation["decision"] == "hold"
-    assert "unreachable" in first.evaluation["reason"]
+    assert first.evaluation.decision == "hold"
+    assert "unreachable" in first.evaluation.reason
     assert second.outcome == "skipped"
     assert forced.outcome == "evaluated"  # `flask rollout guard --once` always evaluates
     assert any(
@@ -113,9 +113,9 @@ def test_when_the_flag_backend_refuses_the_evaluation_says_nothing_changed(guard
         guard.advance_stage("tests")
         monkeypatch.setattr(rollout, "set_rollout", refuse)
         run = guard.evaluate()
-        assert (run.evaluation["decision"], run.evaluation["acted"]) == ("rollback", False)
-        assert "could not act: Unleash unreachable" in run.evaluation["reason"]
-        assert check_named(run.evaluation, "false_lock_screens")["status"] == "fail"
+        assert (run.evaluation.decision, run.evaluation.acted) == ("rollback", False)
+        assert "could not act: Unleash unreachable" in run.evaluation.reason
+        assert check_named(run.evaluation.checks, "false_lock_screens")["status"] == "fail"
         plan = guard.current_plan()
         assert (plan.stage_index, plan.paused) == (1, False)  # the plan did not move either
         assert rollout.rollout_state().percentage == 10

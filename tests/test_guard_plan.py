@@ -167,11 +167,11 @@ def test_a_person_moving_the_rollout_moves_the_plans_stage(guarded, admin):
     )
     with prometheus_at(guarded, f"http://127.0.0.1:{free_port()}"), guarded.app_context():
         run = guard.evaluate()
-    assert (run.evaluation["stage"], run.evaluation["percentage"]) == (1, 10)
+    assert (run.evaluation.stage, run.evaluation.percentage) == (1, 10)
     plan = client.get(PLAN, headers=admin.headers).get_json()
     assert (plan["stage"], plan["stagePercentage"], plan["ready"]) == (1, 10, False)
     started = datetime.fromisoformat(plan["stageStartedAt"])
-    assert before_move <= started <= run.evaluation["at"]
+    assert before_move <= started <= run.evaluation.at
 
 
 def test_the_command_line_prints_and_changes_the_plan(guarded):
@@ -248,10 +248,10 @@ def test_the_api_and_the_command_line_say_what_the_test_found(guarded, admin, mo
         guard.update_plan({"enabled": True}, "tests")
         guard.advance_stage("tests")
         run = guard.evaluate()
-    assert run.evaluation["decision"] == "rollback"
+    assert run.evaluation.decision == "rollback"
     client = guarded.test_client()
     (kept,) = client.get(EVALUATIONS, headers=admin.headers).get_json()["evaluations"]
-    rate = check_named(kept, "completion_success_rate")
+    rate = check_named(kept["checks"], "completion_success_rate")
     said = (
         "verified success rate 95% vs 100%: worse by more than 0.1 point with 99% confidence "
         "after 220,000 completions"

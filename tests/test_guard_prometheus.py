@@ -17,6 +17,7 @@ from flask import Flask
 from harness.prometheus import running_prometheus
 from harness.service import running_service
 from progress import guard, rollout
+from progress.api.schemas import RolloutPlanOut
 from progress.guard import evaluation
 from progress.guard.figures import Prometheus
 
@@ -76,14 +77,21 @@ def test_no_traffic_holds_with_no_data(pg_guarded, pg_database, make_pg_app, tmp
     evaluation = json.loads(result.stdout)
     assert (evaluation["decision"], evaluation["acted"]) == ("hold", False)
     assert "no data" in evaluation["reason"]
-    assert check_named(evaluation, "sample_size")["figures"]["verifiedCompletions"] == 0
-    assert check_named(evaluation, "false_lock_screens")["status"] == "pass"  # zero, not missing
+    assert check_named(evaluation["checks"], "sample_size")["figures"]["verifiedCompletions"] == 0
+    assert (
+        check_named(evaluation["checks"], "false_lock_screens")["status"] == "pass"
+    )  # zero, not missing
     assert decision_count(app, "hold") == holds + 1  # counted where any worker exports it
     with app.app_context():
         assert rollout.rollout_state().percentage == 10
     assert guard_changes(app) == []
     listed = checker.test_cli_runner().invoke(args=["rollout", "evaluations", "--limit", "1"])
     assert json.loads(listed.output)["id"] == evaluation["id"]
+
+
+def plan_answer() -> dict:
+    """The plan as the API answers it (in an app context)."""
+    return RolloutPlanOut.model_validate(guard.current_plan(), from_attributes=True).model_dump()
 
 
 @pytest.mark.slow
@@ -95,7 +103,7 @@ def test_prometheus_down_holds_logs_it_and_changes_nothing(
     with app.app_context():
         guard.update_plan({"min_stage_seconds": 0, "auto_advance": True, "enabled": True}, "t")
         guard.advance_stage("product@example.com")
-        before = guard.plan_json(guard.current_plan())
+        before = plan_answer()
     with running_prometheus([], tmp_path) as prometheus:
         url = prometheus.url
     checker = guard_app(make_pg_app, url)  # Prometheus has stopped: nothing listens there
@@ -109,7 +117,7 @@ def test_prometheus_down_holds_logs_it_and_changes_nothing(
     warnings = [r for r in caplog.records if r.name == "progress.guard.evaluation"]
     assert any(r.levelno == logging.WARNING and url in r.prometheus_url for r in warnings)
     with app.app_context():
-        assert guard.plan_json(guard.current_plan()) == before
+        assert plan_answer() == before
         assert rollout.rollout_state().percentage == 10
     assert guard_changes(app) == []
 
@@ -162,11 +170,11 @@ def test_two_instances_never_both_act_on_one_evaluation(
             rounds.append(runs)
             assert sorted(r.outcome for r in runs) == ["evaluated", "lock_held"], runs
             (judged,) = [r for r in runs if r.outcome == "evaluated"]
-            if judged.evaluation["acted"]:
+            if judged.evaluation.acted:
                 break
             time.sleep(1)
     print_timeline(app)
-    assert judged.evaluation["decision"] == "advance", [r[0].message for r in rounds]
+    assert judged.evaluation.decision == "advance", [r[0].message for r in rounds]
     (change,) = guard_changes(app)
     assert (change.previous_percentage, change.percentage) == (10, 100)
     evaluations = evaluations_oldest_first(app)
@@ -199,8 +207,8 @@ def test_with_a_real_unleash_server_the_guard_moves_the_flag_in_unleash(
         monkeypatch.setattr(evaluation, "read_figures", lambda *a, **k: figures(shown=1, window=60))
         with app.app_context():
             run = guard.evaluate()
-            assert run.evaluation["decision"] == "rollback"
-            assert run.evaluation["acted"]
+            assert run.evaluation.decision == "rollback"
+            assert run.evaluation.acted
             assert rollout.rollout_state().percentage == 0  # read back from Unleash
             (change,) = [c for c in rollout.rollout_history() if c.changed_by == "guard"]
             assert (change.percentage, change.backend) == (0, "unleash")

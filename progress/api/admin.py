@@ -9,6 +9,7 @@ from .. import guard, metrics, rollout, rollout_charts
 from ..auth import authenticate
 from .schemas import (
     ErrorOut,
+    GuardEvaluationOut,
     GuardEvaluationsOut,
     GuardEvaluationsQuery,
     PathFiguresOut,
@@ -77,39 +78,23 @@ def get_path_figures() -> PathFiguresOut:
 
 # -- the rollout guard -------------------------------------------------------------------------
 
-# The plan's JSON names and the model's columns.
-PLAN_FIELDS = {
-    "stages": "stages",
-    "minStageSeconds": "min_stage_seconds",
-    "minCompletions": "min_completions",
-    "minAccessChecks": "min_access_checks",
-    "autoAdvance": "auto_advance",
-    "onFailure": "on_failure",
-    "successRateMargin": "success_rate_margin",
-    "p95BudgetSeconds": "p95_budget_seconds",
-    "latencyMargin": "latency_margin",
-    "falseRollbackRate": "false_rollback_rate",
-    "enabled": "enabled",
-    "paused": "paused",
-}
 GUARD_ERRORS = {**ERRORS, 409: ErrorOut}
 
 
 @bp.get("/rollout/plan")
 @operation("getRolloutPlan", "admin", {200: RolloutPlanOut, **ERRORS})
-def get_rollout_plan() -> dict:
+def get_rollout_plan() -> RolloutPlanOut:
     """The rollout guard's plan: stages, evidence needed, what a failure does, where it is."""
-    return guard.plan_json(guard.current_plan())
+    return RolloutPlanOut.model_validate(guard.current_plan(), from_attributes=True)
 
 
 @bp.put("/rollout/plan")
 @operation("updateRolloutPlan", "admin", {200: RolloutPlanOut, **GUARD_ERRORS}, json=RolloutPlanIn)
-def put_rollout_plan(json: RolloutPlanIn) -> dict:
+def put_rollout_plan(json: RolloutPlanIn) -> RolloutPlanOut:
     """Change the plan: only the fields sent change; `paused: false` resumes it."""
-    changes = {
-        PLAN_FIELDS[name]: value for name, value in json.model_dump(exclude_none=True).items()
-    }
-    return guard.plan_json(guard.update_plan(changes, g.identity.email))
+    changes = json.model_dump(exclude_none=True, by_alias=False)  # the plan's own names
+    plan = guard.update_plan(changes, g.identity.email)
+    return RolloutPlanOut.model_validate(plan, from_attributes=True)
 
 
 @bp.get("/rollout/evaluations")
@@ -119,18 +104,22 @@ def put_rollout_plan(json: RolloutPlanIn) -> dict:
     {200: GuardEvaluationsOut, **ERRORS},
     query=GuardEvaluationsQuery,
 )
-def get_rollout_evaluations(query: GuardEvaluationsQuery) -> dict:
+def get_rollout_evaluations(query: GuardEvaluationsQuery) -> GuardEvaluationsOut:
     """The guard's evaluations, newest first: each check's figures, thresholds, decision."""
-    return {
-        "evaluations": [guard.evaluation_json(row) for row in guard.recent_evaluations(query.limit)]
-    }
+    return GuardEvaluationsOut(
+        evaluations=[
+            GuardEvaluationOut.model_validate(row, from_attributes=True)
+            for row in guard.recent_evaluations(query.limit)
+        ]
+    )
 
 
 @bp.post("/rollout/advance")
 @operation("advanceRollout", "admin", {200: RolloutPlanOut, **GUARD_ERRORS})
-def post_rollout_advance() -> dict:
+def post_rollout_advance() -> RolloutPlanOut:
     """Product's click: move to the next stage once the guard marked this one ready."""
-    return guard.plan_json(guard.advance_stage(g.identity.email))
+    plan = guard.advance_stage(g.identity.email)
+    return RolloutPlanOut.model_validate(plan, from_attributes=True)
 
 
 # -- the page's pictures ------------------------------------------------------------------------

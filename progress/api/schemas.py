@@ -7,7 +7,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -222,50 +221,51 @@ Seconds = Annotated[int, Field(ge=0, le=30 * 86400), BeforeValidator(_whole_numb
 GuardDecision = Literal["advance", "hold", "pause", "rollback", "ready"]
 
 
-class RolloutPlanOut(BaseModel):
+# Built from the plan (progress.models.RolloutPlan) by its attributes.
+class RolloutPlanOut(Answer):
     flag: str
     stages: list[int]
-    stage: int  # index into stages
-    stagePercentage: int | None  # noqa: N815
-    stageStartedAt: datetime | None  # noqa: N815 - None until the rollout reached a stage
-    minStageSeconds: int  # noqa: N815
-    minCompletions: int  # noqa: N815 - on each path
-    minAccessChecks: int  # noqa: N815 - on each path
-    autoAdvance: bool  # noqa: N815
-    onFailure: OnFailure  # noqa: N815
-    successRateMargin: float  # noqa: N815
-    p95BudgetSeconds: float  # noqa: N815 - the cache update latency budget
-    latencyMargin: float  # noqa: N815
-    falseRollbackRate: float  # noqa: N815
+    stage_index: int = Field(alias="stage")  # index into stages
+    stage_percentage: int | None
+    stage_started_at: Timestamp | None  # None until the rollout reached a stage
+    min_stage_seconds: int
+    min_completions: int  # on each path
+    min_access_checks: int  # on each path
+    auto_advance: bool
+    on_failure: OnFailure
+    success_rate_margin: float
+    p95_budget_seconds: float  # the cache update latency budget
+    latency_margin: float
+    false_rollback_rate: float
     enabled: bool
     paused: bool
     ready: bool
-    updatedAt: datetime | None  # noqa: N815 - None while the plan is not stored
-    updatedBy: str | None  # noqa: N815
+    updated_at: Timestamp | None  # None while the plan is not stored
+    updated_by: str | None
 
 
 class RolloutPlanIn(Strict):
     """Only the fields sent change; `paused: false` resumes a paused plan."""
 
-    model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(allow_inf_nan=False)
 
     stages: Stages | None = None
-    minStageSeconds: Seconds | None = None  # noqa: N815
-    minCompletions: Count | None = None  # noqa: N815
-    minAccessChecks: Count | None = None  # noqa: N815
-    autoAdvance: bool | None = None  # noqa: N815
-    onFailure: OnFailure | None = None  # noqa: N815
-    successRateMargin: Annotated[float, Field(ge=0, le=1)] | None = None  # noqa: N815
-    p95BudgetSeconds: Annotated[float, Field(gt=0, le=60)] | None = None  # noqa: N815
+    min_stage_seconds: Seconds | None = None
+    min_completions: Count | None = None
+    min_access_checks: Count | None = None
+    auto_advance: bool | None = None
+    on_failure: OnFailure | None = None
+    success_rate_margin: Annotated[float, Field(ge=0, le=1)] | None = None
+    p95_budget_seconds: Annotated[float, Field(gt=0, le=60)] | None = None
     # Verified's share of updates over the budget may exceed legacy's by this much.
-    latencyMargin: Annotated[float, Field(ge=0, le=1)] | None = None  # noqa: N815
+    latency_margin: Annotated[float, Field(ge=0, le=1)] | None = None
     # The tolerated chance of a wrong rollback over all the looks at one stage.
-    falseRollbackRate: Annotated[float, Field(gt=0, le=0.2)] | None = None  # noqa: N815
+    false_rollback_rate: Annotated[float, Field(gt=0, le=0.2)] | None = None
     enabled: bool | None = None
     paused: bool | None = None
 
 
-class SequentialTestOut(BaseModel):
+class SequentialTestOut(Answer):
     """A sequential test at one evaluation: chart `lower`/`upper` against `margin` over
     the evaluations of a stage to see the bound close in."""
 
@@ -280,22 +280,24 @@ class SequentialTestOut(BaseModel):
     verdict: Literal["worse", "not_worse", "inconclusive"]
 
 
-class GuardCheckOut(BaseModel):
+class GuardCheckOut(Answer):
     name: str
     status: Literal["pass", "fail", "inconclusive", "no_data"]
     detail: str  # what the check found, in words
     figures: dict[str, Any]
     threshold: dict[str, Any]
-    test: SequentialTestOut | None = None
+    # Only a check with a sequential test has one: the others' JSON has no `test`.
+    test: SequentialTestOut | None = Field(default=None, exclude_if=lambda test: test is None)
 
 
-class GuardEvaluationOut(BaseModel):
+# Built from a kept evaluation (progress.models.GuardEvaluation) by its attributes.
+class GuardEvaluationOut(Answer):
     id: int
-    at: datetime
+    at: Timestamp
     flag: str
     stage: int
     percentage: int
-    windowSeconds: int  # noqa: N815
+    window_seconds: int
     checks: list[GuardCheckOut]
     decision: GuardDecision
     reason: str
@@ -303,11 +305,11 @@ class GuardEvaluationOut(BaseModel):
     instance: str
 
 
-class GuardEvaluationsOut(BaseModel):
+class GuardEvaluationsOut(Answer):
     evaluations: list[GuardEvaluationOut]
 
 
-class GuardEvaluationsQuery(BaseModel):
+class GuardEvaluationsQuery(JsonModel):
     model_config = ConfigDict(extra="ignore")  # unknown query parameters are ignored
 
     limit: int = Field(default=20, ge=1, le=500)

@@ -36,17 +36,10 @@ warning, and changes nothing. How often this is wrong is measured by `simulation
 (`make guard-sim`, docs/guard.md).
 """
 
-from .evaluation import evaluate, evaluation_json, recent_evaluations
+from .evaluation import evaluate, recent_evaluations
 from .keeping import exposition
 from .lock import GuardBusy
-from .plan import (
-    StageNotReady,
-    advance_stage,
-    current_plan,
-    plan_json,
-    update_plan,
-    validate_stages,
-)
+from .plan import StageNotReady, advance_stage, current_plan, update_plan, validate_stages
 from .schedule import init_app
 
 __all__ = [
@@ -55,10 +48,8 @@ __all__ = [
     "advance_stage",
     "current_plan",
     "evaluate",
-    "evaluation_json",
     "exposition",
     "init_app",
-    "plan_json",
     "recent_evaluations",
     "update_plan",
     "validate_stages",

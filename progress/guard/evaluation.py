@@ -7,7 +7,7 @@ import logging
 import os
 import socket
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import sqlalchemy as sa
 from flask import current_app
@@ -31,27 +31,12 @@ class GuardRun:
 
     outcome: Literal["evaluated", "lock_held", "skipped", "disabled", "flag_unavailable"]
     message: str
-    evaluation: dict[str, Any] | None = None
+    # The evaluation kept, detached from the session: it reads the same once that is gone.
+    evaluation: GuardEvaluation | None = None
 
 
 def instance_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def evaluation_json(row: GuardEvaluation) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "at": row.at,
-        "flag": row.flag,
-        "stage": row.stage,
-        "percentage": row.percentage,
-        "windowSeconds": row.window_seconds,
-        "checks": row.checks,
-        "decision": row.decision,
-        "reason": row.reason,
-        "acted": row.acted,
-        "instance": row.instance,
-    }
 
 
 def recent_evaluations(limit: int = 50) -> list[GuardEvaluation]:
@@ -103,8 +88,10 @@ def evaluate(*, scheduled: bool = False) -> GuardRun:
         evaluation, decision = _evaluate_locked(plan, state)
         keeping.count_decision(flag, decision)
         keeping.prune_evaluations(flag, config["PROGRESS_GUARD_RETENTION_DAYS"])
-        result = evaluation_json(evaluation)
-    return GuardRun("evaluated", result["reason"], result)
+        db.session.flush()
+        db.session.refresh(evaluation)  # an action's commit expired it
+        db.session.expunge(evaluation)
+    return GuardRun("evaluated", evaluation.reason, evaluation)
 
 
 def _evaluate_locked(

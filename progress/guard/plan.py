@@ -146,27 +146,3 @@ def advance_stage(actor: str) -> RolloutPlan:
         plan.updated_at, plan.updated_by = now, actor
         rollout.set_rollout(target, f"advance: stage {percentage}% → {target}%", actor)
     return plan
-
-
-def plan_json(plan: RolloutPlan) -> dict[str, Any]:
-    return {
-        "flag": plan.flag,
-        "stages": list(plan.stages),
-        "stage": plan.stage_index,
-        "stagePercentage": plan.stage_percentage,
-        "stageStartedAt": plan.stage_started_at,
-        "minStageSeconds": plan.min_stage_seconds,
-        "minCompletions": plan.min_completions,
-        "minAccessChecks": plan.min_access_checks,
-        "autoAdvance": plan.auto_advance,
-        "onFailure": plan.on_failure,
-        "successRateMargin": plan.success_rate_margin,
-        "p95BudgetSeconds": plan.p95_budget_seconds,
-        "latencyMargin": plan.latency_margin,
-        "falseRollbackRate": plan.false_rollback_rate,
-        "enabled": plan.enabled,
-        "paused": plan.paused,
-        "ready": plan.ready,
-        "updatedAt": plan.updated_at,
-        "updatedBy": plan.updated_by,
-    }

@@ -18,6 +18,7 @@ from harness.processes import free_port
 from harness.prometheus import prometheus_installed, running_prometheus
 from harness.service import running_service
 from progress import guard, rollout
+from progress.api.schemas import GuardEvaluationOut
 from progress.extensions import db
 from progress.guard.figures import Figures
 from progress.models import GuardDecisionCount, GuardEvaluation, RolloutChange, RolloutPlan
@@ -95,8 +96,9 @@ def prometheus_at(app, url: str):
         app.config["PROMETHEUS_URL"] = ""
 
 
-def check_named(evaluation: dict, name: str) -> dict:
-    return next(c for c in evaluation["checks"] if c["name"] == name)
+def check_named(checks: list[dict], name: str) -> dict:
+    """One check of an evaluation's `checks`, by its name."""
+    return next(c for c in checks if c["name"] == name)
 
 
 def guard_app(make_pg_app, prometheus_url: str):
@@ -206,7 +208,10 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.3):
 
 def evaluations_oldest_first(app) -> list[dict]:
     with app.app_context():
-        return [guard.evaluation_json(e) for e in reversed(guard.recent_evaluations(500))]
+        kept = reversed(guard.recent_evaluations(500))
+        return [
+            GuardEvaluationOut.model_validate(e, from_attributes=True).model_dump() for e in kept
+        ]
 
 
 def guard_changes(app) -> list[RolloutChange]:
