@@ -135,8 +135,8 @@ class Settings(BaseSettings):
     # How long a lock receipt can be reported (the access answer's `lockReceipt`).
     PROGRESS_LOCK_RECEIPT_TTL_S: Count = Field(600, ge=1)
     # For the lab and fault tests only: `name=value,...` (progress/faults.py).
-    PROGRESS_FAULTS: Annotated[InstanceOf[faults.Faults], BeforeValidator(_faults)] = Field(
-        default_factory=faults.Faults
+    PROGRESS_FAULTS: Annotated[InstanceOf[faults.Faults], NoDecode, BeforeValidator(_faults)] = (
+        Field(default_factory=faults.Faults)
     )
     # Browser origins allowed to call /api/v1, comma-separated; none by default.
     PROGRESS_CORS_ORIGINS: Annotated[list[str], NoDecode, BeforeValidator(_origins)] = Field(
