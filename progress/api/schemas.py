@@ -15,6 +15,9 @@ from pydantic import (
 )
 
 from ..guard import validate_stages
+from ..guard.checks import CheckStatus
+from ..guard.decision import Decision, OnFailure
+from ..guard.sequential import Verdict
 from ..json_model import JsonModel
 from ..path_names import PathName
 
@@ -208,7 +211,6 @@ class PathFiguresOut(Answer):
 # -- the rollout guard ---------------------------------------------------------------------
 
 
-OnFailure = Literal["rollback", "pause"]
 Percentage = Annotated[int, Field(ge=0, le=100), BeforeValidator(_whole_number)]
 # Distinct percentages in any order; kept rising, with 0 (where a rollback goes) first.
 Stages = Annotated[
@@ -218,7 +220,6 @@ Stages = Annotated[
 ]
 Count = Annotated[int, Field(ge=0, le=10**7), BeforeValidator(_whole_number)]
 Seconds = Annotated[int, Field(ge=0, le=30 * 86400), BeforeValidator(_whole_number)]
-GuardDecision = Literal["advance", "hold", "pause", "rollback", "ready"]
 
 
 # Built from the plan (progress.models.RolloutPlan) by its attributes.
@@ -277,12 +278,12 @@ class SequentialTestOut(Answer):
     margin: float
     confidence: float
     evidence: float  # outcomes counted on both paths so far
-    verdict: Literal["worse", "not_worse", "inconclusive"]
+    verdict: Verdict
 
 
 class GuardCheckOut(Answer):
     name: str
-    status: Literal["pass", "fail", "inconclusive", "no_data"]
+    status: CheckStatus
     detail: str  # what the check found, in words
     figures: dict[str, Any]
     threshold: dict[str, Any]
@@ -299,7 +300,7 @@ class GuardEvaluationOut(Answer):
     percentage: int
     window_seconds: int
     checks: list[GuardCheckOut]
-    decision: GuardDecision
+    decision: Decision
     reason: str
     acted: bool
     instance: str

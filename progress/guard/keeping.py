@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import get_args
 
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, generate_latest
@@ -14,8 +15,9 @@ from prometheus_client.registry import Collector
 
 from ..extensions import db
 from ..models import GuardDecisionCount, GuardEvaluation, RolloutPlan, utcnow
+from .decision import Decision
 
-DECISIONS = ("advance", "hold", "pause", "rollback", "ready")
+DECISIONS = get_args(Decision)
 
 
 def count_decision(flag: str, decision: str) -> None:
