@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from .processes import REPO, on_tree
+from .processes import REPO, on_tree, run_to_end
 
 FLASK = (sys.executable, "-m", "flask", "--app", "app")
 
@@ -16,21 +15,7 @@ def flask(
     args: Sequence[str], env: Mapping[str, str], root: Path = REPO, timeout: float = 180
 ) -> str:
     """Run one command to its end; its output, or RuntimeError with the output's tail."""
-    result = subprocess.run(  # noqa: S603 - our own interpreter, fixed arguments
-        [*FLASK, *args],
-        cwd=root,
-        env=on_tree(env, root),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(
-            f"flask {' '.join(args)} failed ({result.returncode}):\n"
-            f"{result.stdout[-2000:]}{result.stderr[-2000:]}"
-        )
-    return result.stdout.strip()
+    return run_to_end([*FLASK, *args], cwd=root, env=on_tree(env, root), timeout=timeout)
 
 
 def migrate_and_seed(

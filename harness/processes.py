@@ -22,6 +22,27 @@ def on_tree(env: Mapping[str, str], root: Path) -> dict[str, str]:
     return {**env, "PYTHONPATH": str(root)}
 
 
+def run_to_end(
+    command: list[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 120,
+    error: type[Exception] = RuntimeError,
+) -> str:
+    """Run one command to its end: its output, or `error` naming the command with the tail
+    of what it printed. Every call is bounded by `timeout`."""
+    result = subprocess.run(  # noqa: S603 - our own interpreter or PostgreSQL's tools
+        command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if result.returncode != 0:
+        raise error(
+            f"{' '.join(command)} failed ({result.returncode}):\n"
+            f"{result.stdout[-2000:]}{result.stderr[-2000:]}"
+        )
+    return result.stdout.strip()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -45,6 +45,18 @@ class RunningService:
         stop_group(self.process)
 
 
+def service_environment(secret: str, database_url: str, **extra: str) -> dict[str, str]:
+    """The settings every harnessed instance and its flask commands share (test
+    environment, quiet logs); `extra` adds to them or overrides them."""
+    return {
+        "PROGRESS_ENV": "test",
+        "PROGRESS_JWT_SECRET": secret,
+        "DATABASE_URL": database_url,
+        "PROGRESS_LOG_LEVEL": "WARNING",
+        **extra,
+    }
+
+
 def start_service(
     env: Mapping[str, str],
     tmp: Path,

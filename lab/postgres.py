@@ -22,7 +22,7 @@ from pathlib import Path
 import psycopg
 
 from harness import databases
-from harness.processes import free_port
+from harness.processes import free_port, run_to_end
 
 DB_NAME = databases.run_name("progress_lab", "LAB_POSTGRES_DB")
 MACHINE_ADMIN_URL = os.environ.get("LAB_POSTGRES_URL", databases.ADMIN_URL)
@@ -110,19 +110,8 @@ class ReplicaPair:
         return command
 
     def _run(self, tool: str, *args: str, timeout: float = 120) -> None:
-        result = subprocess.run(  # noqa: S603 - PostgreSQL's own tools, fixed arguments
-            self._command(tool, *args),
-            cwd=self.root,  # the postgres user can't always read the caller's directory
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise DatabaseError(
-                f"{tool} {' '.join(args)} failed ({result.returncode}):\n"
-                f"{result.stdout[-2000:]}{result.stderr[-2000:]}"
-            )
+        # cwd: the postgres user can't always read the caller's directory
+        run_to_end(self._command(tool, *args), cwd=self.root, timeout=timeout, error=DatabaseError)
 
     # -- lifecycle -----------------------------------------------------------------------
 

@@ -36,7 +36,7 @@ import requests
 from harness import prometheus
 from harness.flask_cli import FLASK, flask, migrate_and_seed
 from harness.processes import REPO, on_tree, stop_group
-from harness.service import RunningService, start_service
+from harness.service import RunningService, service_environment, start_service
 from progress import faults
 
 from . import plot, postgres, report
@@ -182,17 +182,6 @@ def base_environment() -> dict[str, str]:
         key: value
         for key, value in os.environ.items()
         if not key.startswith(SCRUBBED_PREFIXES) and key not in SCRUBBED
-    }
-
-
-def service_settings(secret: str, database_url: str, **extra: str) -> dict[str, str]:
-    """What the instances and the lab's own flask commands share."""
-    return {
-        "PROGRESS_ENV": "test",
-        "PROGRESS_JWT_SECRET": secret,
-        "DATABASE_URL": database_url,
-        "PROGRESS_LOG_LEVEL": "WARNING",
-        **extra,
     }
 
 
@@ -404,7 +393,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
             log(database.description)
             common = {
                 **env,
-                **service_settings(
+                **service_environment(
                     secret,
                     database.primary_url,
                     PROGRESS_INSTANCE_PATH=str(root / "instance-cli"),
@@ -419,7 +408,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
             services: list[RunningService] = []
             try:
                 for index in range(args.instances):
-                    instance_env = service_settings(
+                    instance_env = service_environment(
                         secret,
                         database.primary_url,
                         PROGRESS_FAULTS=args.faults,

@@ -17,6 +17,7 @@ from progress.flags import flag_gate
 
 from .support.apps import (
     PG_TEST_DB,
+    SECRET,
     build_app,
     dispose,
     empty_learner_tables,
@@ -26,6 +27,7 @@ from .support.apps import (
 )
 from .support.availability import require_postgres
 from .support.browser import chromium
+from .support.guard import emptied_guard_tables
 from .support.learners import AuthActions
 
 
@@ -73,6 +75,26 @@ def pg_app(pg_app_session: Flask) -> Iterator[Flask]:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+@pytest.fixture
+def admin():
+    """A signed-in admin (the rollout and guard routes need the role)."""
+    return AuthActions(SECRET).learner(admin=True)
+
+
+@pytest.fixture
+def guarded(app: Flask) -> Iterator[Flask]:
+    """The service on each engine, with no plan and no evaluation yet."""
+    with emptied_guard_tables(app):
+        yield app
+
+
+@pytest.fixture
+def pg_guarded(pg_app: Flask) -> Iterator[Flask]:
+    """The service on PostgreSQL, with no plan and no evaluation yet."""
+    with emptied_guard_tables(pg_app):
+        yield pg_app
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ sideways scrolling. Screenshots go to test-artifacts/screenshots/ (desktop and p
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -15,8 +14,7 @@ import requests
 import sqlalchemy as sa
 from playwright.sync_api import Browser, Page, expect
 
-from harness.processes import free_port
-from harness.prometheus import prometheus_installed, running_prometheus
+from harness.prometheus import prometheus_installed
 from harness.service import running_service
 from progress import guard, rollout
 from progress.extensions import db
@@ -26,6 +24,7 @@ from progress.paths import path_for_learner
 from .support.apps import SECRET, set_rollout
 from .support.availability import unavailable
 from .support.browser import SCREENSHOTS
+from .support.guard import guarded_services
 from .support.learners import AuthActions
 from .support.service import service_env
 
@@ -70,30 +69,18 @@ def charts_loaded(page: Page) -> None:
     page.wait_for_selector("body[data-charts-ready]")
 
 
-@contextlib.contextmanager
-def two_instances(tmp_path, pg_database) -> Iterator:
-    """Prometheus (1 s scrapes) and two gunicorn instances it scrapes, started on ports
-    chosen in advance so the instances know its URL (their charts come from it). The guard
-    runs only when the test runs it. The faults let one instance keep an old copy."""
-    ports = [free_port(), free_port()]
-    with (
-        running_prometheus([f"127.0.0.1:{p}" for p in ports], tmp_path) as prom,
-        contextlib.ExitStack() as stack,
-    ):
-        services = []
-        for port in ports:
-            env = service_env(
-                pg_database,
-                tmp_path / f"metrics-{port}",
-                PROMETHEUS_URL=prom.url,
-                PROGRESS_GUARD_INTERVAL_S="0",
-                PROGRESS_FLAG_REFRESH_S="1",
-                PROGRESS_FAULTS="disable_double_check=1,drop_notifications=1",
-            )
-            services.append(
-                stack.enter_context(running_service(env, tmp_path, workers=1, port=port))
-            )
-        yield prom, services
+def two_instances(tmp_path, pg_database):
+    """Prometheus and two gunicorn instances it scrapes (their charts come from it). The
+    guard runs only when the test runs it. The faults let one instance keep an old copy."""
+    return guarded_services(
+        tmp_path,
+        pg_database,
+        instances=2,
+        PROGRESS_GUARD_INTERVAL_S="0",
+        PROGRESS_GUARD_MIN_WINDOW_S="60",
+        PROGRESS_FLAG_REFRESH_S="1",
+        PROGRESS_FAULTS="disable_double_check=1,drop_notifications=1",
+    )
 
 
 def scraped_twice(prometheus) -> None:

@@ -5,12 +5,10 @@ verified path roll back to 0% at the next evaluation."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
 import requests
-from flask import Flask
 
 from progress import guard
 
@@ -19,7 +17,6 @@ from .support.guard import (
     BASE,
     check_named,
     drive_healthy_traffic,
-    emptied_guard_tables,
     evaluations_oldest_first,
     guard_changes,
     guarded_services,
@@ -28,13 +25,6 @@ from .support.guard import (
     wait_until,
 )
 from .support.learners import AuthActions
-
-
-@pytest.fixture
-def pg_guarded(pg_app: Flask) -> Iterator[Flask]:
-    """The service on PostgreSQL, with no plan and no evaluation yet."""
-    with emptied_guard_tables(pg_app):
-        yield pg_app
 
 
 @pytest.mark.slow

@@ -5,14 +5,11 @@ as such, the stage exported by every worker, and the migrations of the guard's t
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
 import psycopg
-import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from flask import Flask
 from flask_migrate import downgrade, upgrade
 
 from harness import databases
@@ -33,20 +30,6 @@ from .support.guard import (
     prometheus_at,
 )
 from .support.learners import AuthActions
-
-
-@pytest.fixture
-def guarded(app: Flask) -> Iterator[Flask]:
-    """The service on each engine, with no plan and no evaluation yet."""
-    with emptied_guard_tables(app):
-        yield app
-
-
-@pytest.fixture
-def pg_guarded(pg_app: Flask) -> Iterator[Flask]:
-    """The service on PostgreSQL, with no plan and no evaluation yet."""
-    with emptied_guard_tables(pg_app):
-        yield pg_app
 
 
 def test_an_unreachable_prometheus_is_one_stored_hold_and_scheduled_wakeups_share_it(

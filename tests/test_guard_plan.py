@@ -4,11 +4,9 @@ plans refused, advancing a stage, the admin page's section, and what an evaluati
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-from flask import Flask
 
 from harness.processes import free_port
 from progress import guard
@@ -16,29 +14,14 @@ from progress.extensions import db
 from progress.guard import evaluation
 from progress.models import RolloutPlan
 
-from .support.apps import SECRET
 from .support.guard import (
     ADVANCE,
     EVALUATIONS,
     PLAN,
     check_named,
-    emptied_guard_tables,
     figures,
     prometheus_at,
 )
-from .support.learners import AuthActions
-
-
-@pytest.fixture
-def guarded(app: Flask) -> Iterator[Flask]:
-    """The service on each engine, with no plan and no evaluation yet."""
-    with emptied_guard_tables(app):
-        yield app
-
-
-@pytest.fixture
-def admin():
-    return AuthActions(SECRET).learner(admin=True)
 
 
 def test_the_plan_starts_at_the_seeds_defaults_and_changes_field_by_field(guarded, admin):

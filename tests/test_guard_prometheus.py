@@ -8,11 +8,9 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from flask import Flask
 
 from harness.prometheus import running_prometheus
 from harness.service import running_service
@@ -27,7 +25,6 @@ from .support.guard import (
     PLAN,
     check_named,
     drive_healthy_traffic,
-    emptied_guard_tables,
     evaluations_oldest_first,
     figures,
     guard_app,
@@ -40,13 +37,6 @@ from .support.guard import (
 from .support.learners import AuthActions
 from .support.service import service_env
 from .support.unleash_server import create_rollout_flag, running_unleash
-
-
-@pytest.fixture
-def pg_guarded(pg_app: Flask) -> Iterator[Flask]:
-    """The service on PostgreSQL, with no plan and no evaluation yet."""
-    with emptied_guard_tables(pg_app):
-        yield pg_app
 
 
 def decision_count(app, decision: str) -> float:

@@ -10,8 +10,7 @@ import pytest
 from progress.flags import flag_gate
 from progress.paths import path_for_learner
 
-from .support.apps import SECRET, set_rollout
-from .support.learners import AuthActions
+from .support.apps import set_rollout
 from .support.unleash_server import create_rollout_flag, running_unleash
 from .test_auth_and_admin import assert_history_is_a_chain, change_concurrently
 
@@ -32,11 +31,6 @@ def wait_for_percentage(app, percentage: int, timeout: float = 10) -> None:
         while flag_gate().percentage() != percentage:
             assert time.monotonic() < deadline, f"flag never reached {percentage}%"
             time.sleep(0.1)
-
-
-@pytest.fixture
-def admin():
-    return AuthActions(SECRET).learner(admin=True)
 
 
 def put_rollout(client, admin, percentage, reason="test"):

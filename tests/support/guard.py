@@ -118,8 +118,9 @@ def require_prometheus() -> None:
 @contextlib.contextmanager
 def guarded_services(tmp_path, pg_database, instances=1, workers=1, **extra):
     """Prometheus (1 s scrapes) and `instances` gunicorn instances that it scrapes, each
-    with the guard's per-worker schedule (1 s) pointed at that Prometheus. Prometheus is
-    started first, on the instances' ports chosen in advance, so they know its URL."""
+    with the guard's per-worker schedule (1 s unless `extra` says otherwise) pointed at that
+    Prometheus. Prometheus is started first, on the instances' ports chosen in advance, so
+    they know its URL."""
     require_prometheus()
     ports = [free_port() for _ in range(instances)]
     targets = [f"127.0.0.1:{port}" for port in ports]
@@ -132,10 +133,12 @@ def guarded_services(tmp_path, pg_database, instances=1, workers=1, **extra):
             env = service_env(
                 pg_database,
                 tmp_path / f"metrics-{port}",
-                PROMETHEUS_URL=prometheus.url,
-                PROGRESS_GUARD_INTERVAL_S="1",
-                PROGRESS_GUARD_MIN_WINDOW_S="3",
-                **extra,
+                **{
+                    "PROMETHEUS_URL": prometheus.url,
+                    "PROGRESS_GUARD_INTERVAL_S": "1",
+                    "PROGRESS_GUARD_MIN_WINDOW_S": "3",
+                    **extra,
+                },
             )
             services.append(
                 stack.enter_context(running_service(env, tmp_path, workers=workers, port=port))

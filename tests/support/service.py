@@ -4,16 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.service import service_environment
+
 from .apps import SECRET
 
 
 def service_env(database_url: str, metrics_dir: Path, **extra: str) -> dict[str, str]:
-    return {
-        "PROGRESS_ENV": "test",
-        "DATABASE_URL": database_url,
-        "PROGRESS_JWT_SECRET": SECRET,
-        "PROGRESS_LOG_LEVEL": "WARNING",
-        "PROGRESS_FLAG_REFRESH_S": "1",
-        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
-        **extra,
-    }
+    defaults = {"PROGRESS_FLAG_REFRESH_S": "1", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    return service_environment(SECRET, database_url, **{**defaults, **extra})
