@@ -1,7 +1,7 @@
 """One example for every request and response model, added to the OpenAPI document.
 
 Kept beside the models rather than inside them so one module shows every example a frontend
-developer sees; tests/test_openapi_contract.py validates each against its model.
+developer sees; tests/test_frontend_contract.py validates each against its model.
 """
 
 from __future__ import annotations
