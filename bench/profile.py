@@ -6,6 +6,7 @@ learner complete the first lesson, then calls the WSGI app directly with a prepa
 for warm access checks under cProfile, and does the same for the bare Flask app. It prints
 CPU microseconds per request for both and the top functions by cumulative and by own time
 (CPU time of the calling thread, so a busy machine barely moves the figures).
+`--stale-after-ms 0` makes every cached entry older than the stale limit.
 Logs go to /dev/null at the production level (INFO), so the access-log line is paid for.
 """
 
@@ -132,6 +133,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--dump", type=Path, help="also write the service's pstats here")
+    parser.add_argument(
+        "--stale-after-ms",
+        type=int,
+        help="PROGRESS_STALE_AFTER_MS for the service (0: every cached entry is stale)",
+    )
     return parser.parse_args(argv)
 
 
@@ -151,14 +157,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         from progress.auth import issue_token
         from progress.flags import flag_gate
 
-        app = create_app(
-            {
-                "PROGRESS_ENV": "production",
-                "PROGRESS_JWT_SECRET": secret,
-                "DATABASE_URL": database_url,
-                "PROGRESS_LOG_LEVEL": "INFO",
-            }
-        )
+        config = {
+            "PROGRESS_ENV": "production",
+            "PROGRESS_JWT_SECRET": secret,
+            "DATABASE_URL": database_url,
+            "PROGRESS_LOG_LEVEL": "INFO",
+        }
+        if args.stale_after_ms is not None:
+            config["PROGRESS_STALE_AFTER_MS"] = args.stale_after_ms
+        app = create_app(config)
         # The production level, written nowhere: the line is built and formatted as in service.
         for handler in logging.getLogger().handlers:
             if isinstance(handler, logging.StreamHandler):
@@ -185,7 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             profile = cProfile.Profile(time.thread_time)  # CPU time, as above
             measure(call, args.requests, profile)
             results[name] = (plain, profile)
-        print(f"# python -m bench.profile --path {args.path} --requests {args.requests}\n")
+        stale = "" if args.stale_after_ms is None else f" --stale-after-ms {args.stale_after_ms}"
+        print(f"# python -m bench.profile --path {args.path} --requests {args.requests}{stale}\n")
         for name, (plain, _profile) in results.items():
             print(f"{name}: {plain:.0f} µs of CPU per request (no profiler)")
         _name, (_plain, profile) = list(results.items())[1]

@@ -3,13 +3,18 @@ path, and where the legacy path differs, the legacy path beside it."""
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
+import sqlalchemy as sa
 from prometheus_client import REGISTRY
 
 from harness import databases
 from progress import store
 from progress.breaker import BreakerState
+from progress.extensions import db
+from progress.flags import flag_gate
 from progress.worker import worker_state
 
 from .support.apps import (
@@ -28,6 +33,23 @@ LESSONS = ["greetings", "introductions", "numbers-1-10", "colours", "polite-phra
 
 def counter(name, **labels) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+@contextmanager
+def statements(app) -> Iterator[list[str]]:
+    """The SQL statements `app` sends to the database meanwhile."""
+    sent: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args) -> None:
+        sent.append(statement)
+
+    with app.app_context():
+        engine = db.engine
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
 
 
 @pytest.fixture
@@ -154,8 +176,6 @@ def test_an_older_copy_in_another_process_gives_a_false_lock_only_on_legacy(
     inject(drop_notifications=True)  # after the apps: create_app sets PROGRESS_FAULTS
     set_rollout(worker_a, percentage)
     with worker_b.app_context():
-        from progress.flags import flag_gate
-
         flag_gate().reload_now()
     learner = auth.learner()
     b = worker_b.test_client()
@@ -233,8 +253,6 @@ def test_a_lagging_replica_read_is_retried_then_the_primary_answers(
     )
     set_rollout(writer, 100)
     with reader.app_context():
-        from progress.flags import flag_gate
-
         flag_gate().reload_now()
     learner = auth.learner()
     version = (
@@ -277,8 +295,6 @@ def test_the_seeds_two_second_double_check_window_lets_a_false_lock_through(
     inject(drop_notifications=True)
     set_rollout(worker_a, 100)
     with worker_b.app_context():
-        from progress.flags import flag_gate
-
         flag_gate().reload_now()
     learner = auth.learner()
     b = worker_b.test_client()
@@ -287,3 +303,90 @@ def test_the_seeds_two_second_double_check_window_lets_a_false_lock_through(
     answer = b.get(ACCESS.format("introductions"), headers=learner.headers).get_json()
     assert answer["accessible"] is False
     assert answer["source"] == "cache"
+
+
+def test_an_entry_older_than_the_stale_limit_answers_accessible_from_the_cache(make_pg_app, auth):
+    """An "accessible" from any committed state stays true: progress only grows."""
+    app = make_pg_app(PROGRESS_STALE_AFTER_MS=0)  # every entry is stale at once
+    set_rollout(app, 100)
+    client, learner = app.test_client(), auth.learner()
+    client.post(COMPLETE.format("greetings"), headers=learner.headers)  # cached at version 1
+    hits = counter("progress_cache_lookups_total", path="verified", result="hit")
+    incidents = counter("progress_cache_staleness_incidents_total", path="verified")
+
+    with statements(app) as sent:
+        answer = client.get(ACCESS.format("introductions"), headers=learner.headers).get_json()
+    assert (answer["accessible"], answer["source"], answer["version"]) == (True, "cache", 1)
+    assert answer["cacheAgeMs"] >= 0
+    assert sent == []
+    assert counter("progress_cache_lookups_total", path="verified", result="hit") == hits + 1
+    assert counter("progress_cache_staleness_incidents_total", path="verified") == incidents
+
+
+@pytest.mark.parametrize(
+    ("settings", "faults"),
+    [
+        ({"PROGRESS_DOUBLE_CHECK_AFTER_MS": 0}, {}),
+        ({"PROGRESS_DOUBLE_CHECK_AFTER_MS": 60_000}, {}),  # too young for the double check
+        ({}, {"disable_double_check": True}),
+    ],
+    ids=["double-check", "window-60s", "double-check-off"],
+)
+def test_a_stale_entry_that_says_locked_is_confirmed_on_the_primary_and_replaced(
+    make_pg_app, auth, inject, settings, faults
+):
+    """Worker B's stale entry predates A's completion (the announcement is lost): its
+    "locked" is read again from the primary whatever the double check's settings, the
+    primary's answer is given, and the newer state replaces the entry."""
+    worker_a, worker_b = make_pg_app(), make_pg_app(PROGRESS_STALE_AFTER_MS=0, **settings)
+    inject(drop_notifications=True, **faults)
+    set_rollout(worker_a, 100)
+    with worker_b.app_context():
+        flag_gate().reload_now()
+    learner = auth.learner()
+    b = worker_b.test_client()
+    b.get(ACCESS.format("introductions"), headers=learner.headers)  # B caches version 0
+    worker_a.test_client().post(COMPLETE.format("greetings"), headers=learner.headers)
+    incidents = counter("progress_cache_staleness_incidents_total", path="verified")
+    caught = counter(
+        "progress_false_lock_screens_total", path="verified", detected_by="double_check"
+    )
+    mismatches = counter("progress_cache_mismatches_total", path="verified")
+
+    answer = b.get(ACCESS.format("introductions"), headers=learner.headers).get_json()
+    assert (answer["accessible"], answer["source"], answer["version"]) == (True, "db", 1)
+    assert counter("progress_cache_staleness_incidents_total", path="verified") == incidents + 1
+    assert (
+        counter("progress_false_lock_screens_total", path="verified", detected_by="double_check")
+        == caught + 1
+    )
+    assert counter("progress_cache_mismatches_total", path="verified") == mismatches + 1
+    with worker_b.app_context():
+        assert worker_state().cache.get(learner.id).version == 1
+    again = b.get(ACCESS.format("introductions"), headers=learner.headers).get_json()
+    assert (again["accessible"], again["source"], again["version"]) == (True, "cache", 1)
+
+
+@pytest.mark.parametrize("known_by", ["min_version", "floor"])
+def test_a_stale_entry_below_the_known_version_is_not_used(make_pg_app, auth, known_by):
+    app = make_pg_app(PROGRESS_STALE_AFTER_MS=0)
+    set_rollout(app, 100)
+    client, learner = app.test_client(), auth.learner()
+    client.get(ACCESS.format("introductions"), headers=learner.headers)  # cached at version 0
+    with app.app_context():  # another instance's write; this cache is not told
+        state = worker_state()
+        store.mark_lesson_completed(
+            learner.id, state.curriculum().find("basics", "greetings"), state.curriculum()
+        )
+        if known_by == "floor":  # as an announcement would
+            state.cache.raise_floor(learner.id, 1)
+    query = "?minVersion=1" if known_by == "min_version" else ""
+    stale = counter("progress_cache_lookups_total", path="verified", result="stale")
+    incidents = counter("progress_cache_staleness_incidents_total", path="verified")
+
+    with statements(app) as sent:
+        answer = client.get(ACCESS.format("greetings") + query, headers=learner.headers)
+    assert (answer.get_json()["source"], answer.get_json()["version"]) == ("db", 1)
+    assert sent  # read from the database
+    assert counter("progress_cache_lookups_total", path="verified", result="stale") == stale + 1
+    assert counter("progress_cache_staleness_incidents_total", path="verified") == incidents + 1

@@ -6,8 +6,11 @@
    is in it; both steps bounded by PROGRESS_CACHE_UPDATE_TIMEOUT_MS;
 3. navigation guard: never answer from a snapshot older than the version the client sent
    (minVersion) or that this worker wrote (the cache's floor);
-4. staleness fallback: entries older than PROGRESS_STALE_AFTER_MS are not used, and a
-   "locked" answer not read from the primary is confirmed against the primary;
+4. staleness fallback: an entry at or above that version is used however old, since an
+   "accessible" from any committed state stays true (progress only grows); a "locked" not
+   read from the primary is confirmed there (the double check; from an entry older than
+   PROGRESS_STALE_AFTER_MS always, even with the double check off), and the primary's
+   newer state replaces the entry;
 5. smart retry: a replica read older than the known version is retried with backoff,
    then the primary answers.
 Plus the circuit breaker around the cache.
@@ -132,15 +135,15 @@ class VerifiedPath:
         curriculum = worker_state().curriculum()
         read = self._read(learner_id, min_version)
         accessible = is_lesson_accessible(curriculum, read.snapshot.completed, lesson)
-        if not accessible and not read.from_primary and self._needs_double_check(read):
+        if not accessible and not read.from_primary and self._needs_confirmation(read):
             # 4. Only "locked" needs proof: progress only grows, so "accessible" can't be false.
-            primary = self._load_primary(learner_id)
+            primary = self._confirm_on_primary(learner_id, read)
             if is_lesson_accessible(curriculum, primary.completed, lesson):
                 if read.source == "cache":
                     metrics.cache_mismatches.labels(NAME).inc()
                 record_false_lock(NAME, learner_id, lesson, "double_check")
                 accessible = True
-            read = Read(primary, "db", True)
+            read = Read(primary, "db", from_primary=True)
         return count_access(
             NAME,
             AccessAnswer(
@@ -160,30 +163,41 @@ class VerifiedPath:
             state.cache.put(snapshot)
         return snapshot
 
-    def _needs_double_check(self, read: Read) -> bool:
-        if faults.current().disable_double_check:
-            return False
-        if read.source == "db":
-            return True  # a replica's "locked" is always confirmed
-        return read.snapshot.age_ms() >= self.settings.double_check_after_ms
+    def _needs_confirmation(self, read: Read) -> bool:
+        """Whether a "locked" not read from the primary is confirmed there."""
+        if read.source == "cache":
+            age = read.snapshot.age_ms()
+            if age >= self.settings.stale_after_ms:
+                return True  # the staleness fallback: an old entry's "locked" always is
+            if age < self.settings.double_check_after_ms:
+                return False
+        return not faults.current().disable_double_check  # the double check, replicas' too
+
+    def _confirm_on_primary(self, learner_id: uuid.UUID, read: Read) -> ProgressSnapshot:
+        """The double check's read of the primary, which also replaces an older entry."""
+        state = worker_state()
+        primary = self._load_primary(learner_id)
+        if read.source == "cache" and primary.version > read.snapshot.version:
+            metrics.staleness_incidents.labels(NAME).inc()  # a cached entry behind the primary
+        if state.breaker.allows_cache():
+            state.cache.put(primary)
+        return primary
 
     def _read(self, learner_id: uuid.UUID, min_version: int) -> Read:
+        """3 and 4: an entry at or above the known version is used, however old."""
         state = worker_state()
         floor = max(min_version, state.cache.floor(learner_id))
         if not state.breaker.allows_cache():
             return self._read_db(learner_id, floor)
         entry = state.cache.get(learner_id)
-        fresh = entry is not None and entry.age_ms() < self.settings.stale_after_ms
-        if entry is not None and fresh and entry.version >= floor:
+        if entry is not None and entry.version >= floor:
             metrics.cache_lookups.labels(NAME, "hit").inc()
             return Read(entry, "cache", from_primary=False)
         read = self._read_db(learner_id, floor)
-        if entry is None:
-            metrics.cache_lookups.labels(NAME, "miss").inc()
-        elif not fresh or read.snapshot.version > entry.version:
+        if entry is not None and read.snapshot.version > entry.version:
             metrics.cache_lookups.labels(NAME, "stale").inc()
             metrics.staleness_incidents.labels(NAME).inc()
-        else:  # behind a version nobody holds (a bogus minVersion): not stale, just unusable
+        else:  # none, or behind a version nobody holds (a bogus minVersion): just unusable
             metrics.cache_lookups.labels(NAME, "miss").inc()
         state.cache.put(read.snapshot)
         return read
