@@ -5,16 +5,8 @@ JSON, under the same gunicorn settings: `gunicorn -c gunicorn.conf.py bench.sele
 
 from __future__ import annotations
 
-import sqlalchemy as sa
-
 from progress import create_app
-from progress.extensions import db
 
-app = create_app()
+from .cold import with_select_one
 
-
-@app.get("/bench/select-1")
-def select_one() -> dict:
-    value = db.session.execute(sa.text("select 1")).scalar_one()
-    db.session.rollback()  # as a read in the store ends its transaction
-    return {"value": value}
+app = with_select_one(create_app())

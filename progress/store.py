@@ -6,6 +6,7 @@ It knows nothing of HTTP, flags or the cache's policy; it returns snapshots.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
@@ -49,6 +50,8 @@ def ensure_user(user_id: uuid.UUID, email: str, email_verified: bool) -> None:
         upsert.on_conflict_do_update(
             index_elements=[User.id],
             set_={"email": email, "email_verified": email_verified},
+            # A learner another worker already created: no new row version when unchanged.
+            where=sa.or_(User.email != email, User.email_verified != email_verified),
         )
     )
     db.session.execute(
@@ -59,6 +62,15 @@ def ensure_user(user_id: uuid.UUID, email: str, email_verified: bool) -> None:
     db.session.commit()
 
 
+# Built once: constructing the select on every cold check cost more CPU than running it.
+_PROGRESS = (
+    sa.select(ProgressVersion.version, LessonProgress.lesson_id, LessonProgress.completed_at)
+    .select_from(ProgressVersion)
+    .outerjoin(LessonProgress, LessonProgress.user_id == ProgressVersion.user_id)
+    .where(ProgressVersion.user_id == sa.bindparam("learner_id"))
+)
+
+
 def has_replica() -> bool:
     """A replica is configured and not set aside after a failure (progress/replica.py)."""
     return "replica" in db.engines and replica_health().usable()
@@ -66,27 +78,26 @@ def has_replica() -> bool:
 
 def load_progress(learner_id: uuid.UUID, *, replica: bool = False) -> ProgressSnapshot:
     """One statement, so the version and the completions come from one snapshot."""
-    stmt = (
-        sa.select(ProgressVersion.version, LessonProgress.lesson_id, LessonProgress.completed_at)
-        .select_from(ProgressVersion)
-        .outerjoin(LessonProgress, LessonProgress.user_id == ProgressVersion.user_id)
-        .where(ProgressVersion.user_id == learner_id)
-    )
     faults.before_db_read()
     rows = None
     if replica and has_replica():
         try:
-            rows = db.session.execute(stmt, bind_arguments={"bind": db.engines["replica"]}).all()
+            rows = _read(db.engines["replica"], learner_id)
             replica_health().answered()
         except OperationalError as exc:  # down, or hung past the deadline: the primary answers
-            db.session.rollback()
             replica_health().failed(exc)
     if rows is None:
-        rows = db.session.execute(stmt).all()
-    db.session.rollback()  # a read: end the transaction, hold no snapshot open
+        rows = _read(db.engine, learner_id)
     version = rows[0].version if rows else 0
     completed = {row.lesson_id: row.completed_at for row in rows if row.lesson_id is not None}
     return ProgressSnapshot(learner_id, version, MappingProxyType(completed))
+
+
+def _read(engine: sa.Engine, learner_id: uuid.UUID) -> Sequence[sa.Row]:
+    """One statement outside a transaction: a single statement already reads one snapshot,
+    and autocommit saves the BEGIN and ROLLBACK round trips around it."""
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        return conn.execute(_PROGRESS, {"learner_id": learner_id}).all()
 
 
 def mark_lesson_completed(
