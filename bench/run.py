@@ -8,8 +8,8 @@ engine; completions. The learners are split by a 50 % rollout, so one set of ser
 both paths and every scenario runs in every round, in a rotated order; medians over the
 rounds give the ratios, which are compared with the targets. Then the memory figures: bytes
 per cached learner (20 lessons) measured in process, and one worker's RSS before and after
-10,000 learners are cached. A Markdown table goes to stdout, everything to
-`bench/results/latest.json`.
+10,000 learners are cached, and with PROGRESS_CACHE_MAXSIZE=2000 (bench/memory.py). A
+Markdown table goes to stdout, everything to `bench/results/latest.json`.
 
 With `--baseline REV` the service at another git revision runs beside the working tree's
 (checked out into a temporary directory, run with this virtualenv): its warm access check
@@ -34,8 +34,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import requests
-
 from harness import databases
 from harness.flask_cli import migrate_and_seed
 from harness.processes import REPO
@@ -44,32 +42,15 @@ from progress.path_names import PATHS
 
 from . import RESULTS_DIR, log
 from .baseline import checkout, describe, imported_from
-from .learners import FIRST_LESSON, create_learners, insert_cached_learners
-from .memory import bytes_per_cached_learner
+from .environment import service_env
+from .learners import ACCESS, FIRST_LESSON, create_learners
+from .memory import BOUNDED_MAXSIZE, LEARNERS, bytes_per_cached_learner, worker_memory
 from .report import BASELINE_SCENARIOS, markdown, ratios, summarize, target_checks
 from .wrk import Wrk, write_lua
 
 DB_NAME = databases.run_name("progress_bench", "BENCH_POSTGRES_DB")
-ACCESS = "/api/v1/modules/basics/lessons/introductions/access"
 BARE = "/bare"
 SELECT_ONE = "/bench/select-1"
-MEMORY_LEARNERS = 10_000
-# Inherited settings that would change what is measured; the harness sets its own.
-SCRUBBED_ENV = (
-    "PROGRESS_FAULTS",
-    "DATABASE_REPLICA_URL",
-    "UNLEASH_URL",
-    "UNLEASH_API_TOKEN",
-    "UNLEASH_ADMIN_TOKEN",
-    "PROMETHEUS_MULTIPROC_DIR",
-    "prometheus_multiproc_dir",
-    "PROGRESS_CACHE_MAXSIZE",
-    "PROGRESS_CACHE_TTL_S",
-    "PROGRESS_METRICS",
-    "BIND",
-    "HOST",
-    "PORT",
-)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -103,8 +84,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--memory-learners",
         type=int,
-        default=MEMORY_LEARNERS,
-        help=f"learners cached for the RSS figure; 0 skips it (default {MEMORY_LEARNERS})",
+        default=LEARNERS,
+        help=f"learners cached in one worker for the RSS figures; 0 skips them "
+        f"(default {LEARNERS})",
+    )
+    parser.add_argument(
+        "--memory-maxsize",
+        type=int,
+        default=BOUNDED_MAXSIZE,
+        help="PROGRESS_CACHE_MAXSIZE of the bounded RSS run, below --memory-learners "
+        f"(default {BOUNDED_MAXSIZE})",
     )
     parser.add_argument(
         "--baseline",
@@ -120,24 +109,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error(f"--paths takes {', '.join(PATHS)}; got {unknown or 'nothing'}")
     if args.wrk_threads > args.connections:
         parser.error("--wrk-threads must not exceed --connections")
+    if args.memory_learners and not 0 < args.memory_maxsize < args.memory_learners:
+        parser.error("--memory-maxsize must be at least 1 and below --memory-learners")
     for name in ("duration", "repeats", "learners", "workers", "gunicorn_threads"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     return args
-
-
-def service_env(secret: str, database_url: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
-    env.update(
-        PROGRESS_ENV="production",
-        PROGRESS_JWT_SECRET=secret,
-        DATABASE_URL=database_url,
-        PROGRESS_LOG_LEVEL="INFO",  # production's level: the access line is paid for
-        GUNICORN_LOG_LEVEL="warning",
-        PYTHONUNBUFFERED="1",
-    )
-    env.update(extra)
-    return env
 
 
 class Servers:
@@ -176,50 +153,6 @@ class Servers:
     def stop_all(self) -> None:
         while self.running:
             self.running.pop().stop()
-
-
-# ---------------------------------------------------------------- memory
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for {pid}")
-
-
-def cache_misses(server: RunningService) -> int:
-    text = requests.get(server.url + "/metrics", timeout=10).text
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith("progress_cache_lookups_total{") and 'result="miss"' in line:
-            total += float(line.rsplit(" ", 1)[1])
-    return int(total)
-
-
-def worker_memory(wrk: Wrk, server: RunningService, tokens: Sequence[str], tmp: Path) -> dict:
-    """One worker's RSS before and after every learner in `tokens` is cached in it."""
-    workers = server.worker_pids()
-    if len(workers) != 1:
-        raise RuntimeError(f"the memory server should have one worker, has {workers}")
-    (worker,) = workers
-    warm = write_lua(tmp / "memory-warm.lua", "GET", ACCESS, tokens[:1])
-    wrk.run(server, warm, ACCESS, 2)  # pools, first-use imports, one learner
-    before = rss_kib(worker)
-    script = write_lua(tmp / "memory.lua", "GET", ACCESS, tokens)
-    deadline = time.monotonic() + 300
-    while cache_misses(server) < len(tokens) + 1 and time.monotonic() < deadline:
-        wrk.run(server, script, ACCESS, 10)
-    misses = cache_misses(server)
-    after = rss_kib(worker)
-    return {
-        "learners cached in the worker (cache misses)": misses - 1,
-        "worker RSS before, MiB": round(before / 1024, 1),
-        "worker RSS with them cached, MiB": round(after / 1024, 1),
-        "worker RSS growth per learner, bytes (cache, token and flag memos)": round(
-            (after - before) * 1024 / max(1, misses - 1)
-        ),
-    }
 
 
 # ---------------------------------------------------------------- the run
@@ -304,12 +237,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         memory = bytes_per_cached_learner()
         if args.memory_learners:
-            log(f"memory: {args.memory_learners} learners with 20 lessons in one worker")
-            cached = insert_cached_learners(base_env["DATABASE_URL"], args.memory_learners, secret)
-            # One worker; many threads, since each learner's first request writes (the
-            # learner is created on first use) and that waits on the shared server.
-            one = servers.start(base_env, workers=1, threads=32)
-            memory.update(worker_memory(wrk, one, cached, tmp))
+            memory |= worker_memory(base_env, tmp, args.memory_learners, args.memory_maxsize)
 
     rows = summarize(wrk.runs)
     ratio_map = ratios(rows, args.paths)
