@@ -14,14 +14,11 @@ trace: each simple Query and each Sync is one).
 from __future__ import annotations
 
 import argparse
-import logging
 import os
-import secrets
 import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,11 +28,11 @@ from flask import Flask
 
 from harness import databases
 
+from .in_process import PERCENT, service_in_process
 from .profile import ACCESS, COMPLETE, WsgiCall, wsgi_call
 
 DB_NAME = databases.run_name("progress_cold", "COLD_POSTGRES_DB")
 SELECT_ONE = "/bench/select-1"
-PERCENT = {"legacy": "0", "verified": "100"}
 
 
 def with_select_one(app: Flask) -> Flask:
@@ -99,55 +96,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    secret = secrets.token_urlsafe(36)
-    tmp = tempfile.mkdtemp(prefix="progress-cold-")
-    os.environ.update(
-        PROGRESS_INSTANCE_PATH=tmp, PROMETHEUS_MULTIPROC_DIR=tmp, PROGRESS_LOG_LEVEL="INFO"
-    )
-    database_url = databases.recreate(DB_NAME)
-    try:
-        from flask_migrate import upgrade
+    with service_in_process(DB_NAME, "progress-cold-", PROGRESS_CACHE_MAXSIZE="1") as service:
+        from progress.extensions import db  # progress is imported once the service is built
 
-        from progress import create_app
-        from progress.auth import issue_token
-        from progress.extensions import db
-        from progress.flags import flag_gate
-
-        app = with_select_one(
-            create_app(
-                {
-                    "PROGRESS_ENV": "production",
-                    "PROGRESS_JWT_SECRET": secret,
-                    "DATABASE_URL": database_url,
-                    "PROGRESS_LOG_LEVEL": "INFO",
-                    "PROGRESS_CACHE_MAXSIZE": "1",
-                }
-            )
-        )
-        for handler in logging.getLogger().handlers:  # the line is built, written nowhere
-            if isinstance(handler, logging.StreamHandler):
-                handler.setStream(open(os.devnull, "w"))  # noqa: SIM115 - for the process's life
+        app = with_select_one(service.app)
         with app.app_context():
-            upgrade()
             engine = db.engine
-        runner = app.test_cli_runner()
-        runner.invoke(args=["seed"], catch_exceptions=False)
-
-        def serve(path: str | None) -> None:
-            if path is not None:
-                runner.invoke(args=["rollout", "set", PERCENT[path], "--reason", "bench"])
-                with app.app_context():
-                    flag_gate().reload_now()
-
         scenarios: dict[str, tuple[str | None, list[WsgiCall]]] = {
             "select-1": (None, [wsgi_call(app, "GET", SELECT_ONE, {})])
         }
         for path in PERCENT:
-            serve(path)
+            service.serve(path)
             calls = []
             for _ in range(args.learners):
-                token = issue_token(uuid.uuid4(), "cold@example.com", secret=secret)
-                headers = {"Authorization": f"Bearer {token}"}
+                headers = service.token("cold@example.com")
                 if wsgi_call(app, "POST", COMPLETE, headers)() != 200:
                     raise RuntimeError("completing the first lesson failed")
                 calls.append(wsgi_call(app, "GET", ACCESS, headers))
@@ -159,7 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for round_ in range(args.rounds):
             for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
                 path, calls = scenarios[name]
-                serve(path)
+                if path is not None:
+                    service.serve(path)
                 figures[name].append(per_request(calls, args.requests))
                 # not the learner the cache holds now
                 trips[name] = round_trips(engine, calls[args.requests % len(calls)])
@@ -174,11 +137,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"| {name} | {trips[name]} | {cpu[name]:.0f} | {wall[name]:.0f} "
                 f"| {cpu['select-1'] / cpu[name]:.2f} | {wall['select-1'] / wall[name]:.2f} |"
             )
-        with app.app_context():
-            flag_gate().close()
-        engine.dispose()
-    finally:
-        databases.drop(DB_NAME)
     return 0
 
 

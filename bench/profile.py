@@ -15,14 +15,9 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
-import logging
-import os
 import pstats
-import secrets
 import sys
-import tempfile
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +25,9 @@ from typing import Any
 from werkzeug.test import EnvironBuilder
 
 from harness import databases
+
+from .bare_app import app as bare_app
+from .in_process import service_in_process
 
 DB_NAME = databases.run_name("progress_profile", "PROFILE_POSTGRES_DB")
 COMPLETE = "/api/v1/modules/basics/lessons/greetings/complete"
@@ -143,43 +141,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    secret = secrets.token_urlsafe(36)
-    tmp = tempfile.mkdtemp(prefix="progress-profile-")
-    os.environ.update(
-        PROGRESS_INSTANCE_PATH=tmp, PROMETHEUS_MULTIPROC_DIR=tmp, PROGRESS_LOG_LEVEL="INFO"
-    )
-    database_url = databases.recreate(DB_NAME)
-    try:
-        from flask_migrate import upgrade
-
-        from bench.bare_app import app as bare_app
-        from progress import create_app
-        from progress.auth import issue_token
-        from progress.flags import flag_gate
-
-        config = {
-            "PROGRESS_ENV": "production",
-            "PROGRESS_JWT_SECRET": secret,
-            "DATABASE_URL": database_url,
-            "PROGRESS_LOG_LEVEL": "INFO",
-        }
-        if args.stale_after_ms is not None:
-            config["PROGRESS_STALE_AFTER_MS"] = args.stale_after_ms
-        app = create_app(config)
-        # The production level, written nowhere: the line is built and formatted as in service.
-        for handler in logging.getLogger().handlers:
-            if isinstance(handler, logging.StreamHandler):
-                handler.setStream(open(os.devnull, "w"))  # noqa: SIM115 - for the process's life
-        with app.app_context():
-            upgrade()
-        runner = app.test_cli_runner()
-        runner.invoke(args=["seed"], catch_exceptions=False)
-        percent = "100" if args.path == "verified" else "0"
-        runner.invoke(args=["rollout", "set", percent, "--reason", "profile"])
-        with app.app_context():
-            flag_gate().reload_now()
-        token = issue_token(uuid.uuid4(), "profile@example.com", secret=secret)
-        headers = {"Authorization": f"Bearer {token}"}
+    config = {} if args.stale_after_ms is None else {"PROGRESS_STALE_AFTER_MS": args.stale_after_ms}
+    with service_in_process(DB_NAME, "progress-profile-", **config) as service:
+        app = service.app
+        service.serve(args.path)
+        headers = service.token("profile@example.com")
         if wsgi_call(app, "POST", COMPLETE, headers)() != 200:
             raise RuntimeError("completing the first lesson failed")
 
@@ -205,13 +171,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(top_lines(profile, "cumulative", args.top))
         print(f"\n## top {args.top} by own time\n")
         print(top_lines(profile, "tottime", args.top))
-        with app.app_context():
-            flag_gate().close()
-            from progress.extensions import db
-
-            db.engine.dispose()
-    finally:
-        databases.drop(DB_NAME)
     return 0
 
 
