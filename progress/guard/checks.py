@@ -184,30 +184,19 @@ def completion_success_rate(figures: Figures, limits: Thresholds, percentage: in
         "legacyCompletions": _n(l_total),
     }
     threshold = {"margin": limits.success_rate_margin, "confidence": 1 - limits.false_rollback_rate}
-    missing = _no_comparison(percentage, v_total, l_total, "completions")
-    if missing:
-        return Finding("no_data", missing, rate_figures, threshold)
-    result = compare(
-        v_errors,
-        v_total,
-        l_errors,
-        l_total,
-        margin=limits.success_rate_margin,
-        alpha=limits.false_rollback_rate,
-        taus=SUCCESS_RATE_TAUS,
-    )
-    detail = explain(
-        result,
-        f"verified success rate {_percent(1 - v_errors / v_total)} vs "
-        f"{_percent(1 - l_errors / l_total)}",
-        "completions",
-    )
-    return Finding(
-        _VERDICT_STATUS[result.verdict],
-        detail,
+    return _sequential_finding(
+        (v_errors, v_total, l_errors, l_total),
+        limits.success_rate_margin,
+        SUCCESS_RATE_TAUS,
+        limits.false_rollback_rate,
+        percentage,
+        ("completions", "completions", "errors"),
+        lambda: (
+            f"verified success rate {_percent(1 - v_errors / v_total)} vs "
+            f"{_percent(1 - l_errors / l_total)}"
+        ),
         rate_figures,
         threshold,
-        sequential_json(result, "errors"),
     )
 
 
@@ -234,30 +223,49 @@ def cache_update_latency(figures: Figures, limits: Thresholds, percentage: int) 
         "margin": limits.latency_margin,
         "confidence": 1 - limits.false_rollback_rate,
     }
-    missing = _no_comparison(percentage, v_total, l_total, "cache updates")
-    if missing:
-        return Finding("no_data", missing, latency_figures, threshold)
-    result = compare(
-        v_total - v_within,
-        v_total,
-        l_total - l_within,
-        l_total,
-        margin=limits.latency_margin,
-        alpha=limits.false_rollback_rate,
-        taus=LATENCY_TAUS,
-    )
-    detail = explain(
-        result,
-        f"cache updates over {edge:g} s: verified {_percent((v_total - v_within) / v_total)} "
-        f"vs {_percent((l_total - l_within) / l_total)}",
-        "updates",
-    )
-    return Finding(
-        _VERDICT_STATUS[result.verdict],
-        detail,
+    return _sequential_finding(
+        (v_total - v_within, v_total, l_total - l_within, l_total),
+        limits.latency_margin,
+        LATENCY_TAUS,
+        limits.false_rollback_rate,
+        percentage,
+        ("cache updates", "updates", "updates over the budget"),
+        lambda: (
+            f"cache updates over {edge:g} s: verified {_percent((v_total - v_within) / v_total)} "
+            f"vs {_percent((l_total - l_within) / l_total)}"
+        ),
         latency_figures,
         threshold,
-        sequential_json(result, "updates over the budget"),
+    )
+
+
+def _sequential_finding(
+    counts: tuple[float, float, float, float],
+    margin: float,
+    taus: tuple[float, ...],
+    alpha: float,
+    percentage: int,
+    names: tuple[str, str, str],
+    describe: Callable[[], str],
+    check_figures: dict[str, Any],
+    threshold: dict[str, Any],
+) -> Finding:
+    """The sequential test on bad events (verified bad, verified all, legacy bad, legacy all):
+    no data until both paths have some, then its verdict in words. `names`: what the events
+    are called when missing, in the sentence, and what the bad ones are; `describe` is the
+    figures' sentence (called only once both paths have events)."""
+    v_bad, v_total, l_bad, l_total = counts
+    missing_name, unit, bad_name = names
+    missing = _no_comparison(percentage, v_total, l_total, missing_name)
+    if missing:
+        return Finding("no_data", missing, check_figures, threshold)
+    result = compare(v_bad, v_total, l_bad, l_total, margin=margin, alpha=alpha, taus=taus)
+    return Finding(
+        _VERDICT_STATUS[result.verdict],
+        explain(result, describe(), unit),
+        check_figures,
+        threshold,
+        sequential_json(result, bad_name),
     )
 
 
