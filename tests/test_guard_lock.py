@@ -12,7 +12,6 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask_migrate import downgrade, upgrade
 
-from harness import databases
 from harness.processes import free_port
 from progress import guard, rollout
 from progress.extensions import db
@@ -20,7 +19,7 @@ from progress.guard import evaluation, lock
 from progress.guard import plan as guard_plan
 from progress.models import RolloutPlan
 
-from .support.apps import PG_TEST_DB, SECRET, build_app
+from .support.apps import PG_TEST_DB, SECRET, throwaway_app
 from .support.availability import require_postgres
 from .support.guard import (
     PLAN,
@@ -130,57 +129,38 @@ def test_every_worker_exports_the_plans_stage_from_the_database(make_pg_app, pg_
 
 def test_migration_0003_adds_the_guard_tables_and_takes_them_away(tmp_path):
     require_postgres()
-    url = databases.recreate(f"{PG_TEST_DB}_guard_migration")
-    app = build_app(url, tmp_path)
-    try:
-        with app.app_context():
-            upgrade()
-            tables = set(sa.inspect(db.engine).get_table_names())
-            assert {"rollout_plans", "guard_evaluations"} <= tables
-            with db.engine.connect() as conn:
-                assert compare_metadata(MigrationContext.configure(conn), db.metadata) == []
-            downgrade(revision="0002")
-            tables = set(sa.inspect(db.engine).get_table_names())
-            assert not {"rollout_plans", "guard_evaluations"} & tables
-            assert "rollout_changes" in tables
-    finally:
-        with app.app_context():
-            for engine in db.engines.values():
-                engine.dispose()
-        with psycopg.connect(databases.ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{PG_TEST_DB}_guard_migration" WITH (FORCE)')
+    with throwaway_app(f"{PG_TEST_DB}_guard_migration", tmp_path) as app, app.app_context():
+        upgrade()
+        tables = set(sa.inspect(db.engine).get_table_names())
+        assert {"rollout_plans", "guard_evaluations"} <= tables
+        with db.engine.connect() as conn:
+            assert compare_metadata(MigrationContext.configure(conn), db.metadata) == []
+        downgrade(revision="0002")
+        tables = set(sa.inspect(db.engine).get_table_names())
+        assert not {"rollout_plans", "guard_evaluations"} & tables
+        assert "rollout_changes" in tables
 
 
 def test_migration_0005_gives_stored_plans_the_default_test_settings(tmp_path):
     """A plan stored before the sequential test gets the tolerated false-rollback rate and
     the latency margin from the defaults; downgrading takes the columns away again."""
     require_postgres()
-    name = f"{PG_TEST_DB}_guard_statistics"
-    url = databases.recreate(name)
-    app = build_app(url, tmp_path)
-    try:
-        with app.app_context():
-            upgrade(revision="0004")
-            db.session.execute(
-                sa.text(
-                    "INSERT INTO rollout_plans VALUES ('f', '[0, 10, 100]', 600, 50, 200, false,"
-                    " 'rollback', 0.002, 0.25, true, 1, now(), false, false, now(), 'tests')"
-                )
+    with throwaway_app(f"{PG_TEST_DB}_guard_statistics", tmp_path) as app, app.app_context():
+        upgrade(revision="0004")
+        db.session.execute(
+            sa.text(
+                "INSERT INTO rollout_plans VALUES ('f', '[0, 10, 100]', 600, 50, 200, false,"
+                " 'rollback', 0.002, 0.25, true, 1, now(), false, false, now(), 'tests')"
             )
-            db.session.commit()
-            upgrade()
-            plan = db.session.get(RolloutPlan, "f")
-            assert (plan.success_rate_margin, plan.stage_index) == (0.002, 1)  # kept
-            assert (plan.false_rollback_rate, plan.latency_margin) == (0.01, 0.05)
-            db.session.remove()
-            with db.engine.connect() as conn:
-                assert compare_metadata(MigrationContext.configure(conn), db.metadata) == []
-            downgrade(revision="0004")
-            columns = {c["name"] for c in sa.inspect(db.engine).get_columns("rollout_plans")}
-            assert not {"false_rollback_rate", "latency_margin"} & columns
-    finally:
-        with app.app_context():
-            for engine in db.engines.values():
-                engine.dispose()
-        with psycopg.connect(databases.ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        )
+        db.session.commit()
+        upgrade()
+        plan = db.session.get(RolloutPlan, "f")
+        assert (plan.success_rate_margin, plan.stage_index) == (0.002, 1)  # kept
+        assert (plan.false_rollback_rate, plan.latency_margin) == (0.01, 0.05)
+        db.session.remove()
+        with db.engine.connect() as conn:
+            assert compare_metadata(MigrationContext.configure(conn), db.metadata) == []
+        downgrade(revision="0004")
+        columns = {c["name"] for c in sa.inspect(db.engine).get_columns("rollout_plans")}
+        assert not {"false_rollback_rate", "latency_margin"} & columns

@@ -8,14 +8,17 @@ one connection can't serve.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import sqlalchemy as sa
 from flask import Flask
 from flask_migrate import upgrade
 
+from harness import databases
 from progress import create_app, rollout
 from progress.extensions import db
 from progress.flags import flag_gate
@@ -90,6 +93,20 @@ def dispose(app: Flask) -> None:
         worker_state().shutdown()
         for engine in db.engines.values():
             engine.dispose()
+
+
+@contextlib.contextmanager
+def throwaway_app(name: str, tmp: Path) -> Iterator[Flask]:
+    """The service on a fresh PostgreSQL database of its own (no migrations applied), its
+    connections closed and the database dropped on the way out."""
+    with databases.throwaway(name) as url:
+        app = build_app(url, tmp)
+        try:
+            yield app
+        finally:
+            with app.app_context():
+                for engine in db.engines.values():
+                    engine.dispose()
 
 
 def listening(app: Flask) -> None:
