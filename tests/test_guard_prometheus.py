@@ -181,9 +181,7 @@ def test_with_a_real_unleash_server_the_guard_moves_the_flag_in_unleash(
     with running_unleash() as server:
         create_rollout_flag(server, "verified-progress-path", percentage=0)
         app = make_pg_app(
-            UNLEASH_URL=server.url,
-            UNLEASH_API_TOKEN=server.client_token,
-            UNLEASH_ADMIN_TOKEN=server.admin_token,
+            **server.service_settings,
             PROMETHEUS_URL="http://prometheus.invalid",
             PROGRESS_GUARD_INTERVAL_S=0,
         )

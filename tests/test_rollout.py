@@ -146,9 +146,7 @@ def test_a_real_unleash_server_splits_learners_by_the_admin_route(make_pg_app, a
     with running_unleash() as server:
         create_rollout_flag(server, "verified-progress-path", percentage=0)
         app = make_pg_app(
-            UNLEASH_URL=server.url,
-            UNLEASH_API_TOKEN=server.client_token,
-            UNLEASH_ADMIN_TOKEN=server.admin_token,
+            **server.service_settings,
             PROGRESS_FLAG_REFRESH_S=1,
         )
         client = app.test_client()
@@ -165,9 +163,7 @@ def test_a_real_unleash_server_splits_learners_by_the_admin_route(make_pg_app, a
         assert {c["backend"] for c in history} == {"unleash"}
         # Changes at once through two instances: Unleash's history chains as ours does.
         other = make_pg_app(
-            UNLEASH_URL=server.url,
-            UNLEASH_API_TOKEN=server.client_token,
-            UNLEASH_ADMIN_TOKEN=server.admin_token,
+            **server.service_settings,
         )
         percentages = [(n * 37) % 101 for n in range(1, 13)]
         assert change_concurrently([app, other], admin, percentages) == [200] * 12

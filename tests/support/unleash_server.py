@@ -73,6 +73,15 @@ class UnleashServer:
     process: subprocess.Popen = field(repr=False)
 
     @property
+    def service_settings(self) -> dict[str, str]:
+        """What an instance of the service needs to use this server as its flag backend."""
+        return {
+            "UNLEASH_URL": self.url,
+            "UNLEASH_API_TOKEN": self.client_token,
+            "UNLEASH_ADMIN_TOKEN": self.admin_token,
+        }
+
+    @property
     def admin_headers(self) -> dict:
         return {"Authorization": self.admin_token}
 
