@@ -27,7 +27,8 @@ cache_update_seconds = Histogram(
 cache_lookups = Counter("progress_cache_lookups", "Cache lookups", ["path", "result"])
 staleness_incidents = Counter(
     "progress_cache_staleness_incidents",
-    "Cache entries found older than the stale threshold or behind a known version",
+    "Cached entries found behind the primary (below a known version, or behind it when a"
+    " locked answer is confirmed there)",
     ["path"],
 )
 access_checks = Counter(
