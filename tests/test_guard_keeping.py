@@ -11,22 +11,13 @@ import sqlalchemy as sa
 from harness.processes import free_port
 from progress import guard
 from progress.extensions import db
-from progress.models import GuardEvaluation, utcnow
+from progress.models import GuardEvaluation
+
+from .support.guard import kept_evaluation
 
 
 def old_evaluation(days: float) -> GuardEvaluation:
-    return GuardEvaluation(
-        at=utcnow() - timedelta(days=days),
-        flag="verified-progress-path",
-        stage=0,
-        percentage=0,
-        window_seconds=60,
-        checks=[],
-        decision="hold",
-        reason=f"kept {days} days ago",
-        acted=False,
-        instance="tests",
-    )
+    return kept_evaluation(timedelta(days=days), reason=f"kept {days} days ago")
 
 
 def decision_counts(app) -> dict[str, float]:

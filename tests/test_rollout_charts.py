@@ -11,10 +11,11 @@ from pathlib import Path
 
 from progress import rollout
 from progress.extensions import db
-from progress.models import GuardEvaluation, utcnow
+from progress.models import GuardEvaluation
 from progress.paths import path_for_learner
 
 from .support.availability import unavailable
+from .support.guard import kept_evaluation
 
 REPO = Path(__file__).resolve().parent.parent
 CHARTS = "/api/v1/admin/rollout/charts"
@@ -32,9 +33,8 @@ def evaluation(minutes_ago: float, decision: str, acted: bool, **figures) -> Gua
         {"name": "cache_update_p95", "status": "pass", "detail": "", "threshold": {},
          "figures": {"legacySeconds": 0.002, "verifiedSeconds": 0.02}},
     ]  # fmt: skip
-    return GuardEvaluation(
-        at=utcnow() - timedelta(minutes=minutes_ago),
-        flag="verified-progress-path",
+    return kept_evaluation(
+        timedelta(minutes=minutes_ago),
         stage=1,
         percentage=10,
         window_seconds=300,
@@ -42,7 +42,6 @@ def evaluation(minutes_ago: float, decision: str, acted: bool, **figures) -> Gua
         decision=decision,
         reason=f"{decision} for the test",
         acted=acted,
-        instance="tests",
     )
 
 

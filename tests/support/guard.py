@@ -9,6 +9,7 @@ import math
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import requests
 import sqlalchemy as sa
@@ -21,7 +22,13 @@ from progress import guard, rollout
 from progress.api.schemas import GuardEvaluationOut
 from progress.extensions import db
 from progress.guard.figures import Figures
-from progress.models import GuardDecisionCount, GuardEvaluation, RolloutChange, RolloutPlan
+from progress.models import (
+    GuardDecisionCount,
+    GuardEvaluation,
+    RolloutChange,
+    RolloutPlan,
+    utcnow,
+)
 from progress.paths import path_for_learner
 
 from .apps import SECRET
@@ -230,3 +237,20 @@ def print_timeline(app) -> None:
     print(
         runner.invoke(args=["rollout", "evaluations", "--format", "text", "--limit", "200"]).output
     )
+
+
+def kept_evaluation(age: timedelta, **fields: object) -> GuardEvaluation:
+    """An evaluation as the guard keeps it, made `age` ago; `fields` replace the defaults (a
+    hold at stage 0 with no checks)."""
+    defaults: dict[str, object] = {
+        "flag": "verified-progress-path",
+        "stage": 0,
+        "percentage": 0,
+        "window_seconds": 60,
+        "checks": [],
+        "decision": "hold",
+        "reason": "kept for the test",
+        "acted": False,
+        "instance": "tests",
+    }
+    return GuardEvaluation(at=utcnow() - age, **{**defaults, **fields})
