@@ -29,7 +29,7 @@ from . import (
     web,
     worker,
 )
-from .api import admin, docs, health, learner, spec
+from .api import admin, docs, fast_access, health, learner, spec
 from .config import load_settings
 from .errors import register_errorhandlers
 from .extensions import cors, db, migrate, register_readiness_check
@@ -91,6 +91,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     register_errorhandlers(app)
     register_commands(app)
     metrics.create_route_series_at_zero(app)
+    fast_access.init_app(app)  # last: it stands in for the hooks above on its route
     return app
 
 

@@ -103,20 +103,33 @@ def authenticate(*, write: bool = False, admin: bool = False) -> Identity:
     401 without a valid token; 403 for writes by an unverified email and for non-admins
     on admin routes.
     """
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
+    state = worker_state()  # one context look-up for the whole check
+    identity = identify(request.headers.get("Authorization", ""), state, write=write, admin=admin)
+    ensure_learner(identity, state)
+    return identity
+
+
+def identify(
+    authorization: str, state: WorkerState, *, write: bool = False, admin: bool = False
+) -> Identity:
+    """Who an Authorization header speaks for, and whether they may do this; reads nothing
+    but the token (401 and 403 as `authenticate`)."""
+    scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(401, "unauthenticated", "An Authorization: Bearer token is required.")
-    state = worker_state()  # one context look-up for the whole check
     identity = _verified_identity(token.strip(), state)
     logs.bind_learner(str(identity.user_id))
     if admin and not identity.is_admin:
         raise ApiError(403, "forbidden", "This route is for admins.")
     if write and not identity.email_verified:
         raise ApiError(403, "email_unverified", "Verify your email address before saving progress.")
+    return identity
+
+
+def ensure_learner(identity: Identity, state: WorkerState) -> None:
+    """The learner's row, created on first sight (once per identity and process)."""
     known = state.known_identities
     key = (identity.user_id, identity.email, identity.email_verified)
     if known.get(key) is None:
         store.ensure_user(identity.user_id, identity.email, identity.email_verified)
         known.put(key, True)
-    return identity

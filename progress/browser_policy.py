@@ -24,10 +24,17 @@ PAGE_POLICY = "; ".join(
 )
 
 
+# On every answer (the API's JSON too), unless the answer set its own.
+EVERY_ANSWER = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "strict-origin-when-cross-origin"),
+)
+
+
 def add_browser_headers(response: Response) -> Response:
     headers = response.headers
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+    for name, value in EVERY_ANSWER:
+        headers.setdefault(name, value)
     if response.mimetype == "text/html":
         headers.setdefault("Content-Security-Policy", PAGE_POLICY)
         headers.setdefault("X-Frame-Options", "DENY")  # for browsers without frame-ancestors

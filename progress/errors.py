@@ -37,27 +37,24 @@ def _http_code(exc: HTTPException) -> str:
     return (exc.name or "error").lower().replace(" ", "_").replace("'", "")
 
 
-def register_errorhandlers(app: Flask) -> None:
-    @app.errorhandler(ProgressError)
-    def progress_error(exc: ProgressError) -> Response:
+def answer_error(exc: Exception) -> Response:
+    """The answer to anything a request raised: the one handler the app registers, and the
+    access check's fast path calls it too (progress/api/fast_access.py)."""
+    if isinstance(exc, ProgressError):
         if exc.status >= 500:  # a backend failed us, not the client: e.g. "flag backend error"
             log.error(exc.code.replace("_", " "), extra={"error": exc.message})
         response = error_response(exc.status, exc.code, exc.message, exc.field)
         if exc.status == 401:
             response.headers["WWW-Authenticate"] = 'Bearer realm="progress"'
         return response
-
-    @app.errorhandler(RequestEntityTooLarge)
-    def body_too_large(exc: RequestEntityTooLarge) -> Response:
+    if isinstance(exc, RequestEntityTooLarge):
         limit = current_app.config["PROGRESS_MAX_BODY_BYTES"]
         response = error_response(
             413, "payload_too_large", f"The request body is over {limit} bytes.", "body"
         )
         response.headers["Connection"] = "close"  # don't read the rest of it to keep alive
         return response
-
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> Response:
+    if isinstance(exc, HTTPException):
         if exc.response is not None and exc.response.is_json:  # spectree's own 4xx
             return exc.response
         response = error_response(exc.code or 500, _http_code(exc), exc.description or "")
@@ -65,21 +62,17 @@ def register_errorhandlers(app: Flask) -> None:
             if name.lower() != "content-type":
                 response.headers[name] = value
         return response
-
-    @app.errorhandler(OperationalError)
-    def database_unavailable(exc: OperationalError) -> Response:
-        db.session.rollback()
+    db.session.rollback()
+    if isinstance(exc, OperationalError):
         log.error("database unavailable", extra={"error": str(exc.orig)[:500]})
         return error_response(503, "database_unavailable", "The database is unavailable; retry.")
-
-    @app.errorhandler(SQLAlchemyError)
-    def database_error(exc: SQLAlchemyError) -> Response:
-        db.session.rollback()
+    if isinstance(exc, SQLAlchemyError):
         log.exception("database error")
         return error_response(500, "database_error", "A database error occurred.")
+    log.exception("unhandled error")
+    return error_response(500, "internal_error", "An unexpected error occurred.")
 
-    @app.errorhandler(Exception)
-    def unexpected(exc: Exception) -> Response:
-        db.session.rollback()
-        log.exception("unhandled error")
-        return error_response(500, "internal_error", "An unexpected error occurred.")
+
+def register_errorhandlers(app: Flask) -> None:
+    # Flask looks an HTTPException's handler up by its class too, so this one sees them all.
+    app.register_error_handler(Exception, answer_error)

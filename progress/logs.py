@@ -40,6 +40,7 @@ class RequestTags:
 
 
 _tags: ContextVar[RequestTags | None] = ContextVar("progress_request_tags", default=None)
+_access = logging.getLogger("progress.access")
 
 
 def bind_learner(learner_id: str) -> None:
@@ -127,39 +128,53 @@ def log_to_stderr() -> None:
     configure_logging(logging.getLevelName(logging.getLogger().level), "stderr")
 
 
-def init_app(app: Flask) -> None:
-    access = logging.getLogger("progress.access")
+def begin_request(incoming_id: str) -> RequestTags:
+    """Start one request's tags and clock; `incoming_id` is the client's X-Request-ID, used
+    when it is a sensible id (a new one otherwise)."""
+    request_id = incoming_id if _REQUEST_ID.match(incoming_id) else uuid.uuid4().hex
+    tags = RequestTags(request_id, time.perf_counter())
+    _tags.set(tags)
+    return tags
 
+
+def end_request(method: str, route: str | None, status: int) -> str:
+    """One measurement per answered request, for the access log line and the request
+    metrics; returns the id for the X-Request-ID header."""
+    tags = _tags.get()
+    seconds = 0.0 if tags is None else time.perf_counter() - tags.started
+    metrics.observe_request(method, route, status, seconds)
+    if _access.isEnabledFor(logging.INFO):
+        fields = {
+            "method": method,
+            "route": route,
+            "status": status,
+            "duration_ms": round(seconds * 1000, 2),
+        }
+        # access.info() without its caller lookup (a walk up the stack per request for a
+        # file and line that would always be this one): the same record otherwise.
+        _access.handle(_access.makeRecord(_access.name, logging.INFO, __file__, 0, "request",
+                                          (), None, "finish", fields))  # fmt: skip
+    return "" if tags is None else tags.request_id
+
+
+def forget_request() -> None:
+    """The thread serves other requests next, and may log between them."""
+    _tags.set(None)
+
+
+def init_app(app: Flask) -> None:
     @app.before_request
     def start() -> None:
-        incoming = request.headers.get("X-Request-ID", "")
-        request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
-        _tags.set(RequestTags(request_id, time.perf_counter()))
+        begin_request(request.headers.get("X-Request-ID", ""))
 
     @app.after_request
     def finish(response: Response) -> Response:
-        """One measurement per request, for the access log line and the request metrics."""
-        tags = _tags.get()
         current = request._get_current_object()  # type: ignore[attr-defined]  # one look-up
-        response.headers["X-Request-ID"] = "" if tags is None else tags.request_id
-        seconds = 0.0 if tags is None else time.perf_counter() - tags.started
         rule = current.url_rule
         route = rule.rule if rule else None
-        metrics.observe_request(current.method, route, response.status_code, seconds)
-        if access.isEnabledFor(logging.INFO):
-            fields = {
-                "method": current.method,
-                "route": route,
-                "status": response.status_code,
-                "duration_ms": round(seconds * 1000, 2),
-            }
-            # access.info() without its caller lookup (a walk up the stack per request for a
-            # file and line that would always be this one): the same record otherwise.
-            access.handle(access.makeRecord(access.name, logging.INFO, __file__, 0, "request",
-                                            (), None, "finish", fields))  # fmt: skip
+        response.headers["X-Request-ID"] = end_request(current.method, route, response.status_code)
         return response
 
     @app.teardown_request
     def forget(_exc: BaseException | None) -> None:
-        # The thread serves other requests next, and may log between them.
-        _tags.set(None)
+        forget_request()

@@ -4,15 +4,42 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from typing import Any
 
+import prometheus_client
 from flask import Flask
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, multiprocess
+from prometheus_client import REGISTRY, CollectorRegistry, Gauge, multiprocess
 from prometheus_client.metrics_core import Metric
 
 from .path_names import PATHS
 
 # (sample name, its labels) -> value, summed over workers or instances
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+class _KnownSeries:
+    """`labels()` remembering each series it returned: prometheus-client checks and converts
+    the label values and takes a lock on every call, and the request path asks for the same
+    few series several times per request. The label values here are all bounded."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._known: dict[tuple[str, ...], Any] = {}
+
+    def labels(self, *values: str) -> Any:
+        series = self._known.get(values)
+        if series is None:
+            series = self._known[values] = super().labels(*values)  # type: ignore[misc]
+        return series
+
+
+class Counter(_KnownSeries, prometheus_client.Counter):
+    pass
+
+
+class Histogram(_KnownSeries, prometheus_client.Histogram):
+    pass
+
 
 completions = Counter("progress_completions", "Lesson completions answered", ["path", "outcome"])
 cache_updates = Counter(

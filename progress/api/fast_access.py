@@ -1,0 +1,145 @@
+"""The access check without Flask's per-request machinery: every navigation pays for it.
+
+A WSGI layer in front of the app answers the plain form of `GET .../lessons/<lessonId>/access`
+(an ASCII path, at most a `minVersion` in the query, no body, no `Origin`) itself, with the
+same functions the Flask route uses: the token check, the lesson look-up, the path's answer,
+the error answers, the request's tags, metrics and access log line, and the same headers.
+Anything else, and any request the checks refuse (401, 403, 404, a bad query), goes to Flask,
+which answers it as it always has; nothing has been done for it by then but reading the
+token. Past those checks an error is answered here by the app's own error handler, so a
+database that fails is waited for once.
+
+The hooks it stands in for are listed in `MIRRORED_HOOKS`; a test fails when the app gains
+one that is not, so a new hook can't be skipped on the hot route unnoticed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from flask import Flask
+from pydantic import ValidationError
+from werkzeug.http import HTTP_STATUS_CODES
+
+from .. import logs
+from ..auth import ensure_learner, identify
+from ..browser_policy import EVERY_ANSWER
+from ..errors import answer_error
+from ..exceptions import ProgressError
+from ..worker import worker_state
+from .learner import answer_access, find_lesson
+from .schemas import AccessOut, AccessQuery
+
+ENDPOINT = "learner_api.check_access"
+# Each Flask hook the fast path does the work of, by module and name (see the docstring).
+MIRRORED_HOOKS = frozenset(
+    {
+        "progress.body_limit.refuse_large_bodies",  # it takes no body
+        "progress.worker.init_app.<locals>.start_listening",
+        "progress.logs.init_app.<locals>.start",
+        "progress.logs.init_app.<locals>.finish",
+        "progress.logs.init_app.<locals>.forget",
+        "progress.browser_policy.add_browser_headers",
+        "progress.api.learner.tag_path",
+        "flask_cors.extension.make_after_request_function.<locals>.cors_after_request",  # Origin
+    }
+)
+# A segment the fast path takes as it is: werkzeug would hand it to the view unchanged.
+_SEGMENT = "([A-Za-z0-9._~-]+)"
+_MIN_VERSION = "minVersion="
+_SERIALIZE = AccessOut.__pydantic_serializer__.to_json
+
+StartResponse = Callable[..., Any]
+WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+class AccessFastPath:
+    """WSGI middleware: `app.wsgi_app = AccessFastPath(app, app.wsgi_app)`."""
+
+    def __init__(self, app: Flask, flask_wsgi: WsgiApp) -> None:
+        self.app = app
+        self.flask_wsgi = flask_wsgi
+        rule = next(rule for rule in app.url_map.iter_rules() if rule.endpoint == ENDPOINT)
+        self.route = rule.rule  # the metrics' and access log's route label, as Flask's
+        parts = re.split(r"<[^>]+>", rule.rule)
+        self.pattern = re.compile(_SEGMENT.join(re.escape(part) for part in parts))
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        plain = self.plain_request(environ)
+        if plain is not None:
+            with self.app.app_context():
+                answer = self.answer(environ, *plain)
+            if answer is not None:
+                status, headers, body = answer
+                start_response(status, headers)
+                return [body]
+        return self.flask_wsgi(environ, start_response)
+
+    def plain_request(self, environ: dict[str, Any]) -> tuple[str, str, int] | None:
+        """(moduleId, lessonId, minVersion) of a request this layer answers, else None."""
+        if (
+            environ["REQUEST_METHOD"] != "GET"
+            or "HTTP_ORIGIN" in environ  # CORS is flask-cors's
+            or environ.get("CONTENT_LENGTH", "") not in ("", "0")
+            or "HTTP_TRANSFER_ENCODING" in environ
+        ):
+            return None
+        match = self.pattern.fullmatch(environ.get("PATH_INFO", ""))
+        if match is None:
+            return None
+        query = environ.get("QUERY_STRING", "")
+        if not query:
+            return match[1], match[2], 0
+        if not query.startswith(_MIN_VERSION) or "&" in query or ";" in query:
+            return None  # other parameters: Flask's parsing, as ever
+        try:
+            checked = AccessQuery.model_validate({"minVersion": query[len(_MIN_VERSION) :]})
+        except ValidationError:
+            return None  # Flask answers the contract's 400
+        return match[1], match[2], checked.min_version
+
+    def answer(
+        self, environ: dict[str, Any], module_id: str, lesson_id: str, min_version: int
+    ) -> tuple[str, list[tuple[str, str]], bytes] | None:
+        """The answer (status line, headers, body), or None when Flask should answer."""
+        state = worker_state()
+        state.listener.ensure_started()
+        logs.begin_request(environ.get("HTTP_X_REQUEST_ID", ""))
+        try:
+            try:
+                try:
+                    identity = identify(environ.get("HTTP_AUTHORIZATION", ""), state)
+                    lesson = find_lesson(module_id, lesson_id)
+                except ProgressError:
+                    return None  # a refusal: Flask's, with nothing done yet
+                ensure_learner(identity, state)
+                body = _SERIALIZE(answer_access(identity, lesson, min_version))
+                status = 200
+                headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+            except Exception as exc:
+                response = answer_error(exc)
+                status, headers, body = (
+                    response.status_code,
+                    response.headers.to_wsgi_list(),
+                    response.get_data(),
+                )
+            return f"{status} {HTTP_STATUS_CODES[status]}", self.finish(headers, status), body
+        finally:
+            logs.forget_request()
+
+    def finish(self, headers: list[tuple[str, str]], status: int) -> list[tuple[str, str]]:
+        """The after-request hooks' headers, in their order, and the request's measurement."""
+        path = logs.bound_path()
+        if path is not None:
+            headers.append(("X-Progress-Path", path))  # tag_path
+        present = {name.lower() for name, _value in headers}
+        headers.extend(header for header in EVERY_ANSWER if header[0].lower() not in present)
+        headers.append(("X-Request-ID", logs.end_request("GET", self.route, status)))
+        return headers
+
+
+def init_app(app: Flask) -> None:
+    """Last, once every route and hook is registered."""
+    app.wsgi_app = AccessFastPath(app, app.wsgi_app)  # type: ignore[method-assign]
