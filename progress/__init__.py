@@ -156,7 +156,8 @@ def register_extensions(app: Flask) -> None:
 
 def register_cors(app: Flask) -> None:
     """Browsers on the configured origins may call /api/v1 with a bearer token (no
-    cookies, so no credentials mode); preflights are answered before any auth."""
+    cookies, so no credentials mode); preflights are answered before any auth. A request
+    without an Origin header (not a browser's cross-origin call) gets no CORS headers."""
     cors.init_app(
         app,
         resources={r"/api/v1/*": {"origins": app.config["PROGRESS_CORS_ORIGINS"]}},
@@ -166,6 +167,7 @@ def register_cors(app: Flask) -> None:
         max_age=600,
         supports_credentials=False,
         vary_header=True,
+        always_send=False,  # no grant to a request that names no origin (not a browser's)
     )
 
 

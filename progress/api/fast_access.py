@@ -9,8 +9,8 @@ which answers it as it always has; nothing has been done for it by then but read
 token. Past those checks an error is answered here by the app's own error handler, so a
 database that fails is waited for once.
 
-The hooks it stands in for are listed in `MIRRORED_HOOKS`; a test fails when the app gains
-one that is not, so a new hook can't be skipped on the hot route unnoticed.
+The hooks it stands in for are listed in `MIRRORED_HOOKS`: the app refuses to start with a
+hook on the route that is not, so a new hook can't be skipped on the hot route unnoticed.
 """
 
 from __future__ import annotations
@@ -19,9 +19,8 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from flask import Flask
+from flask import Flask, got_request_exception, request_finished, request_started
 from pydantic import ValidationError
-from werkzeug.http import HTTP_STATUS_CODES
 
 from .. import logs
 from ..auth import ensure_learner, identify
@@ -116,16 +115,13 @@ class AccessFastPath:
                     return None  # a refusal: Flask's, with nothing done yet
                 ensure_learner(identity, state)
                 body = _SERIALIZE(answer_access(identity, lesson, min_version))
-                status = 200
+                status, status_line = 200, "200 OK"
                 headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
             except Exception as exc:
                 response = answer_error(exc)
-                status, headers, body = (
-                    response.status_code,
-                    response.headers.to_wsgi_list(),
-                    response.get_data(),
-                )
-            return f"{status} {HTTP_STATUS_CODES[status]}", self.finish(headers, status), body
+                status, status_line = response.status_code, response.status
+                headers, body = response.headers.to_wsgi_list(), response.get_data()
+            return status_line, self.finish(headers, status), body
         finally:
             logs.forget_request()
 
@@ -140,6 +136,34 @@ class AccessFastPath:
         return headers
 
 
+def unmirrored_hooks(app: Flask) -> list[str]:
+    """The request hooks and signal receivers on the access route that the fast path does
+    not stand in for, by module and name."""
+    blueprints = (None, ENDPOINT.partition(".")[0])
+    hooks = [
+        hook
+        for registry in (
+            app.before_request_funcs,
+            app.after_request_funcs,
+            app.teardown_request_funcs,
+            app.url_value_preprocessors,
+        )
+        for blueprint in blueprints
+        for hook in registry.get(blueprint, ())
+    ]
+    hooks += [
+        receiver
+        for signal in (request_started, request_finished, got_request_exception)
+        for receiver in signal.receivers_for(app)
+    ]
+    names = (f"{hook.__module__}.{hook.__qualname__}" for hook in hooks)
+    return [name for name in names if name not in MIRRORED_HOOKS]
+
+
 def init_app(app: Flask) -> None:
-    """Last, once every route and hook is registered."""
+    """Last, once every route and hook is registered; refuses an app with a hook on the
+    route that the fast path would skip."""
+    unknown = unmirrored_hooks(app)
+    if unknown:
+        raise RuntimeError(f"the access check's fast path does not do the work of {unknown}")
     app.wsgi_app = AccessFastPath(app, app.wsgi_app)  # type: ignore[method-assign]
