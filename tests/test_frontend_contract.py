@@ -118,6 +118,15 @@ def test_another_origin_gets_no_grant(cors_app: Flask):
     assert "Access-Control-Allow-Origin" not in answer.headers
 
 
+def test_a_request_naming_no_origin_gets_no_grant(cors_app: Flask):
+    """Only a browser's cross-origin call (which always sends Origin) needs the grant."""
+    learner = AuthActions(SECRET).learner()
+    for path in ("/api/v1/modules/basics/lessons/greetings/access", "/api/v1/progress"):
+        answer = cors_app.test_client().get(path, headers=learner.headers)
+        assert answer.status_code == 200, path
+        assert not [h for h in answer.headers.keys() if h.startswith("Access-Control-")], path
+
+
 def test_pages_and_other_routes_get_no_grant(cors_app: Flask):
     for path in ("/", "/metrics", "/healthz"):
         answer = cors_app.test_client().get(path, headers={"Origin": FRONTEND})
