@@ -32,7 +32,7 @@ from . import (
 from .api import admin, docs, fast_access, health, learner, spec
 from .config import load_settings
 from .errors import register_errorhandlers
-from .extensions import cors, db, migrate, register_readiness_check
+from .extensions import cors, db, init_background_work, migrate, register_readiness_check
 from .paths import legacy, verified
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -143,6 +143,7 @@ def register_extensions(app: Flask) -> None:
             for engine in db.engines.values():  # the primary and the replica
                 db_deadline.install(engine, app.config["PROGRESS_DB_TIMEOUT_MS"] / 1000)
     register_cors(app)
+    init_background_work(app)  # before the request's tags: as the listener's start was
     worker.init_app(app)
     replica_health = replica.init_app(app)
     metrics.create_series_at_zero()

@@ -16,6 +16,7 @@ from flask import Flask, current_app
 from .breaker import CircuitBreaker
 from .cache import ProgressCache
 from .curriculum import Curriculum, load_curriculum
+from .extensions import start_with_requests
 from .invalidation import ListenerHandle
 from .per_process import PerProcess
 
@@ -123,9 +124,7 @@ def init_app(app: Flask) -> None:
         ),
     )
 
-    @app.before_request
-    def start_listening() -> None:
-        state.listener.ensure_started()  # a pid check once started
+    start_with_requests(app, state.listener.ensure_started)  # a pid check once started
 
 
 def worker_state() -> WorkerState:

@@ -15,6 +15,7 @@ from prometheus_client import REGISTRY
 from werkzeug.test import EnvironBuilder
 
 from progress.api.fast_access import AccessFastPath, unmirrored_hooks
+from progress.extensions import start_with_requests
 
 from .support.apps import set_rollout, settle_background
 from .support.tcp_proxy import TcpProxy
@@ -279,3 +280,25 @@ def test_a_hook_the_fast_path_does_not_stand_in_for_is_named(make_pg_app):
         "tests.test_fast_access.test_a_hook_the_fast_path_does_not_stand_in_for_is_named"
         ".<locals>.audit_every_request"
     ]
+
+
+def test_a_worker_whose_first_request_takes_the_fast_path_starts_its_background_work(
+    make_pg_app, auth
+):
+    """Threads don't survive gunicorn's fork, so each worker starts its listener and guard
+    schedule from its requests: the fast path's requests too (the liveness probe excepted)."""
+    app = make_pg_app()
+    started: list[str] = []
+    start_with_requests(app, lambda: started.append("every request"))
+    start_with_requests(app, lambda: started.append("not liveness"), liveness=False)
+    fast: AccessFastPath = app.wsgi_app  # type: ignore[assignment]
+    flask_wsgi = fast.flask_wsgi
+    fast.flask_wsgi = lambda environ, start: pytest.fail("Flask answered")  # type: ignore[assignment]
+    learner = auth.learner()
+    answer = call(fast, path=ACCESS.format("greetings"), headers=learner.headers)
+    assert answer.status == "200 OK"
+    assert started == ["every request", "not liveness"]
+    started.clear()
+    fast.flask_wsgi = flask_wsgi
+    assert call(fast, path="/healthz").status == "200 OK"
+    assert started == ["every request"]

@@ -27,6 +27,7 @@ from ..auth import ensure_learner, identify
 from ..browser_policy import EVERY_ANSWER
 from ..errors import answer_error
 from ..exceptions import ProgressError
+from ..extensions import start_background_work
 from ..worker import worker_state
 from .learner import answer_access, find_lesson
 from .schemas import AccessOut, AccessQuery
@@ -36,7 +37,7 @@ ENDPOINT = "learner_api.check_access"
 MIRRORED_HOOKS = frozenset(
     {
         "progress.body_limit.refuse_large_bodies",  # it takes no body
-        "progress.worker.init_app.<locals>.start_listening",
+        "progress.extensions.init_background_work.<locals>.start_background",
         "progress.logs.init_app.<locals>.start",
         "progress.logs.init_app.<locals>.finish",
         "progress.logs.init_app.<locals>.forget",
@@ -103,8 +104,8 @@ class AccessFastPath:
         self, environ: dict[str, Any], module_id: str, lesson_id: str, min_version: int
     ) -> tuple[str, list[tuple[str, str]], bytes] | None:
         """The answer (status line, headers, body), or None when Flask should answer."""
+        start_background_work(self.app, ENDPOINT)
         state = worker_state()
-        state.listener.ensure_started()
         logs.begin_request(environ.get("HTTP_X_REQUEST_ID", ""))
         try:
             try:

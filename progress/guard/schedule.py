@@ -9,8 +9,9 @@ import logging
 import random
 import threading
 
-from flask import Flask, request
+from flask import Flask
 
+from ..extensions import start_with_requests
 from ..per_process import PerProcess
 from .evaluation import evaluate
 
@@ -52,7 +53,4 @@ def init_app(app: Flask) -> None:
         return
     schedule = PerProcess(lambda: Schedule(app, interval_s), close=Schedule.stop)
 
-    @app.before_request
-    def start_guard() -> None:
-        if request.endpoint != "health.healthz":  # liveness never waits on the database
-            schedule.get()  # a pid check once started
+    start_with_requests(app, schedule.get, liveness=False)  # a pid check once started

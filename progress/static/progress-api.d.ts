@@ -806,41 +806,6 @@ export interface components {
             toPath: "legacy" | "verified";
         };
         /**
-         * HealthOut
-         * @example {
-         *       "status": "ok"
-         *     }
-         */
-        HealthOut: {
-            /**
-             * Status
-             * @constant
-             */
-            status: "ok";
-        };
-        /**
-         * ReadyOut
-         * @example {
-         *       "status": "ready",
-         *       "checks": {
-         *         "database": "ok",
-         *         "circuit_breaker": "ok (closed)",
-         *         "invalidation": "ok (listening)"
-         *       }
-         *     }
-         */
-        ReadyOut: {
-            /**
-             * Status
-             * @enum {string}
-             */
-            status: "ready" | "unready";
-            /** Checks */
-            checks: {
-                [key: string]: string;
-            };
-        };
-        /**
          * CurriculumOut
          * @example {
          *       "modules": [
@@ -1010,6 +975,41 @@ export interface components {
         LockScreenOut: {
             /** Falselock */
             falseLock: boolean;
+        };
+        /**
+         * HealthOut
+         * @example {
+         *       "status": "ok"
+         *     }
+         */
+        HealthOut: {
+            /**
+             * Status
+             * @constant
+             */
+            status: "ok";
+        };
+        /**
+         * ReadyOut
+         * @example {
+         *       "status": "ready",
+         *       "checks": {
+         *         "database": "ok",
+         *         "circuit_breaker": "ok (closed)",
+         *         "invalidation": "ok (listening)"
+         *       }
+         *     }
+         */
+        ReadyOut: {
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "ready" | "unready";
+            /** Checks */
+            checks: {
+                [key: string]: string;
+            };
         };
         /** ErrorBody */
         ErrorBody: {
