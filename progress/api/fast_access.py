@@ -104,11 +104,11 @@ class AccessFastPath:
         self, environ: dict[str, Any], module_id: str, lesson_id: str, min_version: int
     ) -> tuple[str, list[tuple[str, str]], bytes] | None:
         """The answer (status line, headers, body), or None when Flask should answer."""
-        start_background_work(self.app, ENDPOINT)
-        state = worker_state()
         logs.begin_request(environ.get("HTTP_X_REQUEST_ID", ""))
         try:
             try:
+                start_background_work(self.app, ENDPOINT)
+                state = worker_state()
                 try:
                     identity = identify(environ.get("HTTP_AUTHORIZATION", ""), state)
                     lesson = find_lesson(module_id, lesson_id)
