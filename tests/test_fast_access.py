@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 from werkzeug.test import EnvironBuilder
 
@@ -302,3 +304,30 @@ def test_a_worker_whose_first_request_takes_the_fast_path_starts_its_background_
     fast.flask_wsgi = flask_wsgi
     assert call(fast, path="/healthz").status == "200 OK"
     assert started == ["every request"]
+
+
+QUERY_TEXT = st.text(alphabet="minVersion=0123456789+-%20&;_x.\u00b2 ", max_size=24)
+SEGMENT = st.one_of(
+    st.sampled_from(["introductions", "greetings", "numbers-1-10", "basics"]),
+    st.text(alphabet="abcdefgr-_.~%2F\u00e9 ", min_size=1, max_size=12),
+)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(query=st.one_of(QUERY_TEXT, QUERY_TEXT.map("minVersion=".__add__)), lesson=SEGMENT)
+def test_any_query_or_lesson_id_is_answered_as_flask_answers_it(service, auth, query, lesson):
+    """Whatever the fast path takes for itself, Flask would have answered the same."""
+    _app, fast, flask_wsgi, _ = service
+    learner = LEARNER.setdefault("learner", auth.learner())
+    request = {
+        "path": f"/api/v1/modules/basics/lessons/{lesson}/access",
+        "query_string": query,
+        "headers": {"Authorization": f"Bearer {learner.token}"},
+    }
+    call(fast, **request)  # the same state for both below
+    assert call(fast, **request).comparable(False) == call(flask_wsgi, **request).comparable(False)
+
+
+LEARNER: dict[str, Any] = {}

@@ -92,12 +92,13 @@ class AccessFastPath:
         query = environ.get("QUERY_STRING", "")
         if not query:
             return match[1], match[2], 0
-        if not query.startswith(_MIN_VERSION) or "&" in query or ";" in query:
-            return None  # other parameters: Flask's parsing, as ever
+        value = query[len(_MIN_VERSION) :]
+        if not (query.startswith(_MIN_VERSION) and value.isascii() and value.isdigit()):
+            return None  # other parameters or encodings: Flask's parsing, as ever
         try:
-            checked = AccessQuery.model_validate({"minVersion": query[len(_MIN_VERSION) :]})
+            checked = AccessQuery.model_validate({"minVersion": value})
         except ValidationError:
-            return None  # Flask answers the contract's 400
+            return None  # out of range: Flask answers the contract's 400
         return match[1], match[2], checked.min_version
 
     def answer(
