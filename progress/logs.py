@@ -109,32 +109,6 @@ class _StandardStream(logging.StreamHandler):
     def stream(self, _value: TextIO) -> None:
         pass
 
-    def handle(self, record: logging.LogRecord) -> bool:
-        """Format outside the handler's lock and only write under it: the lock is held across
-        the write's system call, and every thread that logs meanwhile waits for it."""
-        checked = self.filter(record)
-        if isinstance(checked, logging.LogRecord):  # a filter may hand back a new record
-            record = checked
-        if not checked:
-            return False
-        try:
-            line = self.format(record) + self.terminator
-        except RecursionError:
-            raise
-        except Exception:  # as StreamHandler.emit: a record that can't be written is reported
-            self.handleError(record)
-            return True
-        with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
-            try:
-                stream = self.stream
-                stream.write(line)
-                stream.flush()
-            except RecursionError:
-                raise
-            except Exception:
-                self.handleError(record)
-        return True
-
 
 def configure_logging(level: str, stream: str = "stdout") -> None:
     """One JSON line a record on stdout (the service's log), or on stderr."""
@@ -154,16 +128,14 @@ def log_to_stderr() -> None:
     configure_logging(logging.getLevelName(logging.getLogger().level), "stderr")
 
 
-def begin_request(incoming_id: str) -> RequestTags:
+def begin_request(incoming_id: str) -> None:
     """Start one request's tags and clock; `incoming_id` is the client's X-Request-ID, used
     when it is a sensible id (a new one otherwise)."""
     if _REQUEST_ID.match(incoming_id):
         request_id = incoming_id
     else:  # 128 random bits as uuid4().hex, without its system call (reseeded after fork)
         request_id = f"{random.getrandbits(128):032x}"
-    tags = RequestTags(request_id, time.perf_counter())
-    _tags.set(tags)
-    return tags
+    _tags.set(RequestTags(request_id, time.perf_counter()))
 
 
 def end_request(method: str, route: str | None, status: int) -> str:

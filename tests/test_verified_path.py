@@ -52,6 +52,13 @@ def statements(app) -> Iterator[list[str]]:
         sa.event.remove(engine, "before_cursor_execute", record)
 
 
+def complete_behind_the_cache(app, learner) -> None:
+    """The first lesson completed as another instance would: this app's cache is not told."""
+    with app.app_context():
+        curriculum = worker_state().curriculum()
+        store.mark_lesson_completed(learner.id, curriculum.find("basics", "greetings"), curriculum)
+
+
 @pytest.fixture
 def verified(pg_app):
     set_rollout(pg_app, 100)
@@ -221,11 +228,7 @@ def test_a_page_refresh_reads_fresh_progress(verified, make_pg_app, auth):
 def test_the_client_min_version_is_never_answered_from_an_older_snapshot(verified, auth):
     client, learner = verified.test_client(), auth.learner()
     client.get(ACCESS.format("introductions"), headers=learner.headers)  # cached at version 0
-    with verified.app_context():  # another instance's write; this cache is not told
-        state = worker_state()
-        store.mark_lesson_completed(
-            learner.id, state.curriculum().find("basics", "greetings"), state.curriculum()
-        )
+    complete_behind_the_cache(verified, learner)
     incidents = counter("progress_cache_staleness_incidents_total", path="verified")
     answer = client.get(ACCESS.format("greetings") + "?minVersion=1", headers=learner.headers)
     assert answer.get_json()["source"] == "db"
@@ -373,13 +376,10 @@ def test_a_stale_entry_below_the_known_version_is_not_used(make_pg_app, auth, kn
     set_rollout(app, 100)
     client, learner = app.test_client(), auth.learner()
     client.get(ACCESS.format("introductions"), headers=learner.headers)  # cached at version 0
-    with app.app_context():  # another instance's write; this cache is not told
-        state = worker_state()
-        store.mark_lesson_completed(
-            learner.id, state.curriculum().find("basics", "greetings"), state.curriculum()
-        )
-        if known_by == "floor":  # as an announcement would
-            state.cache.raise_floor(learner.id, 1)
+    complete_behind_the_cache(app, learner)
+    if known_by == "floor":  # as an announcement would
+        with app.app_context():
+            worker_state().cache.raise_floor(learner.id, 1)
     query = "?minVersion=1" if known_by == "min_version" else ""
     stale = counter("progress_cache_lookups_total", path="verified", result="stale")
     incidents = counter("progress_cache_staleness_incidents_total", path="verified")

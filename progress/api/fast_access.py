@@ -23,12 +23,13 @@ from flask import Flask, got_request_exception, request_finished, request_starte
 from pydantic import ValidationError
 
 from .. import logs
-from ..auth import ensure_learner, identify
+from ..auth import Identity, ensure_learner, identify
 from ..browser_policy import EVERY_ANSWER
+from ..curriculum import LessonRef
 from ..errors import answer_error
 from ..exceptions import ProgressError
 from ..extensions import start_background_work
-from ..worker import worker_state
+from ..worker import WorkerState, worker_state
 from .learner import answer_access, find_lesson
 from .schemas import AccessOut, AccessQuery
 
@@ -110,11 +111,10 @@ class AccessFastPath:
             try:
                 start_background_work(self.app, ENDPOINT)
                 state = worker_state()
-                try:
-                    identity = identify(environ.get("HTTP_AUTHORIZATION", ""), state)
-                    lesson = find_lesson(module_id, lesson_id)
-                except ProgressError:
+                checked = self.checked(environ, module_id, lesson_id, state)
+                if checked is None:
                     return None  # a refusal: Flask's, with nothing done yet
+                identity, lesson = checked
                 ensure_learner(identity, state)
                 body = _SERIALIZE(answer_access(identity, lesson, min_version))
                 status, status_line = 200, "200 OK"
@@ -126,6 +126,17 @@ class AccessFastPath:
             return status_line, self.finish(headers, status), body
         finally:
             logs.forget_request()
+
+    @staticmethod
+    def checked(
+        environ: dict[str, Any], module_id: str, lesson_id: str, state: WorkerState
+    ) -> tuple[Identity, LessonRef] | None:
+        """The token's identity and the lesson, or None if either check refuses them."""
+        try:
+            identity = identify(environ.get("HTTP_AUTHORIZATION", ""), state)
+            return identity, find_lesson(module_id, lesson_id)
+        except ProgressError:
+            return None
 
     def finish(self, headers: list[tuple[str, str]], status: int) -> list[tuple[str, str]]:
         """The after-request hooks' headers, in their order, and the request's measurement."""
