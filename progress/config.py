@@ -134,6 +134,9 @@ class Settings(BaseSettings):
     PROGRESS_REPLICA_RECHECK_S: Count = Field(10, ge=1)
     # How long a lock receipt can be reported (the access answer's `lockReceipt`).
     PROGRESS_LOCK_RECEIPT_TTL_S: Count = Field(600, ge=1)
+    # How far the clocks of two instances may disagree: a reported lock counts as false by
+    # time only if its read began this much after the completion was acknowledged.
+    PROGRESS_CLOCK_SKEW_MS: Count = Field(50, ge=0)
     # For the lab and fault tests only: `name=value,...` (progress/faults.py).
     PROGRESS_FAULTS: Annotated[InstanceOf[faults.Faults], NoDecode, BeforeValidator(_faults)] = (
         Field(default_factory=faults.Faults)

@@ -81,7 +81,12 @@ class LessonProgress(db.Model):
     # The unique (user_id, lesson_id) index also serves lookups by learner.
     user_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
     lesson_id: Mapped[int] = mapped_column(sa.ForeignKey("lessons.id", ondelete="CASCADE"))
-    completed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    completed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)  # before commit
+    # The learner's progress version this completion made: what a client holds once told.
+    version: Mapped[int] = mapped_column(sa.BigInteger)
+    # Stamped once the commit returned (None until then, or if the stamp failed): no client
+    # can have been told of the completion before it.
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class ProgressVersion(db.Model):
@@ -243,9 +248,11 @@ class LockScreenReport(db.Model):
     lesson_id: Mapped[str] = mapped_column(sa.String(64))
     path: Mapped[str] = mapped_column(sa.String(20))  # the path whose answer locked
     answered_version: Mapped[int] = mapped_column(sa.BigInteger)
+    min_version: Mapped[int | None] = mapped_column(sa.BigInteger, nullable=True)  # as sent
+    read_began_at: Mapped[datetime] = mapped_column(UTCDateTime)  # stamped before the read
     shown_at: Mapped[datetime] = mapped_column(UTCDateTime)  # when the lock was answered
     reported_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    false_lock: Mapped[bool] = mapped_column(sa.Boolean)
+    judgement: Mapped[str] = mapped_column(sa.String(16))  # false_lock|true_lock|concurrent
 
 
 class GuardDecisionCount(db.Model):

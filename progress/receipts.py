@@ -1,6 +1,7 @@
 """Lock receipts: a locked access answer hands the client a receipt, signed by the service,
 so that a lock screen reported later names exactly the answer that showed it: the learner,
-the lesson, the path that answered, the version it answered from, and when.
+the lesson, the path that answered, the version it answered from, the `minVersion` the
+request sent, when the read began and when the answer was given.
 
 The receipt is opaque to clients. It is signed with HMAC-SHA256 under a key derived from
 the service's secret (itsdangerous), so no one without the secret can make or change one.
@@ -21,7 +22,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from .exceptions import ProgressError
 from .path_names import PATHS
 
-FORMAT = 1
+FORMAT = 2  # 1 lacked the read's start and minVersion: refused, as unknown
 SALT = "progress.lock-receipt"
 
 
@@ -41,8 +42,10 @@ class LockReceipt:
     module_id: str
     lesson_id: str
     path: str
-    version: int
-    answered_at: datetime
+    version: int  # the progress version the answer was read at
+    min_version: int | None  # the version the request said the learner held; None if none
+    read_began_at: datetime  # stamped before the read
+    answered_at: datetime  # stamped after it
 
 
 def _serializer(secret: str) -> URLSafeSerializer:
@@ -64,9 +67,13 @@ def issue(
     lesson_id: str,
     path: str,
     version: int,
+    *,
+    read_began_at: datetime,
+    min_version: int | None = None,
     answered_at: datetime | None = None,
 ) -> str:
-    """Sign a receipt for a "locked" answer given now (or at `answered_at`)."""
+    """Sign a receipt for a "locked" answer given now (or at `answered_at`), whose read
+    began at `read_began_at`, to a request that sent `min_version`."""
     at = answered_at or datetime.now(UTC)
     payload = [
         FORMAT,
@@ -76,18 +83,26 @@ def issue(
         lesson_id,
         path,
         version,
+        min_version,
+        _micros(read_began_at),
         _micros(at),
     ]
     return _serializer(secret).dumps(payload)
 
 
+def _at(micros: int) -> datetime:
+    return datetime.fromtimestamp(micros / 1_000_000, UTC)
+
+
 def _parse(payload: Any) -> LockReceipt:
-    if not isinstance(payload, list) or len(payload) != 8 or payload[0] != FORMAT:
+    if not isinstance(payload, list) or len(payload) != 10 or payload[0] != FORMAT:
         raise InvalidReceipt("The lock receipt has an unknown format.")
-    _, nonce, learner, module_id, lesson_id, path, version, micros = payload
+    _, nonce, learner, module_id, lesson_id, path, version, min_version, began, answered = payload
     if not all(isinstance(v, str) for v in (nonce, learner, module_id, lesson_id, path)):
         raise InvalidReceipt("The lock receipt has an unknown format.")
-    if path not in PATHS or not isinstance(version, int) or not isinstance(micros, int):
+    if path not in PATHS or not all(isinstance(v, int) for v in (version, began, answered)):
+        raise InvalidReceipt("The lock receipt has an unknown format.")
+    if not (min_version is None or isinstance(min_version, int)):
         raise InvalidReceipt("The lock receipt has an unknown format.")
     return LockReceipt(
         receipt_id=nonce,
@@ -96,7 +111,9 @@ def _parse(payload: Any) -> LockReceipt:
         lesson_id=lesson_id,
         path=path,
         version=version,
-        answered_at=datetime.fromtimestamp(micros / 1_000_000, UTC),
+        min_version=min_version,
+        read_began_at=_at(began),
+        answered_at=_at(answered),
     )
 
 

@@ -5,6 +5,7 @@ It knows nothing of HTTP, flags or the cache's policy; it returns snapshots.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from types import MappingProxyType
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from . import faults, invalidation
 from .cache import ProgressSnapshot
@@ -22,6 +23,8 @@ from .exceptions import ProgressError
 from .extensions import db
 from .models import LessonProgress, ProgressVersion, User, utcnow
 from .replica import replica_health
+
+log = logging.getLogger(__name__)
 
 
 class LessonLocked(ProgressError):
@@ -35,6 +38,15 @@ class LessonLocked(ProgressError):
 class Completion:
     version: int
     completed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionRecord:
+    """One completed lesson as a lock report is judged against it."""
+
+    version: int  # the learner's version this completion made
+    completed_at: datetime  # stamped before its commit
+    acknowledged_at: datetime | None  # stamped after its commit returned; None: unknown
 
 
 def insert(table: type[db.Model]) -> postgresql.Insert | sqlite.Insert:
@@ -135,28 +147,57 @@ def mark_lesson_completed(
             raise LessonLocked
 
         completed_at = utcnow()
-        # RETURNING, not rowcount: an ORM insert's rowcount is -1 on some drivers.
-        inserted = session.scalar(
-            insert(LessonProgress)
-            .values(user_id=learner_id, lesson_id=lesson.id, completed_at=completed_at)
-            .on_conflict_do_nothing(index_elements=["user_id", "lesson_id"])
-            .returning(LessonProgress.id)
-        )
-        if inserted is None:  # a concurrent request won the race (SQLite has no row lock)
-            session.rollback()
-            return _existing_completion(learner_id, lesson)
+        # The version first, so the completion row keeps the version it made.
         version = session.scalar(
             sa.update(ProgressVersion)
             .where(ProgressVersion.user_id == learner_id)
             .values(version=ProgressVersion.version + 1, updated_at=completed_at)
             .returning(ProgressVersion.version)
         )
+        # RETURNING, not rowcount: an ORM insert's rowcount is -1 on some drivers.
+        inserted = session.scalar(
+            insert(LessonProgress)
+            .values(
+                user_id=learner_id, lesson_id=lesson.id, completed_at=completed_at, version=version
+            )
+            .on_conflict_do_nothing(index_elements=["user_id", "lesson_id"])
+            .returning(LessonProgress.id)
+        )
+        if inserted is None:  # a concurrent request won the race (SQLite has no row lock)
+            session.rollback()
+            return _existing_completion(learner_id, lesson)
         invalidation.announce(session, learner_id, version)  # delivered on commit
         session.commit()
     except BaseException:
         session.rollback()
         raise
+    _stamp_acknowledged(inserted, utcnow())  # after the commit returned, before anyone is told
     return Completion(version, completed_at)
+
+
+def _stamp_acknowledged(completion_id: int, at: datetime) -> None:
+    """Keep when the completion's commit returned. A stamp that fails leaves it unknown,
+    which only ever makes a reported lock "not false" (progress/lock_reports.py)."""
+    try:
+        db.session.execute(
+            sa.update(LessonProgress)
+            .where(LessonProgress.id == completion_id)
+            .values(acknowledged_at=at)
+        )
+        db.session.commit()
+    except SQLAlchemyError:
+        db.session.rollback()
+        log.warning("could not keep a completion's acknowledgement time", exc_info=True)
+
+
+def completion_of(learner_id: uuid.UUID, lesson_id: int) -> CompletionRecord | None:
+    """The learner's completion of one lesson, from the primary; None if not completed."""
+    row = db.session.execute(
+        sa.select(
+            LessonProgress.version, LessonProgress.completed_at, LessonProgress.acknowledged_at
+        ).where(LessonProgress.user_id == learner_id, LessonProgress.lesson_id == lesson_id)
+    ).one_or_none()
+    return None if row is None else CompletionRecord(*row)
 
 
 def _existing_completion(learner_id: uuid.UUID, lesson: LessonRef) -> Completion:

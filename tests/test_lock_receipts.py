@@ -44,17 +44,23 @@ def reports(app) -> list[LockScreenReport]:
         return rows
 
 
-def locked_answer(client, learner, module="basics", lesson="introductions") -> dict:
-    answer = client.get(ACCESS.format(module, lesson), headers=learner.headers).get_json()
+def locked_answer(
+    client, learner, module="basics", lesson="introductions", min_version: int | None = None
+) -> dict:
+    query = {} if min_version is None else {"minVersion": min_version}
+    url = ACCESS.format(module, lesson)
+    answer = client.get(url, headers=learner.headers, query_string=query).get_json()
     assert answer["accessible"] is False
     return answer
 
 
-def complete_elsewhere(app, learner, lesson_slug="greetings") -> None:
-    """Another worker's completion: the primary has it, this worker's cache does not."""
+def complete_elsewhere(app, learner, lesson_slug="greetings") -> int:
+    """Another worker's completion: the primary has it, this worker's cache does not. The
+    version the learner is told."""
     with app.app_context():
         curriculum = worker_state().curriculum()
-        store.mark_lesson_completed(learner.id, curriculum.find("basics", lesson_slug), curriculum)
+        lesson = curriculum.find("basics", lesson_slug)
+        return store.mark_lesson_completed(learner.id, lesson, curriculum).version
 
 
 def test_a_locked_answer_carries_a_receipt_and_an_open_one_carries_null(client, auth):
@@ -75,8 +81,9 @@ def test_a_true_lock_reported_is_kept_as_true_and_counts_nothing(app, client, au
     assert all_false_locks() == before
     (row,) = reports(app)
     assert (row.learner_id, row.module_id, row.lesson_id) == (learner.id, "basics", "introductions")
-    assert (row.path, row.answered_version, row.false_lock) == ("legacy", 0, False)
-    assert row.shown_at <= row.reported_at
+    assert (row.path, row.answered_version, row.min_version) == ("legacy", 0, None)
+    assert row.judgement == "true_lock"
+    assert row.read_began_at <= row.shown_at <= row.reported_at
 
 
 def test_a_lesson_completed_after_the_lock_was_shown_makes_no_false_lock(app, client, auth):
@@ -91,12 +98,12 @@ def test_a_lesson_completed_after_the_lock_was_shown_makes_no_false_lock(app, cl
 
 
 def test_a_genuine_legacy_false_lock_with_its_receipt_counts_exactly_once(app, client, auth):
-    """An older copy in this worker answers "locked" after another worker committed the
-    completion; the report with its receipt counts once, however often it is sent."""
+    """An older copy in this worker answers "locked" to a learner who holds the completion's
+    version from another worker; the report with its receipt counts once, however often it
+    is sent."""
     learner = auth.learner()
     locked_answer(client, learner)  # this worker caches progress at version 0
-    complete_elsewhere(app, learner)
-    stale = locked_answer(client, learner)
+    stale = locked_answer(client, learner, min_version=complete_elsewhere(app, learner))
     assert (stale["source"], stale["path"]) == ("cache", "legacy")
     before = counter("legacy")
     body = {**INTRO, "lockReceipt": stale["lockReceipt"]}
@@ -106,7 +113,7 @@ def test_a_genuine_legacy_false_lock_with_its_receipt_counts_exactly_once(app, c
     assert (again.status_code, again.get_json()) == (202, {"falseLock": True})
     assert counter("legacy") == before + 1
     (row,) = reports(app)
-    assert (row.path, row.false_lock) == ("legacy", True)
+    assert (row.path, row.judgement) == ("legacy", "false_lock")
 
 
 def test_one_receipt_sent_to_many_workers_at_once_counts_once(pg_app, make_pg_app, auth):
@@ -114,8 +121,8 @@ def test_one_receipt_sent_to_many_workers_at_once_counts_once(pg_app, make_pg_ap
     learner = auth.learner()
     client = pg_app.test_client()
     locked_answer(client, learner)
-    complete_elsewhere(pg_app, learner)
-    body = {**INTRO, "lockReceipt": locked_answer(client, learner)["lockReceipt"]}
+    told = complete_elsewhere(pg_app, learner)
+    body = {**INTRO, "lockReceipt": locked_answer(client, learner, min_version=told)["lockReceipt"]}
     workers = [pg_app, make_pg_app(), make_pg_app(), make_pg_app()]
     before = counter("legacy")
     answers: list[tuple[int, dict]] = []
@@ -140,7 +147,7 @@ def test_one_receipt_sent_to_many_workers_at_once_counts_once(pg_app, make_pg_ap
 def forged_bodies(genuine: str, other_learners: str, other_lesson: str, expired: str) -> dict:
     """Every way a report can lie about a lock screen, by name."""
     signer = URLSafeSerializer("not-the-service-secret" + "x" * 30, salt=receipts.SALT)
-    claim = [1, "n", "0" * 32, "basics", "introductions", "verified", 0, 0]
+    claim = [2, "n", "0" * 32, "basics", "introductions", "verified", 0, None, 0, 0]
     head, _, signature = genuine.rpartition(".")
     flipped = signature[:-2] + ("AA" if signature[-2:] != "AA" else "BB")
     return {
@@ -167,11 +174,20 @@ def test_forged_reports_are_400_invalid_receipt_and_change_nothing(app, client, 
     # Genuine receipts of the wrong kind: another learner's, another lesson's, an old one.
     other_learners = locked_answer(client, other)["lockReceipt"]
     other_lesson = locked_answer(client, learner, "basics", "numbers-1-10")["lockReceipt"]
+    long_ago = datetime.now(UTC) - timedelta(seconds=601)
     expired = receipts.issue(
         SECRET, learner.id, "basics", "introductions", "verified", 0,
-        datetime.now(UTC) - timedelta(seconds=601),
+        read_began_at=long_ago, answered_at=long_ago,
     )  # fmt: skip
-    genuine = receipts.issue(SECRET, learner.id, "basics", "introductions", "verified", 0)
+    genuine = receipts.issue(
+        SECRET,
+        learner.id,
+        "basics",
+        "introductions",
+        "verified",
+        0,
+        read_began_at=datetime.now(UTC),
+    )
     before = all_false_locks()
     for name, body in forged_bodies(genuine, other_learners, other_lesson, expired).items():
         answer = client.post(REPORT, headers=learner.headers, json=body)
@@ -189,7 +205,10 @@ def test_receipts_are_signed_over_every_field_and_expire():
     import uuid
 
     learner = uuid.uuid4()
-    receipt = receipts.issue(SECRET, learner, "basics", "introductions", "legacy", 7)
+    began = datetime.now(UTC)
+    receipt = receipts.issue(
+        SECRET, learner, "basics", "introductions", "legacy", 7, read_began_at=began, min_version=5
+    )
     read = receipts.verify(
         receipt,
         secret=SECRET,
@@ -198,7 +217,8 @@ def test_receipts_are_signed_over_every_field_and_expire():
         module_id="basics",
         lesson_id="introductions",
     )
-    assert (read.learner_id, read.path, read.version) == (learner, "legacy", 7)
+    assert (read.learner_id, read.path, read.version, read.min_version) == (learner, "legacy", 7, 5)
+    assert abs(read.read_began_at - began) < timedelta(milliseconds=1)
     assert abs(read.answered_at.timestamp() - time.time()) < 5
     expect = {"learner_id": learner, "module_id": "basics", "lesson_id": "introductions"}
     with pytest.raises(receipts.InvalidReceipt, match="expired"):
@@ -213,4 +233,7 @@ def test_receipts_are_signed_over_every_field_and_expire():
     forged = forged_payload + "." + receipt.rpartition(".")[2]
     with pytest.raises(receipts.InvalidReceipt, match="signed"):
         receipts.verify(forged, secret=SECRET, max_age_s=600, **expect)
-    assert receipts.issue(SECRET, learner, "basics", "introductions", "legacy", 7) != receipt
+    again = receipts.issue(
+        SECRET, learner, "basics", "introductions", "legacy", 7, read_began_at=began, min_version=5
+    )
+    assert again != receipt

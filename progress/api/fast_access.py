@@ -78,8 +78,9 @@ class AccessFastPath:
                 return [body]
         return self.flask_wsgi(environ, start_response)
 
-    def plain_request(self, environ: dict[str, Any]) -> tuple[str, str, int] | None:
-        """(moduleId, lessonId, minVersion) of a request this layer answers, else None."""
+    def plain_request(self, environ: dict[str, Any]) -> tuple[str, str, int | None] | None:
+        """(moduleId, lessonId, minVersion or None if not sent) of a request this layer
+        answers, else None."""
         if (
             environ["REQUEST_METHOD"] != "GET"
             or "HTTP_ORIGIN" in environ  # CORS is flask-cors's
@@ -92,7 +93,7 @@ class AccessFastPath:
             return None
         query = environ.get("QUERY_STRING", "")
         if not query:
-            return match[1], match[2], 0
+            return match[1], match[2], None
         value = query[len(_MIN_VERSION) :]
         if not (query.startswith(_MIN_VERSION) and value.isascii() and value.isdigit()):
             return None  # other parameters or encodings: Flask's parsing, as ever
@@ -103,7 +104,7 @@ class AccessFastPath:
         return match[1], match[2], checked.min_version
 
     def answer(
-        self, environ: dict[str, Any], module_id: str, lesson_id: str, min_version: int
+        self, environ: dict[str, Any], module_id: str, lesson_id: str, min_version: int | None
     ) -> tuple[str, list[tuple[str, str]], bytes] | None:
         """The answer (status line, headers, body), or None when Flask should answer."""
         logs.begin_request(environ.get("HTTP_X_REQUEST_ID", ""))

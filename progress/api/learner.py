@@ -125,19 +125,26 @@ def complete_lesson(moduleId: str, lessonId: str) -> CompletionOut:  # noqa: N80
 def check_access(moduleId: str, lessonId: str, query: AccessQuery) -> AccessOut:  # noqa: N803
     """Is this lesson open for the learner? Send the last version seen as minVersion."""
     identity = authenticate()
-    return answer_access(identity, find_lesson(moduleId, lessonId), query.min_version)
+    sent = query.min_version if "min_version" in query.model_fields_set else None
+    return answer_access(identity, find_lesson(moduleId, lessonId), sent)
 
 
-def answer_access(identity: Identity, lesson: LessonRef, min_version: int) -> AccessOut:
+def answer_access(identity: Identity, lesson: LessonRef, min_version: int | None) -> AccessOut:
     """The access check past its checks of the request (this route, and its fast path in
-    progress/api/fast_access.py)."""
+    progress/api/fast_access.py); `min_version` as the request sent it (None: not sent)."""
     path = serving_path(identity.user_id)
-    answer = path.check_access(identity.user_id, lesson, min_version)
+    read_began_at = datetime.now(UTC)  # before the read: a lock report is judged by it
+    answer = path.check_access(identity.user_id, lesson, min_version or 0)
     receipt = (
         None
         if answer.accessible
         else lock_reports.issue_lock_receipt(
-            identity.user_id, lesson, path.name, answer.version, datetime.now(UTC)
+            identity.user_id,
+            lesson,
+            path.name,
+            answer.version,
+            min_version=min_version,
+            read_began_at=read_began_at,
         )
     )
     # A model instance: spectree serializes it without validating the dict again.

@@ -38,6 +38,9 @@ class AccessAnswer:
 
 class ProgressPath(Protocol):
     name: PathName
+    # Whether its answers are read at the request's minVersion or later (or from the primary
+    # when no copy holds it), so a "locked" below the minVersion shows the claim was not held.
+    reads_min_version: bool
 
     def complete_lesson(self, learner_id: uuid.UUID, lesson: LessonRef) -> CompletionAnswer: ...
 
@@ -61,6 +64,10 @@ def serving_path(learner_id: uuid.UUID) -> ProgressPath:
     """The one dispatch point: the flag picks the path for this learner."""
     name = path_for_learner(learner_id)
     logs.bind_path(name)
+    return path_named(name)
+
+
+def path_named(name: str) -> ProgressPath:
     return current_app.extensions[PATHS_KEY][name]
 
 

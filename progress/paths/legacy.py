@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 class LegacyPath:
     name = "legacy"
+    reads_min_version = False  # the old app had no navigation guard
 
     def complete_lesson(self, learner_id: uuid.UUID, lesson: LessonRef) -> CompletionAnswer:
         state = worker_state()

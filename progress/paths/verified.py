@@ -76,6 +76,7 @@ class Read:
 
 class VerifiedPath:
     name = NAME
+    reads_min_version = True  # layer 3
 
     def __init__(self, settings: VerifiedSettings) -> None:
         self.settings = settings
