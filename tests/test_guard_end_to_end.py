@@ -131,10 +131,11 @@ def test_false_lock_screens_on_the_verified_path_roll_back_at_the_next_evaluatio
         guard.advance_stage("product@example.com")
     *learners, forger = learners_on_each_path(app, 4)["verified"]
     faults = "disable_double_check=1,drop_notifications=1"
-    with guarded_services(tmp_path, pg_database, instances=2, PROGRESS_FAULTS=faults) as (
-        _prometheus,
-        (x, y),
-    ):
+    # The instances share this machine's clock: a lock read after the acknowledgement is
+    # judged false however soon after it comes (docs/lock-receipts.md).
+    with guarded_services(
+        tmp_path, pg_database, instances=2, PROGRESS_FAULTS=faults, PROGRESS_CLOCK_SKEW_MS="0"
+    ) as (_prometheus, (x, y)):
         # First, forged reports of a lesson that is open: every one refused, nothing counted,
         # and the guard, evaluating every second, holds at 10%.
         forged_at = datetime.now(UTC)

@@ -162,8 +162,10 @@ def answer_access(identity: Identity, lesson: LessonRef, min_version: int | None
 @operation("reportLockScreen", "events", {202: LockScreenOut, **ERRORS}, json=LockScreenIn)
 def report_lock_screen(json: LockScreenIn) -> tuple[LockScreenOut, int]:
     """A client showed a lock screen: send the `lockReceipt` of the access answer that
-    locked. The primary says whether the lesson was open when the lock was answered; each
-    receipt counts once. A missing, tampered, expired or foreign receipt is a 400."""
+    locked. `falseLock` is true when the learner held the completion that opens the lesson
+    (the access check's `minVersion` was at or above its version) or the read began clearly
+    after that completion was acknowledged; a lock that raced the completion is not false.
+    Each receipt counts once. A missing, tampered, expired or foreign receipt is a 400."""
     identity = authenticate()
     lesson = find_lesson(json.module_id, json.lesson_id)
     serving_path(identity.user_id)  # answers with X-Progress-Path, as every route

@@ -147,7 +147,7 @@ class LockScreenIn(Strict):
     module_id: str = Field(min_length=1, max_length=64)
     lesson_id: str = Field(min_length=1, max_length=64)
     # The `lockReceipt` of the access answer that locked: it says which path answered, from
-    # which version and when.
+    # which version, the minVersion sent, and when the read began and ended.
     lock_receipt: str = Field(min_length=1, max_length=1024)
 
 

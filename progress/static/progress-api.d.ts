@@ -115,7 +115,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** A client showed a lock screen: send the `lockReceipt` of the access answer that locked. The primary says whether the lesson was open when the lock was answered; each receipt counts once. A missing, tampered, expired or foreign receipt is a 400. */
+        /** A client showed a lock screen: send the `lockReceipt` of the access answer that locked. `falseLock` is true when the learner held the completion that opens the lesson (the access check's `minVersion` was at or above its version) or the read began clearly after that completion was acknowledged; a lock that raced the completion is not false. Each receipt counts once. A missing, tampered, expired or foreign receipt is a 400. */
         post: operations["reportLockScreen"];
         delete?: never;
         options?: never;

@@ -190,11 +190,13 @@ class World:
                 (learner, state.version, state.version),
             )
             self.replica.execute("DELETE FROM lesson_progress WHERE user_id = %s", (learner,))
-            for lesson, at in state.completed.items():
+            # Each completion made the next version, in the order they were completed.
+            completions = sorted(state.completed.items(), key=lambda item: item[1])
+            for version, (lesson, at) in enumerate(completions, start=1):
                 self.replica.execute(
-                    "INSERT INTO lesson_progress (user_id, lesson_id, completed_at)"
-                    " VALUES (%s, %s, %s)",
-                    (learner, lesson, at),
+                    "INSERT INTO lesson_progress (user_id, lesson_id, completed_at, version,"
+                    " acknowledged_at) VALUES (%s, %s, %s, %s, %s)",
+                    (learner, lesson, at, version, at),
                 )
 
     def close(self) -> None:
