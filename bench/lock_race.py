@@ -91,11 +91,13 @@ def play(apps: list[Any], secret: str, races: int, pollers: int) -> tuple[int, i
 
     judged_false = reported = 0
     for _ in range(races):
-        learner = uuid.uuid4()
-        headers = {"Authorization": f"Bearer {issue_token(learner, 'r@example.com', secret=secret)}"}
+        token = issue_token(uuid.uuid4(), "racer@example.com", secret=secret)
+        headers = {"Authorization": f"Bearer {token}"}
         for receipt in race(apps, headers, pollers):
-            answer = apps[0].test_client().post(
-                REPORT, headers=headers, json={**INTRO, "lockReceipt": receipt}
+            answer = (
+                apps[0]
+                .test_client()
+                .post(REPORT, headers=headers, json={**INTRO, "lockReceipt": receipt})
             )
             assert answer.status_code == 202, answer.get_json()
             reported += 1
