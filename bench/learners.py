@@ -66,8 +66,9 @@ def insert_cached_learners(database_url: str, count: int, secret: str) -> list[s
             [ids],
         )
         conn.execute(
-            "INSERT INTO lesson_progress (user_id, lesson_id, completed_at) "
-            "SELECT learners.id, lessons.id, now() "
+            "INSERT INTO lesson_progress (user_id, lesson_id, completed_at, version, "
+            "acknowledged_at) SELECT learners.id, lessons.id, now(), "
+            "row_number() OVER (PARTITION BY learners.id ORDER BY lessons.id), now() "
             "FROM unnest(%s::uuid[]) AS learners(id) CROSS JOIN lessons",
             [ids],
         )

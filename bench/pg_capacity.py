@@ -50,14 +50,19 @@ SELECT v.version FROM progress_versions v JOIN bench_learners b ON b.id = v.user
   WHERE b.n = :n FOR UPDATE OF v;
 SELECT lesson_id, completed_at FROM lesson_progress
   WHERE user_id = (SELECT id FROM bench_learners WHERE n = :n);
-INSERT INTO lesson_progress (user_id, lesson_id, completed_at)
-  SELECT b.id, o.lesson_id, now() FROM bench_learners b
-  JOIN progress_versions v ON v.user_id = b.id
-  JOIN bench_lesson_order o ON o.k = v.version % 20
-  WHERE b.n = :n ON CONFLICT (user_id, lesson_id) DO NOTHING;
 UPDATE progress_versions SET version = version + 1, updated_at = now()
   WHERE user_id = (SELECT id FROM bench_learners WHERE n = :n) RETURNING version;
+INSERT INTO lesson_progress (user_id, lesson_id, completed_at, version)
+  SELECT b.id, o.lesson_id, now(), v.version FROM bench_learners b
+  JOIN progress_versions v ON v.user_id = b.id
+  JOIN bench_lesson_order o ON o.k = (v.version - 1) % 20
+  WHERE b.n = :n ON CONFLICT (user_id, lesson_id) DO NOTHING;
 {notify}END;
+BEGIN;
+SET LOCAL synchronous_commit = off;
+UPDATE lesson_progress SET acknowledged_at = now()
+  WHERE user_id = (SELECT id FROM bench_learners WHERE n = :n) AND acknowledged_at IS NULL;
+END;
 """
 NOTIFY = (
     "SELECT pg_notify('progress_versions', "
