@@ -127,6 +127,9 @@ class Race:
     def __init__(self, apps, learner, races: int) -> None:
         self.apps, self.learner, self.races = apps, learner, races
         self.receipts: list[tuple[str, str, str]] = []  # module, lesson, receipt
+        self.answered: list[bool] = []  # each report's falseLock
+        self.raced = 0
+        self.failures: list[str] = []  # a thread's failure, which pytest would not see
         with apps[0].app_context():
             self.lessons = worker_state().curriculum().lessons[: races + 1]
 
@@ -142,8 +145,15 @@ class Race:
             if answer["accessible"]:
                 return
             self.receipts.append((lesson.module_slug, lesson.slug, answer["lockReceipt"]))
+        self.failures.append(f"{lesson.slug} still locked 10 s after the race began")
 
     def run(self) -> None:
+        try:
+            self.walk()
+        except Exception as exc:  # handed to the test, which would not see it
+            self.failures.append(repr(exc))
+
+    def walk(self) -> None:
         completer = self.apps[0].test_client()
         for version, (done, following) in enumerate(
             zip(self.lessons, self.lessons[1:], strict=False)
@@ -160,6 +170,7 @@ class Race:
             assert completer.post(url, headers=self.learner.headers).status_code == 200
             for thread in pollers:
                 thread.join(15)
+            self.raced += 1
         for index, (module_id, lesson_id, lock) in enumerate(self.receipts):
             body = {"moduleId": module_id, "lessonId": lesson_id, "lockReceipt": lock}
             reported = (
@@ -168,6 +179,7 @@ class Race:
                 .post(REPORT, headers=self.learner.headers, json=body)
             )
             assert reported.status_code == 202, reported.get_json()
+            self.answered.append(reported.get_json()["falseLock"])
 
 
 def race_learners(apps, auth, walks: int) -> Counter:
@@ -186,6 +198,9 @@ def race_learners(apps, auth, walks: int) -> Counter:
             thread.start()
         for thread in threads:
             thread.join(120)
+    assert [failure for walk in racing for failure in walk.failures] == []
+    assert sum(walk.raced for walk in racing) == walks * RACES_PER_WALK
+    assert not any(answer for walk in racing for answer in walk.answered)
     rows = reports(apps[0])
     assert len(rows) == sum(len(walk.receipts) for walk in racing)  # every one reported, kept
     assert {row.path for row in rows} == {"verified"}
