@@ -19,8 +19,9 @@ from flask.cli import AppGroup, with_appcontext
 from . import guard, logs, rollout, store
 from .api import spec
 from .api.schemas import GuardEvaluationOut, RolloutChangeOut, RolloutOut, RolloutPlanOut
-from .auth import issue_token
+from .auth import issue_local_token
 from .curriculum import CurriculumFileError, read_curriculum_file, seed_curriculum
+from .exceptions import ProgressError
 from .extensions import db
 from .models import GuardEvaluation, RolloutPlan, User
 from .worker import worker_state
@@ -91,14 +92,12 @@ def issue_command(user_id: uuid.UUID, admin: bool) -> None:
 
 def _token(user_id: uuid.UUID, admin: bool) -> str:
     user = db.session.scalar(sa.select(User).where(User.id == user_id))
-    return issue_token(
-        user_id,
-        user.email,
-        secret=current_app.config["PROGRESS_JWT_SECRET"],
-        email_verified=user.email_verified,
-        admin=admin,
-        ttl_s=current_app.config["PROGRESS_TOKEN_TTL_S"],
-    )
+    try:
+        return issue_local_token(
+            user_id, user.email, email_verified=user.email_verified, admin=admin
+        )
+    except ProgressError as exc:
+        raise click.ClickException(exc.message) from None
 
 
 rollout_group = AppGroup(

@@ -3,7 +3,8 @@ so that a lock screen reported later names exactly the answer that showed it: th
 the lesson, the path that answered, the version it answered from, and when.
 
 The receipt is opaque to clients. It is signed with HMAC-SHA256 under a key derived from
-the service's secret (itsdangerous), so no one without the secret can make or change one.
+the current receipt key (itsdangerous), so no one without a key can make or change one; a
+receipt signed with an older key still listed verifies until it expires.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import hashlib
 import secrets
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -45,9 +47,10 @@ class LockReceipt:
     answered_at: datetime
 
 
-def _serializer(secret: str) -> URLSafeSerializer:
+def _serializer(secret: str | Sequence[str]) -> URLSafeSerializer:
+    """Signs with the first key, verifies with any (itsdangerous wants the newest last)."""
     return URLSafeSerializer(
-        secret,
+        [secret] if isinstance(secret, str) else list(reversed(secret)),
         salt=SALT,
         signer_kwargs={"key_derivation": "hmac", "digest_method": hashlib.sha256},
     )
@@ -58,7 +61,7 @@ def _micros(at: datetime) -> int:
 
 
 def issue(
-    secret: str,
+    secret: str | Sequence[str],
     learner_id: uuid.UUID,
     module_id: str,
     lesson_id: str,
@@ -103,7 +106,7 @@ def _parse(payload: Any) -> LockReceipt:
 def verify(
     receipt: str,
     *,
-    secret: str,
+    secret: str | Sequence[str],
     max_age_s: int,
     learner_id: uuid.UUID,
     module_id: str,
