@@ -234,7 +234,7 @@ class Settings(BaseSettings):
         hmac = not self.PROGRESS_JWT_JWKS_URL or bool(chosen & SYMMETRIC_ALGORITHMS)
         if hmac and not self.PROGRESS_JWT_SECRET:
             raise ValueError(
-                "PROGRESS_JWT_SECRET (or PROGRESS_JWT_JWKS_URL) is required outside development"
+                "PROGRESS_JWT_SECRET is required outside development (or PROGRESS_JWT_JWKS_URL)"
             )
         if self.PROGRESS_JWT_SECRET and len(self.PROGRESS_JWT_SECRET) < 32:
             raise ValueError("PROGRESS_JWT_SECRET must be at least 32 characters")
