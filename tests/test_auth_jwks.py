@@ -9,6 +9,7 @@ import base64
 import hashlib
 import hmac
 import json
+import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -391,3 +392,28 @@ def test_production_with_a_jwks_needs_no_token_secret(tmp_path):
     assert config["PROGRESS_JWT_ALGORITHMS"] == ["ES256", "RS256"]
     assert config["PROGRESS_RECEIPT_KEYS"] == ["k" * 32]
     assert not (tmp_path / "dev-jwt-secret").exists()
+
+
+def test_a_key_server_that_hangs_costs_one_bounded_wait(make_app, keys):
+    """A key server that takes the connection and never answers: the first token waits at
+    most the fetch timeout and is 401 (no key in hand), and the next ones within the refetch
+    period don't wait on it again."""
+    with socket.create_server(("127.0.0.1", 0)) as hung:  # listens, never answers
+        url = f"http://127.0.0.1:{hung.getsockname()[1]}/jwks.json"
+        app = make_app(
+            PROGRESS_JWT_JWKS_URL=url,
+            PROGRESS_JWT_ISSUER=ISSUER,
+            PROGRESS_JWT_JWKS_TIMEOUT_MS=500,
+            PROGRESS_JWT_JWKS_REFETCH_S=60,
+        )
+        started = time.monotonic()
+        assert status(app, mint(keys.keys[0]), PROGRESS) == 401
+        first_s = time.monotonic() - started
+        started = time.monotonic()
+        for _ in range(5):
+            assert status(app, mint(keys.keys[0]), PROGRESS) == 401
+        again_s = time.monotonic() - started
+    # Bounds, not speed: 0.5 s timeout -> 1.5 s allowed (3x); no further wait -> 5 checks
+    # well under one timeout.
+    assert first_s < 1.5, first_s
+    assert again_s < 0.5, again_s
