@@ -27,6 +27,7 @@ from progress.auth import TokenRules
 from progress.config import ConfigError, load_settings
 
 from .support.apps import SECRET, build_app, dispose, empty_learner_tables, migrate_and_seed
+from .support.tokens import token_minter
 
 ACCESS = "/api/v1/modules/basics/lessons/greetings/access"
 LOCKED = "/api/v1/modules/basics/lessons/introductions/access"
@@ -322,7 +323,7 @@ def test_receipts_signed_before_a_receipt_key_rotation_are_accepted_until_remove
     before = make_app(PROGRESS_RECEIPT_KEYS=old)
     rotated = make_app(PROGRESS_RECEIPT_KEYS=f"{new},{old}")
     after = make_app(PROGRESS_RECEIPT_KEYS=new)
-    token = TokenMinter(secret=SECRET).mint(uuid.uuid4(), "r@example.com")
+    token = token_minter(SECRET).mint(uuid.uuid4(), "r@example.com")  # the suite's mode
     intro = {"moduleId": "basics", "lessonId": "introductions"}
 
     def receipt(app: Flask) -> str:
