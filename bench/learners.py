@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import psycopg
 import requests
 
-from progress.auth import issue_token
+from harness.identity import TokenMinter
 
 FIRST_LESSON = "/api/v1/modules/basics/lessons/greetings/complete"
 # Open to every learner who completed the first lesson.
@@ -24,14 +24,15 @@ class Learner:
     path: str  # the path the flag picked, from the completion's answer
 
 
-def create_learners(urls: Sequence[str], count: int, secret: str) -> list[Learner]:
-    """Tokens from the repo's own issuer; each service at `urls` (on its own database)
-    creates each learner on first use. The path is the first service's answer."""
+def create_learners(urls: Sequence[str], count: int, minter: TokenMinter) -> list[Learner]:
+    """Tokens from `minter` (the lab's and the tests' token maker, in either mode); each
+    service at `urls` (on its own database) creates each learner on first use. The path is
+    the first service's answer."""
     learners = []
     with requests.Session() as session:
         for i in range(count):
             user_id = uuid.uuid4()
-            token = issue_token(user_id, f"bench-{i}@example.com", secret=secret, ttl_s=24 * 3600)
+            token = minter.mint(user_id, f"bench-{i}@example.com", ttl_s=24 * 3600)
             paths = []
             for url in urls:
                 response = session.post(
@@ -47,7 +48,7 @@ def create_learners(urls: Sequence[str], count: int, secret: str) -> list[Learne
     return learners
 
 
-def insert_cached_learners(database_url: str, count: int, secret: str) -> list[str]:
+def insert_cached_learners(database_url: str, count: int, minter: TokenMinter) -> list[str]:
     """`count` learners with every lesson complete, written straight to the database in three
     set-based statements (far quicker than 20 completions each over HTTP); their tokens, whose
     identities match the rows, so the service's first sight of each rewrites nothing."""
@@ -73,6 +74,6 @@ def insert_cached_learners(database_url: str, count: int, secret: str) -> list[s
             [ids],
         )
     return [
-        issue_token(i, f"cached-{n}@example.com", secret=secret, ttl_s=24 * 3600)
+        minter.mint(i, f"cached-{n}@example.com", ttl_s=24 * 3600)
         for n, i in enumerate(ids, start=1)
     ]

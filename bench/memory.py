@@ -35,6 +35,7 @@ import requests
 
 from harness import databases
 from harness.flask_cli import migrate_and_seed
+from harness.identity import TokenMinter
 from harness.service import RunningService, start_service
 from progress.cache import ProgressCache, ProgressSnapshot
 
@@ -193,7 +194,9 @@ def worker_memory(
         raise ValueError("the bounded cache must hold fewer learners than are checked")
     log(f"memory: writing {learners + WARM_LEARNERS} learners with every lesson complete")
     tokens = insert_cached_learners(
-        env["DATABASE_URL"], learners + WARM_LEARNERS, env["PROGRESS_JWT_SECRET"]
+        env["DATABASE_URL"],
+        learners + WARM_LEARNERS,
+        TokenMinter(secret=env["PROGRESS_JWT_SECRET"]),
     )
     log(f"memory: one worker, {learners} learners, default PROGRESS_CACHE_MAXSIZE")
     free = fill_worker(env, tmp, tokens, bounded_maxsize, None, concurrency)

@@ -36,6 +36,7 @@ from typing import Any
 
 from harness import databases
 from harness.flask_cli import migrate_and_seed
+from harness.identity import TokenMinter
 from harness.processes import REPO
 from harness.service import RunningService, start_service
 from progress.path_names import PATHS
@@ -188,7 +189,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         baseline = servers.start(baseline_env, root=baseline_tree) if baseline_tree else None
         urls = [service.url] + ([baseline.url] if baseline else [])
         log(f"creating {args.learners} learners (each completes the first lesson)")
-        learners = create_learners(urls, args.learners, secret)
+        learners = create_learners(urls, args.learners, TokenMinter(secret=secret))
         tokens = {path: [ln.token for ln in learners if ln.path == path] for path in PATHS}
         log(", ".join(f"{len(tokens[path])} on the {path} path" for path in PATHS))
         for path in args.paths:

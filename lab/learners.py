@@ -35,7 +35,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from progress.auth import issue_token
+from harness.identity import TokenMinter
 
 REQUEST_TIMEOUT_S = 30
 RETRY_DELAY_S = 1.0
@@ -129,16 +129,14 @@ class Learner:
         sessions: Sequence[aiohttp.ClientSession],
         first_instance: int,
         lessons: Sequence[LessonStep],
-        secret: str,
+        minter: TokenMinter,
         timeline: Timeline,
         think: Callable[[], float] = lambda: 0.0,
         send_min_version: bool = True,
     ) -> None:
         self.id = uuid.uuid4()
         self.send_min_version = send_min_version
-        token = issue_token(
-            self.id, f"lab-{self.id.hex[:12]}@example.com", secret=secret, ttl_s=4 * 3600
-        )
+        token = minter.mint(self.id, f"lab-{self.id.hex[:12]}@example.com", ttl_s=4 * 3600)
         self.headers = {"Authorization": f"Bearer {token}"}
         self.sessions = sessions
         self.cursor = first_instance

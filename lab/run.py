@@ -35,6 +35,7 @@ import requests
 
 from harness import prometheus
 from harness.flask_cli import FLASK, flask, migrate_and_seed
+from harness.identity import MODES, TokenMinter, start_minter
 from harness.processes import REPO, on_tree, stop_group
 from harness.service import RunningService, service_environment, start_service
 from progress import faults
@@ -146,6 +147,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="also run a real Prometheus and the rollout guard (a sidecar) with stages 0,10,100 "
         "and auto-advance; print its evaluations and the rollout history",
+    )
+    add(
+        "--token-mode",
+        choices=MODES,
+        default="hs256",
+        help="learners' tokens: hs256 (a shared secret, the default) or jwks (signed with an "
+        "ES256 key a key server in this process publishes, as an identity provider would)",
     )
     add(
         "--old-clients",
@@ -307,7 +315,7 @@ async def _drive(
     args: argparse.Namespace,
     urls: Sequence[str],
     steps: Sequence[LessonStep],
-    secret: str,
+    minter: TokenMinter,
     killer: WorkerKiller | None,
     timeline: Timeline,
 ) -> list[LearnerResult]:
@@ -323,7 +331,7 @@ async def _drive(
     ]
     think = think_time(args.think_time_s, rng)
     learners = [
-        Learner(sessions, i % len(urls), steps, secret, timeline, think, not args.old_clients)
+        Learner(sessions, i % len(urls), steps, minter, timeline, think, not args.old_clients)
         for i in range(args.learners)
     ]
     kill_at = max(1, args.learners // 3)
@@ -363,12 +371,12 @@ def drive(
     args: argparse.Namespace,
     urls: Sequence[str],
     steps: Sequence[LessonStep],
-    secret: str,
+    minter: TokenMinter,
     killer: WorkerKiller | None,
     timeline: Timeline,
 ) -> list[LearnerResult]:
     """Every learner a coroutine on one event loop: all of them active at once."""
-    return asyncio.run(_drive(args, urls, steps, secret, killer, timeline))
+    return asyncio.run(_drive(args, urls, steps, minter, killer, timeline))
 
 
 # ---------------------------------------------------------------- the run
@@ -378,7 +386,8 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
     started = time.monotonic()
     phases: dict[str, float] = {}
     secret = secrets.token_urlsafe(36)  # 48 characters
-    env = base_environment()
+    minter = start_minter(args.token_mode, secret)
+    env = {**base_environment(), **minter.settings()}
     with tempfile.TemporaryDirectory(prefix="progress-lab-") as tmp:
         root = Path(tmp)
         log(
@@ -411,6 +420,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
                     instance_env = service_environment(
                         secret,
                         database.primary_url,
+                        **minter.settings(),
                         PROGRESS_FAULTS=args.faults,
                         # The instances share this machine's clock, so a lock read after the
                         # acknowledgement is judged false however soon: learners' and metrics'
@@ -448,7 +458,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
                 traffic_started = time.monotonic()
                 timeline = Timeline()
                 try:
-                    results = drive(args, urls, steps, secret, killer, timeline)
+                    results = drive(args, urls, steps, minter, killer, timeline)
                 finally:
                     guard_timeline = guard.finish() if guard else None
                 phases["traffic_s"] = round(time.monotonic() - traffic_started, 1)

@@ -16,6 +16,7 @@ from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
 from . import (
+    auth,
     body_limit,
     browser_policy,
     cli,
@@ -23,6 +24,7 @@ from . import (
     faults,
     flags,
     guard,
+    identity_keys,
     logs,
     metrics,
     replica,
@@ -152,6 +154,8 @@ def register_extensions(app: Flask) -> None:
         register_readiness_check(app, "replica", replica_health.describe)
     register_readiness_check(app, "circuit_breaker", state.breaker.describe)
     register_readiness_check(app, "invalidation", state.listener.describe)
+    identity_keys.init_app(app)  # the provider's keys, and their readiness check
+    auth.init_app(app)
     logs.init_app(app)
 
 

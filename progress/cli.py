@@ -19,8 +19,9 @@ from flask.cli import AppGroup, with_appcontext
 from . import guard, logs, rollout, store
 from .api import spec
 from .api.schemas import GuardEvaluationOut, RolloutChangeOut, RolloutOut, RolloutPlanOut
-from .auth import issue_token
+from .auth import issue_local_token, token_rules
 from .curriculum import CurriculumFileError, read_curriculum_file, seed_curriculum
+from .exceptions import ProgressError
 from .extensions import db
 from .models import GuardEvaluation, RolloutPlan, User
 from .worker import worker_state
@@ -58,6 +59,7 @@ def create_user(email: str, unverified: bool, admin: bool) -> None:
     """Create a user and print {id, email, token} as one JSON object."""
     if "@" not in email or len(email) > 320:
         raise click.BadParameter("not an email address", param_hint="--email")
+    _require_local_tokens()
     user_id = uuid.uuid4()
     store.ensure_user(user_id, email, email_verified=not unverified)
     click.echo(json.dumps({"id": str(user_id), "email": email, "token": _token(user_id, admin)}))
@@ -69,6 +71,7 @@ DEMO_NAMESPACE = uuid.UUID("6f1d4a4e-3f7b-4c8e-9a59-1b2f0c6d8e21")
 @users.command("demo")
 def demo_users() -> None:
     """Create (once) a demo learner and a demo admin and print their tokens."""
+    _require_local_tokens()
     for email, admin in (("learner@example.com", False), ("admin@example.com", True)):
         user_id = uuid.uuid5(DEMO_NAMESPACE, email)
         store.ensure_user(user_id, email, email_verified=True)
@@ -86,19 +89,27 @@ def issue_command(user_id: uuid.UUID, admin: bool) -> None:
     """Print an access token for an existing user."""
     if db.session.get(User, user_id) is None:
         raise click.ClickException(f"no user {user_id}")
+    _require_local_tokens()
     click.echo(_token(user_id, admin))
+
+
+def _require_local_tokens() -> None:
+    """Refuse before anything is made when the service can't sign tokens it accepts."""
+    if not token_rules().issues_locally:
+        raise click.ClickException(
+            "tokens come from the identity provider (PROGRESS_JWT_JWKS_URL without HS256): "
+            "this service holds no key to sign one"
+        )
 
 
 def _token(user_id: uuid.UUID, admin: bool) -> str:
     user = db.session.scalar(sa.select(User).where(User.id == user_id))
-    return issue_token(
-        user_id,
-        user.email,
-        secret=current_app.config["PROGRESS_JWT_SECRET"],
-        email_verified=user.email_verified,
-        admin=admin,
-        ttl_s=current_app.config["PROGRESS_TOKEN_TTL_S"],
-    )
+    try:
+        return issue_local_token(
+            user_id, user.email, email_verified=user.email_verified, admin=admin
+        )
+    except ProgressError as exc:
+        raise click.ClickException(exc.message) from None
 
 
 rollout_group = AppGroup(

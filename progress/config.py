@@ -68,6 +68,45 @@ def _origins(value: object) -> object:
     return origins
 
 
+def _comma_list(value: object) -> object:
+    """`a,b,c` as a list (blanks dropped); empty: none."""
+    if not isinstance(value, str):
+        return value
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+# What `PROGRESS_JWT_ALGORITHMS` may name: HMAC with the shared secret, or a public key from
+# the JWKS. `none` is never accepted.
+SYMMETRIC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
+ASYMMETRIC_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+# Supabase signs with ES256 (or RS256); most OIDC providers with RS256.
+DEFAULT_JWKS_ALGORITHMS = ("ES256", "RS256")
+
+
+def _algorithms(value: object) -> object:
+    names = _comma_list(value)
+    if isinstance(names, list):
+        unknown = [
+            name for name in names if name not in SYMMETRIC_ALGORITHMS | ASYMMETRIC_ALGORITHMS
+        ]
+        if unknown:
+            raise ValueError(f"{unknown[0]!r} is not an algorithm like ES256, RS256 or HS256")
+    return names
+
+
+def _claim_path(value: str) -> str:
+    """A dotted path into the token's claims (`app_metadata.roles`); empty: no claim."""
+    value = value.strip()
+    if value and not all(re.fullmatch(r"[^.\s]+", part) for part in value.split(".")):
+        raise ValueError(f"{value!r} is not a dotted claim path like app_metadata.roles")
+    return value
+
+
+ClaimPath = Annotated[str, AfterValidator(_claim_path)]
+
+
 def _faults(value: object) -> object:
     return faults.parse(value) if isinstance(value, str) else value
 
@@ -90,6 +129,32 @@ class Settings(BaseSettings):
     # Empty outside production: a secret kept in instance/ (see load_settings).
     PROGRESS_JWT_SECRET: str = Field("", repr=False)
     PROGRESS_TOKEN_TTL_S: Count = Field(7 * 24 * 3600, ge=60)
+    # Tokens signed by the identity provider's published keys (a JWKS), checked against
+    # its issuer; the allow-list defaults to ES256,RS256 with a JWKS and HS256 without.
+    PROGRESS_JWT_JWKS_URL: str = ""
+    PROGRESS_JWT_ISSUER: str = ""
+    PROGRESS_JWT_AUDIENCE: str = "authenticated"
+    PROGRESS_JWT_ALGORITHMS: Annotated[list[str], NoDecode, BeforeValidator(_algorithms)] = Field(
+        default_factory=list
+    )
+    PROGRESS_JWT_JWKS_TTL_S: Count = Field(300, ge=1)
+    # The least time between two fetches for a key id the set lacks (and between two tries
+    # of a key server that failed): a stream of made-up key ids costs one fetch per period.
+    PROGRESS_JWT_JWKS_REFETCH_S: Count = Field(10, ge=0)
+    PROGRESS_JWT_JWKS_TIMEOUT_MS: Count = Field(2000, ge=100)
+    # Where the provider puts who a token speaks for; each rule is a dotted claim path and
+    # the value that grants it (a list claim grants it if it holds the value).
+    PROGRESS_EMAIL_CLAIM: ClaimPath = "email"
+    PROGRESS_LEARNER_CLAIM: ClaimPath = "role"
+    PROGRESS_LEARNER_CLAIM_VALUE: str = "authenticated"
+    PROGRESS_EMAIL_VERIFIED_CLAIM: ClaimPath = "email_verified"
+    PROGRESS_EMAIL_VERIFIED_CLAIM_VALUE: str = "true"
+    PROGRESS_ADMIN_CLAIM: ClaimPath = "roles"
+    PROGRESS_ADMIN_CLAIM_VALUE: str = "admin"
+    # Lock receipts' signing keys, the current one first; unset: the JWT secret.
+    PROGRESS_RECEIPT_KEYS: Annotated[list[str], NoDecode, BeforeValidator(_comma_list)] = Field(
+        default_factory=list, repr=False
+    )
     # Empty: SQLite under instance/.
     DATABASE_URL: str = ""
     DATABASE_REPLICA_URL: str = ""
@@ -150,14 +215,41 @@ class Settings(BaseSettings):
     PROGRESS_LOG_LEVEL: Annotated[str, AfterValidator(_log_level)] = "INFO"
 
     @model_validator(mode="after")
-    def _per_environment(self) -> Self:
+    def _token_rules(self) -> Self:
+        jwks = self.PROGRESS_JWT_JWKS_URL
+        if jwks and not re.match(r"https?://", jwks):
+            raise ValueError("PROGRESS_JWT_JWKS_URL must be an http(s) URL")
+        if jwks and not self.PROGRESS_JWT_ISSUER:
+            # A key set can sign for many tenants (projects, apps): the issuer says which one.
+            raise ValueError("PROGRESS_JWT_ISSUER is required with PROGRESS_JWT_JWKS_URL")
+        chosen = set(self.PROGRESS_JWT_ALGORITHMS)
+        if chosen & ASYMMETRIC_ALGORITHMS and not jwks:
+            raise ValueError(
+                "PROGRESS_JWT_ALGORITHMS names public-key algorithms: set PROGRESS_JWT_JWKS_URL"
+            )
+        if chosen & SYMMETRIC_ALGORITHMS and jwks and not self.PROGRESS_JWT_SECRET:
+            raise ValueError("PROGRESS_JWT_ALGORITHMS names HS256: set PROGRESS_JWT_SECRET")
         if self.PROGRESS_ENV == "production":
-            if not self.PROGRESS_JWT_SECRET:
-                raise ValueError("PROGRESS_JWT_SECRET is required outside development")
-            if len(self.PROGRESS_JWT_SECRET) < 32:
-                raise ValueError("PROGRESS_JWT_SECRET must be at least 32 characters")
-            if faults.Faults() != self.PROGRESS_FAULTS:
-                raise ValueError("PROGRESS_FAULTS is refused in production configuration")
+            self._production_keys(chosen)
+        return self
+
+    def _production_keys(self, chosen: set[str]) -> None:
+        hmac = not self.PROGRESS_JWT_JWKS_URL or bool(chosen & SYMMETRIC_ALGORITHMS)
+        if hmac and not self.PROGRESS_JWT_SECRET:
+            raise ValueError(
+                "PROGRESS_JWT_SECRET is required outside development (or PROGRESS_JWT_JWKS_URL)"
+            )
+        if self.PROGRESS_JWT_SECRET and len(self.PROGRESS_JWT_SECRET) < 32:
+            raise ValueError("PROGRESS_JWT_SECRET must be at least 32 characters")
+        if not self.PROGRESS_RECEIPT_KEYS and not self.PROGRESS_JWT_SECRET:
+            raise ValueError("PROGRESS_RECEIPT_KEYS is required when tokens are checked by a JWKS")
+        if any(len(key) < 32 for key in self.PROGRESS_RECEIPT_KEYS):
+            raise ValueError("each of PROGRESS_RECEIPT_KEYS must be at least 32 characters")
+
+    @model_validator(mode="after")
+    def _per_environment(self) -> Self:
+        if self.PROGRESS_ENV == "production" and faults.Faults() != self.PROGRESS_FAULTS:
+            raise ValueError("PROGRESS_FAULTS is refused in production configuration")
         return self
 
 
@@ -211,6 +303,13 @@ def load_settings(
     replica = config.pop("DATABASE_REPLICA_URL")
     config["SQLALCHEMY_DATABASE_URI"] = database_url(primary)
     config["SQLALCHEMY_BINDS"] = {"replica": database_url(replica)} if replica else {}
-    if not config["PROGRESS_JWT_SECRET"]:
+    if not config["PROGRESS_JWT_SECRET"] and not config["PROGRESS_JWT_JWKS_URL"]:
         config["PROGRESS_JWT_SECRET"] = _development_secret(instance_path)
+    if not config["PROGRESS_JWT_ALGORITHMS"]:
+        jwks = config["PROGRESS_JWT_JWKS_URL"]
+        config["PROGRESS_JWT_ALGORITHMS"] = list(DEFAULT_JWKS_ALGORITHMS if jwks else ["HS256"])
+    if not config["PROGRESS_RECEIPT_KEYS"]:
+        # As before the keys had a setting of their own, so receipts survive the upgrade.
+        secret = config["PROGRESS_JWT_SECRET"] or _development_secret(instance_path)
+        config["PROGRESS_RECEIPT_KEYS"] = [secret]
     return config

@@ -46,7 +46,7 @@ def issue_lock_receipt(
 ) -> str:
     """The receipt a "locked" access answer carries, signed now (after the read)."""
     return receipts.issue(
-        current_app.config["PROGRESS_JWT_SECRET"],
+        current_app.config["PROGRESS_RECEIPT_KEYS"],
         learner_id,
         lesson.module_slug,
         lesson.slug,
@@ -61,7 +61,7 @@ def read_lock_receipt(receipt: str, learner_id: uuid.UUID, lesson: LessonRef) ->
     """The receipt's contents if it is this learner's, for this lesson, and not expired."""
     return receipts.verify(
         receipt,
-        secret=current_app.config["PROGRESS_JWT_SECRET"],
+        secret=current_app.config["PROGRESS_RECEIPT_KEYS"],
         max_age_s=current_app.config["PROGRESS_LOCK_RECEIPT_TTL_S"],
         learner_id=learner_id,
         module_id=lesson.module_slug,

@@ -4,7 +4,8 @@ the lesson, the path that answered, the version it answered from, the `minVersio
 request sent, when the read began and when the answer was given.
 
 The receipt is opaque to clients. It is signed with HMAC-SHA256 under a key derived from
-the service's secret (itsdangerous), so no one without the secret can make or change one.
+the current receipt key (itsdangerous), so no one without a key can make or change one; a
+receipt signed with an older key still listed verifies until it expires.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import hashlib
 import secrets
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -48,9 +50,10 @@ class LockReceipt:
     answered_at: datetime  # stamped after it
 
 
-def _serializer(secret: str) -> URLSafeSerializer:
+def _serializer(secret: str | Sequence[str]) -> URLSafeSerializer:
+    """Signs with the first key, verifies with any (itsdangerous wants the newest last)."""
     return URLSafeSerializer(
-        secret,
+        [secret] if isinstance(secret, str) else list(reversed(secret)),
         salt=SALT,
         signer_kwargs={"key_derivation": "hmac", "digest_method": hashlib.sha256},
     )
@@ -61,7 +64,7 @@ def _micros(at: datetime) -> int:
 
 
 def issue(
-    secret: str,
+    secret: str | Sequence[str],
     learner_id: uuid.UUID,
     module_id: str,
     lesson_id: str,
@@ -120,7 +123,7 @@ def _parse(payload: Any) -> LockReceipt:
 def verify(
     receipt: str,
     *,
-    secret: str,
+    secret: str | Sequence[str],
     max_age_s: int,
     learner_id: uuid.UUID,
     module_id: str,

@@ -9,7 +9,7 @@ from pathlib import Path
 from flask import Blueprint, Response, abort, current_app, jsonify, render_template
 
 from . import guard
-from .auth import issue_token
+from .auth import issue_local_token
 from .extensions import db
 from .models import PLAN_DEFAULTS
 
@@ -40,12 +40,7 @@ def demo_learner_token() -> Response:
         abort(404)
     user_id = uuid.uuid4()
     email = f"learner-{user_id.hex[:12]}@example.com"
-    token = issue_token(
-        user_id,
-        email,
-        secret=current_app.config["PROGRESS_JWT_SECRET"],
-        ttl_s=current_app.config["PROGRESS_TOKEN_TTL_S"],
-    )
+    token = issue_local_token(user_id, email)
     return jsonify(id=str(user_id), email=email, token=token)
 
 

@@ -8,7 +8,6 @@ import threading
 import time
 import uuid
 
-import jwt
 import pytest
 import sqlalchemy as sa
 
@@ -16,6 +15,7 @@ from progress.extensions import db
 from progress.models import RolloutChange, RolloutPlan
 
 from .support.apps import SECRET, empty_learner_tables
+from .support.tokens import token_minter
 
 ROLLOUT = "/api/v1/admin/rollout"
 ACCESS = "/api/v1/modules/basics/lessons/greetings/access"
@@ -55,7 +55,7 @@ def token(**shift_s: int) -> str:
         "nbf": now + shift_s.get("nbf", 0),
         "exp": now + shift_s.get("exp", 600),
     }
-    return jwt.encode(claims, SECRET, algorithm="HS256")
+    return token_minter(SECRET).sign(claims)
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ from playwright.sync_api import Browser, Page, expect
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness.service import RunningService
-from progress.auth import decode_token, issue_token
+from progress.auth import decode_token
 from progress.flags import flag_gate
 from tests.support.apps import SECRET, build_app, dispose, set_rollout
 from tests.support.browser import SCREENSHOTS
@@ -34,6 +34,7 @@ from tests.support.learner_page import (
     sign_in,
 )
 from tests.support.learners import AuthActions, Learner
+from tests.support.tokens import token_minter
 
 
 @pytest.fixture
@@ -152,7 +153,7 @@ def learners_either_side_of_ten_percent(pg_app: Flask) -> tuple[Learner, Learner
 
 
 def token(user_id: uuid.UUID) -> str:
-    return issue_token(user_id, f"{user_id.hex[:8]}@example.com", secret=SECRET)
+    return token_minter(SECRET).mint(user_id, f"{user_id.hex[:8]}@example.com")
 
 
 def wait_for_path(service: RunningService, learner: Learner, expected: str) -> None:
@@ -292,7 +293,11 @@ def test_the_reference_client_retries_a_failed_completion_once_and_guards_naviga
 
 def test_the_new_learner_token_route_exists_only_in_development(pg_app: Flask, tmp_path: Path):
     assert pg_app.test_client().post("/dev/learner-token").status_code == 404  # PROGRESS_ENV=test
-    dev = build_app(f"sqlite:///{tmp_path / 'dev.db'}", tmp_path, PROGRESS_ENV="development")
+    # The demo's button signs with the development secret: HS256 in either test mode.
+    hs256 = {"PROGRESS_JWT_JWKS_URL": "", "PROGRESS_JWT_ISSUER": ""}
+    dev = build_app(
+        f"sqlite:///{tmp_path / 'dev.db'}", tmp_path, PROGRESS_ENV="development", **hs256
+    )
     try:
         answer = dev.test_client().post("/dev/learner-token")
         assert answer.status_code == 200

@@ -16,6 +16,7 @@ import pytest
 from lab.postgres import missing_requirements
 
 from .support.availability import unavailable
+from .support.tokens import MODE
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -40,6 +41,7 @@ def test_the_lab_proves_zero_false_locks_on_the_verified_path(tmp_path: Path):
         "--think-time-s=0.5",
         "--ramp-s=2",
         f"--report={report_path}",
+        f"--token-mode={MODE}",  # TEST_TOKEN_MODE's
     ]
     run = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=240)
     output = run.stdout[-6000:] + run.stderr[-3000:]

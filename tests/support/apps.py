@@ -25,6 +25,8 @@ from progress.flags import flag_gate
 from progress.path_names import PATHS
 from progress.worker import worker_state
 
+from .tokens import token_minter
+
 SECRET = "test-secret-" + "x" * 40
 # The session's database; other databases a test makes are named after it.
 PG_TEST_DB = os.environ.get("TEST_POSTGRES_DB", "progress_test")
@@ -48,6 +50,7 @@ def build_app(database_url: str, tmp: Path, **overrides: object) -> Flask:
             "PROGRESS_ENV": "test",
             "DATABASE_URL": database_url,
             "PROGRESS_JWT_SECRET": SECRET,
+            **token_minter(SECRET).settings(),  # TEST_TOKEN_MODE's
             "PROGRESS_LOG_LEVEL": "WARNING",
             **overrides,
         }

@@ -5,9 +5,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from progress.auth import issue_token
-
 from .apps import SECRET
+from .tokens import token_minter
 
 
 @dataclass
@@ -22,15 +21,13 @@ class Learner:
 
 
 class AuthActions:
-    """Make learners with the tests' secret (or another one)."""
+    """Make learners with the tests' secret (or another one), in TEST_TOKEN_MODE's mode."""
 
     def __init__(self, secret: str = SECRET):
-        self.secret = secret
+        self.minter = token_minter(secret)
 
     def learner(self, *, verified: bool = True, admin: bool = False, ttl_s: int = 600) -> Learner:
         user_id = uuid.uuid4()
         email = f"{user_id.hex[:8]}@example.com"
-        token = issue_token(
-            user_id, email, secret=self.secret, email_verified=verified, admin=admin, ttl_s=ttl_s
-        )
+        token = self.minter.mint(user_id, email, email_verified=verified, admin=admin, ttl_s=ttl_s)
         return Learner(user_id, email, token)
