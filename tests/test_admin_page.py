@@ -333,7 +333,8 @@ def test_the_rollout_page_for_people(page, pg_app, pg_database, tmp_path, viewpo
         two_screens = 2 * viewport["height"]
         for selector in ("#percentage", "#guard-status", "#rollback", "#set-custom"):
             box = page.locator(selector).bounding_box()
-            assert box and box["y"] + box["height"] <= two_screens, f"{selector} at {box}"
+            assert box is not None, f"{selector} is not shown"
+            assert box["y"] + box["height"] <= two_screens, f"{selector} at {box}"
 
         # The latest evaluation in full: one why, only what is not met, figures in view.
         latest = page.locator("#guard-latest")
@@ -354,9 +355,9 @@ def test_the_rollout_page_for_people(page, pg_app, pg_database, tmp_path, viewpo
         # Earlier evaluations: runs of the same decision, newest first, collapsed.
         runs = page.locator("#guard-earlier .run")
         expect(runs).to_have_count(3)
-        expect(runs.nth(0)).to_contain_text("hold × 2")
+        expect(runs.nth(0)).to_contain_text("hold (2 looks)")
         expect(runs.nth(1)).to_contain_text("pause")
-        expect(runs.nth(2)).to_contain_text("hold × 2")
+        expect(runs.nth(2)).to_contain_text("hold (2 looks)")
         expect(runs.nth(0).locator(".looks")).to_be_hidden()
         expect(runs.nth(0).locator(".why")).to_have_count(1)
 
@@ -393,3 +394,49 @@ def test_the_rollout_page_for_people(page, pg_app, pg_database, tmp_path, viewpo
         expect(page.locator("#percentage")).to_have_text("10")
     with pg_app.app_context():
         assert rollout.rollout_state().percentage == 10
+
+
+ETA = {
+    "seconds": 10800, "reason": None, "limitedBy": "completion_success_rate",
+    "ratePerMinute": 22.0, "needed": 4300,
+    "text": "decides in about 3 h, at 22 verified completions a minute; needs about 4,300 more",
+}  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "390px"])
+def test_the_guards_estimate_status_and_margin_costs_on_the_page(
+    page, pg_app, pg_database, tmp_path, viewport
+):
+    """Needs the guard's side of issue 22 (an evaluation's kept `eta`, the plan's `guard` and
+    `marginCosts`): the estimate in the "Now" card and in the latest evaluation, within the
+    first two screens; why the guard cannot run (no Prometheus here); what each margin costs,
+    the plan's own marked, in the plan form."""
+    set_rollout(pg_app, 10)
+    with pg_app.app_context():
+        guard.update_plan({"enabled": True, "success_rate_margin": 0.005}, "t")
+        looks = [kept_evaluation(6, "hold", "waiting"), kept_evaluation(2, "hold", "waiting")]
+        for look in looks:
+            look.eta = ETA
+        db.session.add_all(looks)
+        db.session.commit()
+    admin = AuthActions(SECRET).learner(admin=True)
+    env = service_env(pg_database, tmp_path / "metrics", PROGRESS_GUARD_INTERVAL_S="0")
+    page.set_viewport_size(viewport)
+    with running_service(env, tmp_path, workers=1) as service:
+        page.goto(service.url + "/admin/rollout")
+        page.get_by_label("Bearer token with the admin role").fill(admin.token)
+        page.get_by_role("button", name="Use token").click()
+        eta = page.locator("#guard-eta")
+        expect(eta).to_have_text("When: " + ETA["text"])
+        box = eta.bounding_box()
+        assert box["y"] + box["height"] <= 2 * viewport["height"], f"the estimate at {box}"
+        expect(page.locator("#guard-latest .eta")).to_have_text("When: " + ETA["text"])
+        expect(page.locator("#guard-status")).to_contain_text("on, but it cannot run")
+        expect(page.locator("#guard-cannot-text")).to_contain_text("The guard cannot run: ")
+        expect(page.locator("#guard-cannot-text")).to_contain_text("PROMETHEUS_URL")
+        page.get_by_text("Plan: stages, evidence, what a failure does").click()
+        costs = page.locator("#guard-margin-costs-list li")
+        expect(costs).to_have_count(4)  # 0.1, 0.2, 0.5 (the plan's) and 1 point
+        expect(costs.filter(has_text="(the plan's)")).to_have_count(1)
+        screenshots(page, f"admin-rollout-estimate-{'desktop' if viewport is DESKTOP else 'phone'}")

@@ -243,7 +243,7 @@
         const summary = node("summary");
         const span = run.looks.length > 1 ? when(oldest.at) + " – " + when(newest.at) : when(newest.at);
         summary.append(
-          node("strong", "decision-" + run.decision, run.decision + (run.looks.length > 1 ? " × " + run.looks.length : "")),
+          node("strong", "decision-" + run.decision, run.decision + (run.looks.length > 1 ? " (" + run.looks.length + " looks)" : "")),
           " · " + span + " · stage " + (run.stage + 1) + " (" + run.percentage + "%)"
         );
         details.append(summary, node("p", "why", "Why (latest): " + newest.reason));
