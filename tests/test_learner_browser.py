@@ -595,3 +595,49 @@ def test_the_learner_pages_manners_signin_status_tabs_reload_and_admin_link(
             expect(other.get_by_role("link", name="Rollout")).to_be_visible()
         finally:
             context.close()
+
+
+@pytest.mark.slow
+def test_start_as_a_new_learner_never_shows_over_a_learner_this_browser_keeps(
+    pg_app: Flask,
+    pg_database: str,
+    tmp_path: Path,
+    browser: Browser,
+):
+    """Embedded demo (development): a tab started as a new learner completes a lesson; a
+    second tab opened by URL is that learner with that progress, and offers no "Start as a new
+    learner"; a tab still on the sign-in form follows the sign-in instead of starting anew."""
+    set_rollout(pg_app, 100)
+    with instance(pg_database, tmp_path, "dev", workers=1, PROGRESS_ENV="development") as service:
+        order = course_order(service)
+        context = browser.new_context(viewport=PHONE)
+        context.set_default_timeout(10_000)
+        try:
+            waiting = context.new_page()  # opened before anyone signed in: the sign-in form
+            waiting.goto(service.url + "/")
+            expect(waiting.get_by_role("button", name="Start as a new learner")).to_be_visible()
+
+            first = context.new_page()
+            first.goto(service.url + "/")
+            first.get_by_role("button", name="Start as a new learner").click()
+            expect(first.locator("#who")).to_contain_text("Signed in as learner-")
+            who = first.locator("#who").text_content()
+            first.locator(f'li[data-lesson="{order[0][1]}"] a').click()
+            complete_current_lesson(first, order[0][1])
+
+            # The tab that showed the form follows: no new learner can be started over it.
+            expect(waiting.locator("#who")).to_have_text(who)
+            expect(waiting.get_by_role("button", name="Start as a new learner")).to_be_hidden()
+            expect(waiting.locator(f'li[data-lesson="{order[0][1]}"]')).to_have_attribute(
+                "data-state", "complete"
+            )
+
+            second = context.new_page()
+            second.goto(service.url + "/")
+            expect(second.locator("#who")).to_have_text(who)
+            expect(second.get_by_role("button", name="Start as a new learner")).to_be_hidden()
+            expect(second.locator(f'li[data-lesson="{order[0][1]}"]')).to_have_attribute(
+                "data-state", "complete"
+            )
+        finally:
+            context.close()
