@@ -145,6 +145,25 @@
   const BOUND_UNITS = { errors: "points of success rate", "updates over the budget": "points of updates over the budget" };
   const pts = (v) => String(Number(v.toPrecision(2))) + " pt";
 
+  function level(u, value, colour, label) {
+    const ctx = u.ctx;
+    const { left, width } = u.bbox;
+    const y = Math.round(u.valToPos(value, "y", true));
+    ctx.save();
+    ctx.strokeStyle = colour;
+    ctx.fillStyle = colour;
+    ctx.lineWidth = devicePixelRatio;
+    ctx.beginPath();
+    ctx.moveTo(left, y);
+    ctx.lineTo(left + width, y);
+    ctx.stroke();
+    ctx.font = 12 * devicePixelRatio + "px system-ui, sans-serif";
+    ctx.textAlign = "left"; // uPlot leaves the axes' alignment set
+    ctx.textBaseline = "bottom";
+    ctx.fillText(label, left + 4 * devicePixelRatio, y - 3 * devicePixelRatio);
+    ctx.restore();
+  }
+
   function boundRange(b) {
     const margin = 100 * Math.max(...b.margin.filter((v) => v != null), 0) || 0.1;
     // Beyond three margins up or two down the bound is still far from deciding: off the chart.
@@ -180,23 +199,28 @@
         width: chartWidth(figure),
         height: 170,
         scales: { x: { time: true, range: () => [from, to] }, y: { range: () => range } },
-        axes: [{}, { values: (u, ticks) => ticks.map(pts), size: 64, label: units, labelSize: 18 }],
+        axes: [{}, { values: (u, ticks) => ticks.map(pts), size: 64 }], // the caption names the unit
         series: [
           {},
           { label: "difference", stroke: "#1d2330", width: 2, points: POINTS, value: show },
           { label: "lower", stroke: "#2b6cff", dash: [4, 4], points: POINTS, value: show },
           { label: "upper", stroke: "#2b6cff", dash: [4, 4], points: POINTS, value: show },
           { label: "margin", stroke: "#b42318", width: 2, value: show },
-          { label: "no difference", stroke: "#9aa3b2", width: 1, value: show },
         ],
         plugins: [markerPlugin(data.markers)],
       };
-      const zero = b.times.map(() => 0);
-      const series = [b.times, scaled(b.statistic), scaled(b.lower), scaled(b.upper), scaled(b.margin), zero];
+      const series = [b.times, scaled(b.statistic), scaled(b.lower), scaled(b.upper), scaled(b.margin)];
       // How far above "no difference" the margin line is drawn, in CSS pixels (tests read it).
       const margin = 100 * (b.margin.find((v) => v != null) || 0);
       options.hooks = {
-        draw: [(u) => (figure.dataset.marginAboveZeroPx = String(Math.round(u.valToPos(0, "y") - u.valToPos(margin, "y"))))],
+        draw: [
+          (u) => {
+            // "No difference" and the margin across the whole chart, named where they run.
+            level(u, 0, "#5a6275", "no difference");
+            if (margin > 0) level(u, margin, "#b42318", "margin " + pts(margin));
+            figure.dataset.marginAboveZeroPx = String(Math.round(u.valToPos(0, "y") - u.valToPos(margin, "y")));
+          },
+        ],
       };
       plots.push(new window.uPlot(options, series, area));
     });
