@@ -42,10 +42,20 @@ migrate: install
 seed: migrate
 	PROGRESS_ENV=development $(FLASK) seed
 
-# The embedded default: SQLite under instance/, flags in the same database, one worker.
+# The embedded default: SQLite under instance/, flags in the same database, one worker. The
+# URLs and the demo tokens are printed last, once the worker serves; no line per request.
+RUN_URL = http://$(HOST):$(PORT)
 run: seed
-	@PROGRESS_ENV=development $(FLASK) users demo
-	PROGRESS_ENV=development HOST=$(HOST) PORT=$(PORT) WEB_CONCURRENCY=1 GUNICORN_THREADS=8 \
+	@{ echo "The lesson progress service is ready on $(RUN_URL)"; \
+	  echo "  learner page   $(RUN_URL)/"; \
+	  echo "  rollout page   $(RUN_URL)/admin/rollout   (paste the admin token)"; \
+	  echo "  API docs       $(RUN_URL)/apidoc/swagger/   and $(RUN_URL)/apidoc/redoc/"; \
+	  echo "  metrics        $(RUN_URL)/metrics"; \
+	  echo "Demo tokens:"; \
+	  PROGRESS_ENV=development $(FLASK) users demo; \
+	  echo "Ctrl-C stops it."; } > instance/ready.txt
+	@PROGRESS_ENV=development HOST=$(HOST) PORT=$(PORT) WEB_CONCURRENCY=1 GUNICORN_THREADS=8 \
+		PROGRESS_ACCESS_LOG=off GUNICORN_READY_MESSAGE_FILE=instance/ready.txt \
 		$(BIN)/gunicorn -c gunicorn.conf.py app:app
 
 test: lint typescript-tools

@@ -8,6 +8,7 @@ prometheus_client.
 
 import os
 import shutil
+import sys
 import tempfile
 
 host, port = os.environ.get("HOST", "127.0.0.1"), os.environ.get("PORT", "8000")
@@ -22,6 +23,10 @@ keepalive = 5
 accesslog = None  # the app writes one JSON line per request
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+# "off": no line per request (make run, where a person reads the output); the metrics stay.
+access_log = os.environ.get("PROGRESS_ACCESS_LOG", "on")
+# A text printed once the first worker is ready to serve (make run: the URLs and tokens).
+ready_message_file = os.environ.get("GUNICORN_READY_MESSAGE_FILE")
 
 # Decided at import in every worker: the variable must be set before the app loads.
 metrics_dir = os.environ.setdefault(
@@ -33,6 +38,17 @@ def on_starting(server):
     # A fresh directory per start: files of a previous run would be summed in.
     shutil.rmtree(metrics_dir, ignore_errors=True)
     os.makedirs(metrics_dir, exist_ok=True)
+
+
+def post_worker_init(worker):
+    if access_log == "off":
+        import logging
+
+        logging.getLogger("progress.access").setLevel(logging.WARNING)
+    if ready_message_file and worker.age == 1:  # the first worker, not each restart
+        with open(ready_message_file, encoding="utf-8") as message:
+            sys.stdout.write("\n" + message.read() + "\n")
+        sys.stdout.flush()
 
 
 def child_exit(server, worker):

@@ -1,6 +1,8 @@
 """The admin rollout page for product, in Debian's Chromium against the real service: at 0%,
 at 10% with traffic on both paths (charts from a real Prometheus, a confirmation before
-skipping a stage), and after a real guard rollback. Every state fits a 390 px phone without
+skipping a stage), after a real guard rollback, and the page as people read it (token errors,
+the first two screens, the latest evaluation in full, runs of earlier ones, the bound in
+points, a one-step roll back, a reason to advance). Every state fits a 390 px phone without
 sideways scrolling. Screenshots go to test-artifacts/screenshots/ (desktop and phone)."""
 
 from __future__ import annotations
@@ -151,7 +153,7 @@ def test_the_admin_page_at_0_then_10_percent_then_after_a_guard_rollback(
         expect(page.locator("#history tbody")).to_have_text(
             "No change yet: every learner is on the legacy path."
         )
-        expect(page.locator("#guard-evaluations tbody")).to_have_text("No evaluation yet.")
+        expect(page.locator("#guard-latest")).to_have_text("No evaluation yet.")
         charts_loaded(page)
         expect(page.locator("#charts-source")).to_contain_text("From Prometheus")
         expect(page.locator("#timeline li")).to_have_count(1)
@@ -209,7 +211,8 @@ def test_the_admin_page_at_0_then_10_percent_then_after_a_guard_rollback(
         charts_loaded(page)
         expect(page.locator("#marks")).to_contain_text("guard rollback")
         expect(page.locator("#timeline li").last).to_contain_text("by guard")
-        expect(page.locator("#guard-evaluations tbody tr")).to_have_count(1)
+        expect(page.locator("#guard-latest .decision")).to_contain_text("rollback (acted)")
+        expect(page.locator("#guard-earlier .run")).to_have_count(0)
         screenshots(page, "admin-rollout-after-rollback")
 
 
@@ -255,3 +258,187 @@ def test_without_prometheus_the_charts_and_the_guards_bound_come_from_its_evalua
         expect(bound).to_contain_text("Guard's bound: completion success rate")
         expect(page.locator('figure[data-figure="completionSuccessRate"] canvas')).to_have_count(1)
         screenshots(page, "admin-rollout-guard-bound")
+
+
+def kept_evaluation(minutes_ago: float, decision: str, reason: str, **figures) -> GuardEvaluation:
+    """A kept guard evaluation at stage 2 (10%), its counts as increase() gives them (with
+    decimals), the success-rate test inconclusive and the latency check without data."""
+    checks = [
+        {"name": "false_lock_screens", "status": "pass", "threshold": {"maxShown": 0},
+         "detail": "no false lock screen shown on the verified path in 600 s",
+         "figures": {"shown": 0.0, "caughtByDoubleCheck": 2.4}},
+        {"name": "sample_size", "status": "pass", "detail": "enough data on each path in 600 s",
+         "threshold": {"minCompletions": 100, "minAccessChecks": 100},
+         "figures": {"verifiedCompletions": 412.37, "legacyCompletions": 3711.6}},
+        {"name": "completion_success_rate", "status": "inconclusive",
+         "detail": "verified success rate 99.9% vs 99.8%: not yet sure it is within the margin",
+         "threshold": {"margin": 0.005, "confidence": 0.99},
+         "figures": {"verified": 0.999, "legacy": 0.998, "verifiedErrors": 0.4,
+                     "legacyErrors": 7.42, **figures},
+         "test": {"method": "mSPRT", "counting": "errors", "statistic": -0.001,
+                  "lower": -0.02 * (minutes_ago + 1) / 10, "upper": 0.02 * (minutes_ago + 1) / 10,
+                  "margin": 0.005, "confidence": 0.99, "evidence": 4000,
+                  "verdict": "inconclusive"}},
+        {"name": "cache_update_latency", "status": "no_data", "threshold": {"budgetSeconds": 0.5},
+         "detail": "no data: no cache update on the verified path", "figures": {}},
+    ]  # fmt: skip
+    return GuardEvaluation(
+        at=utcnow() - timedelta(minutes=minutes_ago), flag="verified-progress-path", stage=1,
+        percentage=10, window_seconds=600, checks=checks, decision=decision, reason=reason,
+        acted=False, instance="tests",
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "390px"])
+def test_the_rollout_page_for_people(page, pg_app, pg_database, tmp_path, viewport):
+    """A wrong token's error sits by the token field and a good one clears it; the status and
+    the change controls fit the first two screens; the latest evaluation is in full with only
+    the unmet requirements (the stage's minimum time among them), whole counts and figures
+    in view; earlier ones are runs of one decision, collapsed; the bound chart is in points
+    with its margin drawn well above zero; "Roll back to 0%" is one step with a reason, and
+    advancing asks for a reason too."""
+    set_rollout(pg_app, 10)
+    with pg_app.app_context():
+        guard.update_plan({"min_stage_seconds": 7200, "enabled": True}, "t")
+        db.session.add_all(
+            [
+                kept_evaluation(14, "hold", "too little data in 600 s"),
+                kept_evaluation(12, "hold", "too little data in 600 s"),
+                kept_evaluation(10, "pause", "pausing at 10%: a test pause"),
+                kept_evaluation(8, "hold", "waiting for the success rate test"),
+                kept_evaluation(6, "hold", "waiting for the success rate test"),
+                kept_evaluation(4, "hold", "waiting for the success rate test"),
+            ]
+        )
+        db.session.commit()
+    learner = AuthActions(SECRET).learner()
+    admin = AuthActions(SECRET).learner(admin=True)
+    env = service_env(pg_database, tmp_path / "metrics", PROGRESS_GUARD_INTERVAL_S="0")
+    page.set_viewport_size(viewport)
+    with running_service(env, tmp_path, workers=1) as service:
+        page.goto(service.url + "/admin/rollout")
+        token = page.get_by_label("Bearer token with the admin role")
+        token.fill(learner.token)
+        page.get_by_role("button", name="Use token").click()
+        error = page.locator("#token-error")
+        expect(error).to_contain_text("This token has no admin role")
+        field, shown = token.bounding_box(), error.bounding_box()
+        assert 0 <= shown["y"] - field["y"] < 120, "the token's error is not by its field"
+        token.fill(admin.token)
+        page.get_by_role("button", name="Use token").click()
+        expect(page.locator("#percentage")).to_have_text("10")
+        expect(error).to_be_hidden()
+        expect(error).to_have_text("")
+
+        # Within the first two screens: where it stands, the guard, and every change control.
+        two_screens = 2 * viewport["height"]
+        for selector in ("#percentage", "#guard-status", "#rollback", "#set-custom"):
+            box = page.locator(selector).bounding_box()
+            assert box is not None, f"{selector} is not shown"
+            assert box["y"] + box["height"] <= two_screens, f"{selector} at {box}"
+
+        # The latest evaluation in full: one why, only what is not met, figures in view.
+        latest = page.locator("#guard-latest")
+        expect(latest).to_contain_text("hold")
+        expect(latest.locator(".why")).to_have_count(1)
+        unmet = latest.locator(".unmet > li")
+        expect(unmet).to_have_count(3)  # success rate, latency (no data), the stage's time
+        expect(unmet.nth(0)).to_contain_text("completion success rate")
+        expect(unmet.nth(0)).to_contain_text("legacy errors 7 ")  # 7.42 extrapolated: whole
+        expect(unmet.nth(0)).to_contain_text("margin 0.5 points")
+        expect(unmet.nth(2)).to_contain_text("minimum time at this stage")
+        expect(unmet.nth(2)).to_contain_text("of 2 h run")
+        expect(latest.locator(".unmet")).not_to_contain_text("sample size")  # met
+        expect(latest.locator("details.met summary")).to_contain_text("sample size")
+        expect(latest).not_to_contain_text("412.37")
+        expect(page.locator("#guard-eta")).to_be_hidden()  # no estimate sent: nothing shown
+
+        # Earlier evaluations: runs of the same decision, newest first, collapsed.
+        runs = page.locator("#guard-earlier .run")
+        expect(runs).to_have_count(3)
+        expect(runs.nth(0)).to_contain_text("hold (2 looks)")
+        expect(runs.nth(1)).to_contain_text("pause")
+        expect(runs.nth(2)).to_contain_text("hold (2 looks)")
+        expect(runs.nth(0).locator(".looks")).to_be_hidden()
+        expect(runs.nth(0).locator(".why")).to_have_count(1)
+
+        # The bound chart: in points of success rate, its margin drawn well above zero.
+        page.get_by_role("button", name="Last day").click()
+        page.wait_for_selector("body[data-charts-ready='day']")
+        bound = page.locator('figure[data-bound="completion_success_rate"]')
+        expect(bound).to_contain_text("in points of success rate")
+        assert int(bound.get_attribute("data-margin-above-zero-px")) >= 20
+        screenshots(page, "admin-rollout-people")  # both widths, whichever this run's
+        page.set_viewport_size(viewport)
+
+        # Roll back to 0%: one step with a reason, whatever the stage; no "skip" question.
+        page.get_by_role("button", name="Roll back to 0%").click()
+        expect(page.locator("#message")).to_have_text("Say why: the reason is kept in the history.")
+        expect(page.locator("#reason")).to_be_focused()
+        page.locator("#reason").fill("errors on the verified path")
+        page.get_by_role("button", name="Roll back to 0%").click()
+        expect(page.locator("#percentage")).to_have_text("0")
+        expect(page.locator("#confirm-move")).to_be_hidden()
+        expect(page.locator("#message")).to_have_text(
+            "Rolled back: every learner is on the legacy path (0%)."
+        )
+        expect(page.locator("#history tbody tr").first).to_contain_text("10% → 0%")
+        expect(page.get_by_role("button", name="Roll back to 0%")).to_be_hidden()
+
+        # Advancing asks for a reason, and sends it.
+        advance = page.get_by_role("button", name="Advance to 10%")
+        advance.click()
+        expect(page.locator("#message")).to_have_text("Say why: the reason is kept in the history.")
+        expect(page.locator("#percentage")).to_have_text("0")
+        page.locator("#reason").fill("the fix is ready")
+        advance.click()
+        expect(page.locator("#percentage")).to_have_text("10")
+    with pg_app.app_context():
+        assert rollout.rollout_state().percentage == 10
+
+
+ETA = {
+    "seconds": 10800, "reason": None, "limitedBy": "completion_success_rate",
+    "ratePerMinute": 22.0, "needed": 4300,
+    "text": "decides in about 3 h, at 22 verified completions a minute; needs about 4,300 more",
+}  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "390px"])
+def test_the_guards_estimate_status_and_margin_costs_on_the_page(
+    page, pg_app, pg_database, tmp_path, viewport
+):
+    """Needs the guard's side of issue 22 (an evaluation's kept `eta`, the plan's `guard` and
+    `marginCosts`): the estimate in the "Now" card and in the latest evaluation, within the
+    first two screens; why the guard cannot run (no Prometheus here); what each margin costs,
+    the plan's own marked, in the plan form."""
+    set_rollout(pg_app, 10)
+    with pg_app.app_context():
+        guard.update_plan({"enabled": True, "success_rate_margin": 0.005}, "t")
+        looks = [kept_evaluation(6, "hold", "waiting"), kept_evaluation(2, "hold", "waiting")]
+        for look in looks:
+            look.eta = ETA
+        db.session.add_all(looks)
+        db.session.commit()
+    admin = AuthActions(SECRET).learner(admin=True)
+    env = service_env(pg_database, tmp_path / "metrics", PROGRESS_GUARD_INTERVAL_S="0")
+    page.set_viewport_size(viewport)
+    with running_service(env, tmp_path, workers=1) as service:
+        page.goto(service.url + "/admin/rollout")
+        page.get_by_label("Bearer token with the admin role").fill(admin.token)
+        page.get_by_role("button", name="Use token").click()
+        eta = page.locator("#guard-eta")
+        expect(eta).to_have_text("When: " + ETA["text"])
+        box = eta.bounding_box()
+        assert box["y"] + box["height"] <= 2 * viewport["height"], f"the estimate at {box}"
+        expect(page.locator("#guard-latest .eta")).to_have_text("When: " + ETA["text"])
+        expect(page.locator("#guard-status")).to_contain_text("on, but it cannot run")
+        expect(page.locator("#guard-cannot-text")).to_contain_text("The guard cannot run: ")
+        expect(page.locator("#guard-cannot-text")).to_contain_text("PROMETHEUS_URL")
+        page.get_by_text("Plan: stages, evidence, what a failure does").click()
+        costs = page.locator("#guard-margin-costs-list li")
+        expect(costs).to_have_count(4)  # 0.1, 0.2, 0.5 (the plan's) and 1 point
+        expect(costs.filter(has_text="(the plan's)")).to_have_count(1)
+        screenshots(page, "admin-rollout-estimate")  # both widths, whichever this run's

@@ -26,6 +26,8 @@ PROCESS_LEVEL = {
     "GUNICORN_THREADS",
     "GUNICORN_TIMEOUT",
     "GUNICORN_LOG_LEVEL",
+    "GUNICORN_READY_MESSAGE_FILE",
+    "PROGRESS_ACCESS_LOG",
 }
 ASSIGNMENT = re.compile(r"^(#\s*)?([A-Z][A-Z0-9_]*)=(.*)$")
 

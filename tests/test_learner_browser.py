@@ -142,7 +142,7 @@ def test_page_refresh_right_after_a_completion_keeps_the_next_lesson_open(
         assert written >= 1
 
         after_reload = requests_to(page, "minVersion=")
-        page.reload()  # at once: the token is in sessionStorage, the version in localStorage
+        page.reload()  # at once: the token and the version are in localStorage
         expect(page.locator(f'.lesson-view[data-lesson="{order[0][1]}"]')).to_be_visible()
         assert after_reload, "no progress or access call after the reload"
         assert all(min_version(url) >= written for url in after_reload), after_reload
@@ -496,3 +496,148 @@ def test_every_view_of_the_learner_page_fits_and_is_reachable_by_keyboard(
         "lock",
         "map-after",
     }
+
+
+def visible_focus_ring(page: Page) -> str | None:
+    """The focused element's description if it draws a focus outline, else None."""
+    return page.evaluate(
+        """() => {
+          const el = document.activeElement;
+          if (!el || el === document.body) return null;
+          const style = getComputedStyle(el);
+          if (style.outlineStyle === "none" || parseFloat(style.outlineWidth) === 0) return null;
+          return el.tagName + "#" + el.id + " " + el.textContent.slice(0, 40);
+        }"""
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "390px"])
+def test_the_learner_pages_manners_signin_status_tabs_reload_and_admin_link(
+    pg_app: Flask,
+    pg_database: str,
+    tmp_path: Path,
+    browser: Browser,
+    viewport: dict,
+):
+    """Sign-in screen: a skip link first, no "Sign out" to see or reach, no admin link. Signed
+    in: the status line is empty on the completion view and after navigating; a second tab
+    opened by URL is the same learner; a reload leaves no focus ring; signing out in one tab
+    signs out the other; only an admin's token shows the rollout link."""
+    learner = AuthActions(SECRET).learner()
+    admin = AuthActions(SECRET).learner(admin=True)
+    set_rollout(pg_app, 100)
+    with instance(pg_database, tmp_path, "a") as service:
+        order = course_order(service)
+        context = browser.new_context(viewport=viewport)
+        context.set_default_timeout(10_000)
+        try:
+            page = context.new_page()
+            page.goto(service.url + "/")
+            expect(page.locator("body")).to_have_attribute("data-view", "signin")
+            expect(page.get_by_role("button", name="Sign out")).to_be_hidden()
+            expect(page.get_by_role("link", name="Rollout")).to_be_hidden()
+            # The first Tab reaches the skip link, which moves focus past the header.
+            page.keyboard.press("Tab")
+            expect(page.get_by_role("link", name="Skip to the content")).to_be_focused()
+            page.keyboard.press("Enter")
+            expect(page.locator("main")).to_be_focused()
+            focused = []
+            for _ in range(12):  # every stop of the sign-in screen, never "Sign out"
+                page.keyboard.press("Tab")
+                focused.append(page.evaluate("document.activeElement.id"))
+            assert "sign-out" not in focused, focused
+            assert "token" in focused, focused
+
+            sign_in(page, service, learner)
+            expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+            expect(page.get_by_role("link", name="Rollout")).to_be_hidden()  # not an admin
+            page.locator(f'li[data-lesson="{order[0][1]}"] a').click()
+            complete_current_lesson(page, order[0][1])
+            expect(page.locator(".completion-view h2")).to_contain_text("Lesson complete")
+            expect(page.locator("#status")).to_have_text("")  # the heading says it already
+            page.get_by_role("link", name="Back to the lesson map").click()
+            expect(page.locator("body")).to_have_attribute("data-view", "map")
+            expect(page.locator("#status")).to_have_text("")
+            page.evaluate("location.hash = '#/lesson/nowhere/none'")
+            expect(page.locator("#status")).to_have_text("There is no such lesson.")
+            page.evaluate(f"location.hash = '#/lesson/{order[1][0]}/{order[1][1]}'")
+            expect(page.locator(f'.lesson-view[data-lesson="{order[1][1]}"]')).to_be_visible()
+            expect(page.locator("#status")).to_have_text("")  # cleared by the navigation
+
+            # A second tab opened by URL: the same learner, on that lesson, progress kept.
+            other = context.new_page()
+            other.goto(f"{service.url}/#/lesson/{order[1][0]}/{order[1][1]}")
+            expect(other.locator(f'.lesson-view[data-lesson="{order[1][1]}"]')).to_be_visible()
+            expect(other.locator("#who")).to_have_text(f"Signed in as {learner.email}.")
+            expect(other.get_by_role("button", name="Sign out")).to_be_visible()
+            other.get_by_role("link", name="Back to the lesson map").click()
+            expect(other.locator(f'li[data-lesson="{order[0][1]}"]')).to_have_attribute(
+                "data-state", "complete"
+            )
+
+            # A reload on a lesson: the lesson again, and no focus ring anywhere.
+            page.reload()
+            expect(page.locator(f'.lesson-view[data-lesson="{order[1][1]}"]')).to_be_visible()
+            assert visible_focus_ring(page) is None
+            shoot(page, f"learner-after-reload-{'desktop' if viewport is DESKTOP else '390'}.png")
+
+            # Signing out in one tab signs out the other: no tab shows a learner it can't act for.
+            other.get_by_role("button", name="Sign out").click()
+            expect(page.locator("body")).to_have_attribute("data-view", "signin")
+            expect(page.locator("#status")).to_have_text("Signed out in another tab.")
+            expect(page.get_by_role("button", name="Sign out")).to_be_hidden()
+
+            # Signing in as an admin in one tab: both follow, and both show the rollout link.
+            sign_in(page, service, admin)
+            expect(page.get_by_role("link", name="Rollout")).to_be_visible()
+            expect(other.locator("#who")).to_have_text(f"Signed in as {admin.email}.")
+            expect(other.get_by_role("link", name="Rollout")).to_be_visible()
+        finally:
+            context.close()
+
+
+@pytest.mark.slow
+def test_start_as_a_new_learner_never_shows_over_a_learner_this_browser_keeps(
+    pg_app: Flask,
+    pg_database: str,
+    tmp_path: Path,
+    browser: Browser,
+):
+    """Embedded demo (development): a tab started as a new learner completes a lesson; a
+    second tab opened by URL is that learner with that progress, and offers no "Start as a new
+    learner"; a tab still on the sign-in form follows the sign-in instead of starting anew."""
+    set_rollout(pg_app, 100)
+    with instance(pg_database, tmp_path, "dev", workers=1, PROGRESS_ENV="development") as service:
+        order = course_order(service)
+        context = browser.new_context(viewport=PHONE)
+        context.set_default_timeout(10_000)
+        try:
+            waiting = context.new_page()  # opened before anyone signed in: the sign-in form
+            waiting.goto(service.url + "/")
+            expect(waiting.get_by_role("button", name="Start as a new learner")).to_be_visible()
+
+            first = context.new_page()
+            first.goto(service.url + "/")
+            first.get_by_role("button", name="Start as a new learner").click()
+            expect(first.locator("#who")).to_contain_text("Signed in as learner-")
+            who = first.locator("#who").text_content()
+            first.locator(f'li[data-lesson="{order[0][1]}"] a').click()
+            complete_current_lesson(first, order[0][1])
+
+            # The tab that showed the form follows: no new learner can be started over it.
+            expect(waiting.locator("#who")).to_have_text(who)
+            expect(waiting.get_by_role("button", name="Start as a new learner")).to_be_hidden()
+            expect(waiting.locator(f'li[data-lesson="{order[0][1]}"]')).to_have_attribute(
+                "data-state", "complete"
+            )
+
+            second = context.new_page()
+            second.goto(service.url + "/")
+            expect(second.locator("#who")).to_have_text(who)
+            expect(second.get_by_role("button", name="Start as a new learner")).to_be_hidden()
+            expect(second.locator(f'li[data-lesson="{order[0][1]}"]')).to_have_attribute(
+                "data-state", "complete"
+            )
+        finally:
+            context.close()

@@ -1,9 +1,11 @@
-"""The interactive API docs (Swagger UI, Redoc, Scalar), served whole by the service: the
-pages spectree renders load their assets from here (the `offapi` package ships them), so
-they work offline and under the pages' Content-Security-Policy (no inline script)."""
+"""The interactive API docs (Swagger UI and Redoc), served whole by the service: the pages
+spectree renders load their assets from here (the `offapi` package ships them), so they work
+offline, under the pages' Content-Security-Policy (no inline script), and ask no other host
+for anything (Redoc's logo is served from here too)."""
 
 from __future__ import annotations
 
+from functools import cache
 from importlib import resources
 
 from flask import Blueprint, Response, abort
@@ -15,8 +17,18 @@ ASSETS = {
     "swagger_bundle.js": "text/javascript",
     "swagger_preset.js": "text/javascript",
     "redoc.js": "text/javascript",
-    "scalar.js": "text/javascript",
 }
+# Redoc's sidebar shows its maker's logo from a CDN: the same words, drawn here.
+REDOC_LOGO = "redoc-logo.svg"
+REDOC_LOGO_URLS = (
+    b"https://cdn.redoc.ly/redoc/logo-mini-full.svg",
+    b"https://cdn.redoc.ly/redoc/logo-mini.svg",
+)
+REDOC_LOGO_SVG = (
+    b'<svg xmlns="http://www.w3.org/2000/svg" width="72" height="16" viewBox="0 0 72 16">'
+    b'<text x="0" y="12" font-family="sans-serif" font-size="12" font-weight="600" '
+    b'fill="#52606d">Redocly</text></svg>'
+)
 
 _HEAD = """<!DOCTYPE html>
 <html lang="en">
@@ -53,14 +65,6 @@ PAGE_TEMPLATES = {
         '<redoc spec-url="{spec_url}"></redoc>\n'
         f'    <script type="module" src="{ASSETS_URL}redoc.js"></script>',
     ),
-    "scalar": _page(
-        "API reference",
-        "",
-        # Configured by attributes (no inline script); its web fonts would come from a CDN.
-        '<script id="api-reference" data-url="{spec_url}"\n'
-        """      data-configuration='{{"withDefaultFonts": false}}'></script>\n"""
-        f'    <script src="{ASSETS_URL}scalar.js"></script>',
-    ),
 }
 
 bp = Blueprint("apidoc_assets", __name__)
@@ -69,10 +73,21 @@ bp = Blueprint("apidoc_assets", __name__)
 @bp.get(ASSETS_URL + "<name>")
 def apidoc_asset(name: str) -> Response:
     """One of the docs' script or style files, from the installed offapi package."""
-    if name not in ASSETS:
+    if name == REDOC_LOGO:
+        response = Response(REDOC_LOGO_SVG, mimetype="image/svg+xml")
+    elif name in ASSETS:
+        response = Response(_asset(name), mimetype=ASSETS[name])
+    else:
         abort(404)
-    body = (resources.files("offapi") / name).read_bytes()
-    response = Response(body, mimetype=ASSETS[name])
     response.cache_control.public = True
     response.cache_control.max_age = 86400
     return response
+
+
+@cache
+def _asset(name: str) -> bytes:
+    body = (resources.files("offapi") / name).read_bytes()
+    if name == "redoc.js":
+        for url in REDOC_LOGO_URLS:
+            body = body.replace(url, (ASSETS_URL + REDOC_LOGO).encode())
+    return body

@@ -1,5 +1,6 @@
-// The admin rollout page: reads and changes the rollout through /api/v1/admin. A move that
-// skips a stage of the plan asks first, saying how many learners change path.
+// The admin rollout page: reads and changes the rollout through /api/v1/admin. A move up that
+// skips a stage of the plan asks first, saying how many learners change path; a move down
+// (back towards the legacy path) never asks, and "Roll back to 0%" is one step.
 (function () {
   "use strict";
   const $ = (id) => document.getElementById(id);
@@ -10,6 +11,7 @@
   function signedIn(yes) {
     $("signin").hidden = yes;
     $("account").hidden = !yes;
+    if (yes) $("token-error").textContent = "";
   }
 
   function cell(row, text) {
@@ -98,14 +100,20 @@
       document.querySelectorAll("[data-stage]").forEach((b) => {
         b.setAttribute("aria-pressed", String(Number(b.dataset.stage) === state.percentage));
       });
+      $("rollback-row").hidden = state.percentage === 0;
       fillHistory(history.changes);
       fillFigures(figures);
       signedIn(true);
       document.dispatchEvent(new CustomEvent("rollout:changed"));
     } catch (error) {
       if (error.status === 401 || error.status === 403) {
+        // Said next to the token field, where the person just pasted it.
         sessionStorage.removeItem(TOKEN_KEY);
         signedIn(false);
+        $("token-error").textContent =
+          (error.status === 403 ? "This token has no admin role: " : "This token was refused: ") + error.message;
+        $("token").focus();
+        return;
       }
       $("message").textContent = "Could not load the rollout: " + error.message;
     }
@@ -113,15 +121,15 @@
 
   $("token-form").addEventListener("submit", (event) => {
     event.preventDefault();
+    $("token-error").textContent = "";
     sessionStorage.setItem(TOKEN_KEY, $("token").value.trim());
     refresh();
   });
 
-  // The plan's stages strictly between two percentages: the stages a move would skip.
+  // The plan's stages strictly between two percentages that a move up would skip. A move
+  // down sends learners back to the path they had: it never asks.
   function skipped(from, to) {
-    const low = Math.min(from, to);
-    const high = Math.max(from, to);
-    return current ? current.plan.stages.filter((s) => s > low && s < high) : [];
+    return current && to > from ? current.plan.stages.filter((s) => s > from && s < to) : [];
   }
 
   function confirmMove(from, to, skips, impact) {
@@ -164,7 +172,10 @@
         }
       }
       const state = await call("PUT", "/rollout", { percentage, reason });
-      $("message").textContent = "The verified path now serves " + state.percentage + "% of learners.";
+      $("message").textContent =
+        state.percentage === 0
+          ? "Rolled back: every learner is on the legacy path (0%)."
+          : "The verified path now serves " + state.percentage + "% of learners.";
       $("reason").value = "";
       $("custom").value = "";
       await refresh();
@@ -185,6 +196,12 @@
     const raw = $("custom").value.trim();
     change(raw === "" ? NaN : Number(raw));
   });
+
+  // guard.js advanced the rollout: read everything again.
+  document.addEventListener("rollout:moved", refresh);
+
+  // One step, whatever the stage: the reason is the only question.
+  $("rollback").addEventListener("click", () => change(0));
 
   $("sign-out").addEventListener("click", () => {
     sessionStorage.removeItem(TOKEN_KEY);

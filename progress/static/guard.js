@@ -1,6 +1,9 @@
-// The rollout guard's section of the admin rollout page: its plan (editable), its latest
-// evaluations, and the "advance" button when a stage is ready. Uses the admin token that
-// admin-rollout.js keeps in sessionStorage.
+// The rollout guard's parts of the admin rollout page: what it is doing and when it will
+// decide (in the "Now" card), whether it can run at all, the "advance" button when a stage
+// is ready (with the change card's reason), its latest evaluation in full and the earlier
+// ones grouped into runs, and its plan (editable) with what a margin costs. Uses the admin
+// token that admin-rollout.js keeps in sessionStorage. Fields the API may not send yet
+// (eta, guard, marginCosts) are shown when present and left out when absent.
 (function () {
   "use strict";
   const $ = (id) => document.getElementById(id);
@@ -34,8 +37,54 @@
     return String(value);
   }
 
-  function pairs(object) {
-    return Object.entries(object || {}).map(([k, v]) => k + " " + show(v)).join(", ") || "–";
+  // "verifiedCompletions" -> "verified completions"
+  const words = (key) =>
+    key.replace(/Seconds$/, "").replace(/([a-z])([A-Z0-9])/g, "$1 $2").replace(/_/g, " ").toLowerCase();
+
+  // A figure as a person reads it, by what its name says it is: a time, a share (in percent,
+  // or in points for a margin), or a count (a whole number: Prometheus' increase() is
+  // extrapolated, "12.37 completions" is not a thing anyone saw).
+  function figure(key, value) {
+    if (value === null || value === undefined) return "–";
+    if (typeof value !== "number") return show(value);
+    if (/seconds$/i.test(key)) return value >= 1 ? Number(value.toFixed(2)) + " s" : Math.round(1000 * value) + " ms";
+    if (/margin/i.test(key)) return points(value);
+    if (/share|rate|confidence|^verified$|^legacy$/i.test(key)) return Number((100 * value).toFixed(2)) + "%";
+    return Math.round(value).toLocaleString();
+  }
+
+  function points(share) {
+    const value = Number((100 * share).toFixed(3));
+    return value + (Math.abs(value) === 1 ? " point" : " points");
+  }
+
+  // "3 h 20 min", "12 min", "40 s"
+  function duration(seconds) {
+    if (seconds == null) return null;
+    const s = Math.max(0, Math.round(seconds));
+    if (s < 90) return s + " s";
+    const minutes = Math.round(s / 60);
+    if (minutes < 90) return minutes + " min";
+    const hours = Math.floor(minutes / 60);
+    if (hours < 48) return hours + " h" + (minutes % 60 ? " " + (minutes % 60) + " min" : "");
+    return Math.round(hours / 24) + " days";
+  }
+
+  function node(tag, className, text) {
+    const el = document.createElement(tag);
+    if (className) el.className = className;
+    if (text != null) el.textContent = text;
+    return el;
+  }
+
+  function figuresLine(check) {
+    const shown = Object.entries(check.figures || {})
+      .filter(([, v]) => v !== null && v !== undefined)
+      .map(([k, v]) => words(k) + " " + figure(k, v));
+    const needed = Object.entries(check.threshold || {})
+      .filter(([k, v]) => k !== "paths" && v !== null && v !== undefined)
+      .map(([k, v]) => words(k) + " " + figure(k, v));
+    return shown.join(" · ") + (needed.length ? " (needed: " + needed.join(", ") + ")" : "");
   }
 
   function fillForm(p) {
@@ -47,11 +96,35 @@
   }
 
   function describe(p) {
-    const since = p.stageStartedAt ? " since " + when(p.stageStartedAt) : "";
-    const stage = "Stage " + (p.stage + 1) + " of " + p.stages.length + " (" + show(p.stagePercentage) + "%)" + since;
-    const mode = p.enabled ? "guard on" : "guard off";
+    const mode = !p.enabled ? "off" : p.guard && !p.guard.running ? "on, but it cannot run" : "on";
     const state = p.paused ? "paused: nothing advances until you resume" : p.ready ? "ready: the next stage waits for your click" : p.autoAdvance ? "advances by itself" : "marks stages ready for you";
-    return stage + " · " + mode + " · " + state + ".";
+    return "Guard " + mode + " · " + state + ".";
+  }
+
+  // Why the guard can't run, and what it warns about (`guard`, when the API sends it).
+  function showGuardHealth(p) {
+    const g = p.guard;
+    const cannot = g && !g.running ? g.reason || "the service did not say why" : null;
+    const warnings = (g && g.warnings) || [];
+    $("guard-cannot").hidden = !cannot && !warnings.length;
+    $("guard-cannot-text").textContent = cannot ? "The guard cannot run: " + cannot : "";
+    $("guard-cannot-text").hidden = !cannot;
+    $("guard-warnings").replaceChildren(...warnings.map((w) => node("li", null, "Warning: " + w)));
+  }
+
+  // When the guard will decide, from the latest evaluation (`eta`, or `etaSeconds` alone).
+  function etaText(e) {
+    if (!e) return null;
+    if (e.eta && e.eta.text) return e.eta.text;
+    if (e.eta && e.eta.seconds == null && e.eta.reason) return "can't tell when it will decide: " + e.eta.reason;
+    if (e.etaSeconds != null) return "decides in about " + duration(e.etaSeconds);
+    return null;
+  }
+
+  function showEta(latest, p) {
+    const text = p.stagePercentage === 0 ? null : etaText(latest);
+    $("guard-eta").hidden = !text;
+    $("guard-eta").textContent = text ? "When: " + text.charAt(0).toLowerCase() + text.slice(1) : "";
   }
 
   function showAdvance(p) {
@@ -67,48 +140,138 @@
     }
   }
 
-  function checksList(checks) {
-    const list = document.createElement("ul");
-    checks.forEach((c) => {
-      const item = document.createElement("li");
-      const status = document.createElement("strong");
-      status.textContent = c.status.replace("_", " ");
-      // What the check found, in words; the raw figures are one hover away.
-      item.append(c.name.replace(/_/g, " ") + ": ", status, " — " + c.detail);
-      item.title = pairs(c.figures) + " (threshold: " + pairs(c.threshold) + ")";
-      list.appendChild(item);
-    });
-    return list;
+  function showMarginCosts(p) {
+    const costs = p.marginCosts || [];
+    $("guard-margin-costs").hidden = !costs.length;
+    $("guard-margin-costs-list").replaceChildren(
+      ...costs.map((c) => {
+        const item = node("li", null, c.text || "with a margin of " + points(c.margin) + ", " + (duration(c.etaSeconds) || "no estimate"));
+        if (Math.abs(c.margin - p.successRateMargin) < 1e-9) item.append(node("strong", null, " (the plan's)"));
+        return item;
+      })
+    );
   }
 
-  function fillEvaluations(evaluations) {
-    const body = $("guard-evaluations").querySelector("tbody");
-    body.replaceChildren();
-    if (!evaluations.length) {
-      const row = body.insertRow();
-      const cell = row.insertCell();
-      cell.colSpan = 5;
-      cell.textContent = "No evaluation yet.";
+  // The requirements the latest evaluation has not met yet: each check not passed, with its
+  // figures in view, and the stage's minimum time while it has not run.
+  function unmet(e, p) {
+    const items = e.checks
+      .filter((c) => c.status !== "pass")
+      .map((c) => {
+        const item = node("li", "check-" + c.status);
+        const head = node("p");
+        const status = c.status.replace("_", " ");
+        const found = c.detail.startsWith(status) ? c.detail : status + ": " + c.detail;
+        head.append(node("strong", null, words(c.name)), " — " + found);
+        item.append(head, node("p", "figures", figuresLine(c)));
+        return item;
+      });
+    // The stage's time as it is now, not as it was at that look.
+    const started = p.stageStartedAt ? Date.parse(p.stageStartedAt) : null;
+    if (e.stage === p.stage && started !== null && p.minStageSeconds > 0 && e.percentage > 0) {
+      const ran = (Date.now() - started) / 1000;
+      if (ran < p.minStageSeconds) {
+        const item = node("li", "check-time");
+        const head = node("p");
+        head.append(node("strong", null, "minimum time at this stage"), " — " + duration(ran) + " of " + duration(p.minStageSeconds) + " run");
+        item.append(head, node("p", "figures", "still to run " + duration(p.minStageSeconds - ran)));
+        items.push(item);
+      }
+    }
+    return items;
+  }
+
+  function fillLatest(e, p) {
+    const box = $("guard-latest");
+    if (!e) {
+      box.replaceChildren(node("p", "placeholder", "No evaluation yet."));
       return;
     }
+    const head = node("p", "decision");
+    head.append(
+      node("strong", "decision-" + e.decision, e.decision + (e.acted ? " (acted)" : "")),
+      " · " + when(e.at) + " · stage " + (e.stage + 1) + " (" + e.percentage + "%), window " + duration(e.windowSeconds)
+    );
+    const parts = [head, node("p", "why", "Why: " + e.reason)];
+    const eta = etaText(e);
+    if (eta) parts.push(node("p", "eta", "When: " + eta));
+    const missing = unmet(e, p);
+    if (missing.length) {
+      parts.push(node("h4", null, "Not met yet"));
+      const list = node("ul", "unmet");
+      list.append(...missing);
+      parts.push(list);
+    }
+    const met = e.checks.filter((c) => c.status === "pass");
+    if (met.length) {
+      const details = node("details", "met");
+      details.append(node("summary", null, "Met: " + met.map((c) => words(c.name)).join(", ")));
+      const list = node("ul");
+      met.forEach((c) => list.append(node("li", null, words(c.name) + ": " + c.detail + " — " + figuresLine(c))));
+      details.append(list);
+      parts.push(details);
+    }
+    box.replaceChildren(...parts);
+  }
+
+  // Consecutive evaluations with the same decision at the same stage: one row each run,
+  // with the latest look's "why"; the looks inside, collapsed.
+  function runsOf(evaluations) {
+    const runs = [];
     evaluations.forEach((e) => {
-      const row = body.insertRow();
-      row.insertCell().textContent = when(e.at);
-      row.insertCell().textContent = e.stage + 1 + " (" + e.percentage + "%), window " + e.windowSeconds + " s";
-      row.insertCell().textContent = e.decision + (e.acted ? " (acted)" : "");
-      row.insertCell().textContent = e.reason;
-      row.insertCell().appendChild(checksList(e.checks));
+      const run = runs[runs.length - 1];
+      if (run && run.decision === e.decision && run.stage === e.stage && run.percentage === e.percentage) run.looks.push(e);
+      else runs.push({ decision: e.decision, stage: e.stage, percentage: e.percentage, looks: [e] });
     });
+    return runs;
+  }
+
+  function fillEarlier(evaluations) {
+    const list = $("guard-earlier");
+    const runs = runsOf(evaluations);
+    if (!runs.length) {
+      list.replaceChildren(node("li", "placeholder", "None yet."));
+      return;
+    }
+    list.replaceChildren(
+      ...runs.map((run) => {
+        const newest = run.looks[0];
+        const oldest = run.looks[run.looks.length - 1];
+        const item = node("li", "run");
+        item.dataset.decision = run.decision;
+        const details = node("details");
+        const summary = node("summary");
+        const span = run.looks.length > 1 ? when(oldest.at) + " – " + when(newest.at) : when(newest.at);
+        summary.append(
+          node("strong", "decision-" + run.decision, run.decision + (run.looks.length > 1 ? " (" + run.looks.length + " looks)" : "")),
+          " · " + span + " · stage " + (run.stage + 1) + " (" + run.percentage + "%)"
+        );
+        details.append(summary, node("p", "why", "Why (latest): " + newest.reason));
+        const looks = node("ol", "looks");
+        run.looks.forEach((e) => {
+          const eta = etaText(e);
+          looks.append(node("li", null, when(e.at) + ": " + e.reason + (eta ? " — " + eta : "")));
+        });
+        details.append(looks);
+        item.append(details);
+        return item;
+      })
+    );
   }
 
   async function refresh() {
     if (!sessionStorage.getItem(tokenKey)) return;
     try {
-      const [p, evaluations] = await Promise.all([call("GET", "/plan"), call("GET", "/evaluations?limit=10")]);
+      const [p, evaluations] = await Promise.all([call("GET", "/plan"), call("GET", "/evaluations?limit=200")]);
+      const [latest, ...earlier] = evaluations.evaluations;
       $("guard-status").textContent = describe(p);
+      showGuardHealth(p);
+      showEta(latest, p);
       fillForm(p);
       showAdvance(p);
-      fillEvaluations(evaluations.evaluations);
+      showMarginCosts(p);
+      fillLatest(latest, p);
+      fillEarlier(earlier);
     } catch (error) {
       if (error.status !== 401 && error.status !== 403) {
         $("guard-message").textContent = "Could not load the guard: " + error.message;
@@ -158,13 +321,21 @@
     }
   });
 
+  // Advancing moves learners: it asks for the change card's reason, as every change does.
   $("guard-advance").addEventListener("click", async () => {
+    const reason = $("reason").value.trim();
+    if (!reason) {
+      $("message").textContent = "Say why: the reason is kept in the history.";
+      $("reason").focus();
+      return;
+    }
     try {
-      const p = await call("POST", "/advance");
-      $("guard-message").textContent = "Advanced: the verified path now serves " + p.stagePercentage + "% of learners.";
-      await refresh();
+      const p = await call("POST", "/advance", { reason });
+      $("message").textContent = "Advanced: the verified path now serves " + p.stagePercentage + "% of learners.";
+      $("reason").value = "";
+      document.dispatchEvent(new CustomEvent("rollout:moved"));
     } catch (e) {
-      $("guard-message").textContent = "Not advanced: " + e.message;
+      $("message").textContent = "Not advanced: " + e.message;
     }
   });
 

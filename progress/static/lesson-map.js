@@ -11,6 +11,8 @@
   const $ = (id) => document.getElementById(id);
   const script = document.currentScript;
   const TIMEOUT_MS = Number(script && script.dataset.timeoutMs) || 10000;
+  // The token is kept in localStorage until it expires or the learner signs out: a second
+  // tab opened by URL is the same learner, and every tab follows a sign-out or a switch.
   const TOKEN_KEY = "progress.token";
   const RANK = { locked: 0, open: 1, complete: 2 };
   const LABEL = { locked: "Locked", open: "Open", complete: "Complete", current: "Up next" };
@@ -20,6 +22,7 @@
   let modules = []; // [{id, title, lessons: [...same objects]}]
   const states = new Map(); // "module/lesson" -> "locked" | "open" | "complete"
   let target = null; // the lesson we are navigating to; older answers are ignored
+  let signedInAs = null; // the token this tab uses
 
   const key = (moduleId, lessonId) => moduleId + "/" + lessonId;
   const find = (moduleId, lessonId) => lessons.find((l) => l.moduleId === moduleId && l.lessonId === lessonId);
@@ -122,17 +125,33 @@
 
   // ---------------------------------------------------------------- sign in and out
 
-  function emailIn(token) {
+  // The token's claims, unverified (the server verifies them): for the page's words only.
+  function claimsOf(token) {
     try {
       const payload = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
-      return JSON.parse(atob(payload)).email || "a learner";
+      return JSON.parse(atob(payload)) || {};
     } catch (error) {
-      return "a learner";
+      return {};
     }
+  }
+  const emailIn = (token) => claimsOf(token).email || "a learner";
+  const isAdmin = (token) => Array.isArray(claimsOf(token).roles) && claimsOf(token).roles.includes("admin");
+
+  // The token this browser keeps, unless it has expired.
+  function keptToken() {
+    const token = localStorage.getItem(TOKEN_KEY);
+    if (!token) return null;
+    const exp = Number(claimsOf(token).exp);
+    if (Number.isFinite(exp) && exp * 1000 <= Date.now()) {
+      localStorage.removeItem(TOKEN_KEY);
+      return null;
+    }
+    return token;
   }
 
   async function signIn(token, byHand) {
     if (client) client.close();
+    signedInAs = token;
     client = new ProgressClient({ token, onLockScreen: showLockScreen, onVersionChange, timeoutMs: TIMEOUT_MS });
     states.clear();
     say("Signing in…");
@@ -152,26 +171,43 @@
       if (error.status !== 401) say("Could not sign in: " + error.message);
       if (client) client.close();
       client = null;
+      signedInAs = null;
       return;
     }
-    sessionStorage.setItem(TOKEN_KEY, token);
+    localStorage.setItem(TOKEN_KEY, token);
     $("who").textContent = "Signed in as " + emailIn(token) + ".";
+    $("admin-link").hidden = !isAdmin(token);
     say("");
     route(byHand, false); // the form just disappeared: focus moves on; progress just loaded
   }
 
-  function signOut(message) {
-    sessionStorage.removeItem(TOKEN_KEY);
+  function signOut(message, moveFocus = true) {
+    localStorage.removeItem(TOKEN_KEY);
     if (client) client.close();
     client = null;
+    signedInAs = null;
+    $("admin-link").hidden = true;
     states.clear();
     target = null;
     history.replaceState(null, "", location.pathname + location.search);
     setView("signin");
     say(message || "Signed out.");
     $("token").value = "";
-    $("token").focus();
+    if (moveFocus) $("token").focus();
   }
+
+  // Another tab signed out, or signed in as someone else: this tab follows it, so a tab
+  // never shows one learner while the browser keeps another's token.
+  window.addEventListener("storage", (event) => {
+    if (event.key !== TOKEN_KEY || event.newValue === signedInAs) return;
+    if (event.newValue) {
+      signIn(event.newValue, false).then(() => {
+        if (client) say("Another tab signed in as " + emailIn(event.newValue) + ": this tab follows it.");
+      });
+    } else if (signedInAs) {
+      signOut("Signed out in another tab.", false);
+    }
+  });
 
   // Another tab of this learner completed something: the map and a lock screen catch up.
   function onVersionChange() {
@@ -246,7 +282,7 @@
 
   // ---------------------------------------------------------------- a lesson, its completion, the lock screen
 
-  async function openLesson(lesson) {
+  async function openLesson(lesson, moveFocus = true) {
     target = key(lesson.moduleId, lesson.lessonId);
     say("Opening " + lesson.title + "…");
     let answer;
@@ -260,14 +296,14 @@
     if (!answer.accessible) return;
     raise(lesson.moduleId, lesson.lessonId, "open");
     say("");
-    showLesson(lesson);
+    showLesson(lesson, moveFocus);
   }
 
   function lessonHeader(lesson) {
     return el("p", { class: "muted eyebrow" }, lesson.moduleTitle + " · lesson " + (lesson.index + 1) + " of " + lessons.length);
   }
 
-  function showLesson(lesson) {
+  function showLesson(lesson, moveFocus = true) {
     const complete = stateOf(lesson) === "complete";
     const next = lessons[lesson.index + 1];
     const view = el(
@@ -286,7 +322,7 @@
     );
     $("view").replaceChildren(view);
     setView("lesson");
-    focusHeading(view);
+    if (moveFocus) focusHeading(view);
   }
 
   async function completeLesson(lesson) {
@@ -360,7 +396,6 @@
     );
     $("view").replaceChildren(view);
     setView("done");
-    say("Lesson complete: " + lesson.title + ".");
     if (next) $("next").focus();
     else focusHeading(view);
   }
@@ -409,12 +444,14 @@
     else location.hash = hash; // the hashchange event opens it
   }
 
+  // Each navigation starts with a clear status line: a message belongs to the view it was for.
   function route(moveFocus, reload = true) {
     if (!client) return;
+    say("");
     const match = /^#\/lesson\/([^/]+)\/([^/]+)$/.exec(location.hash);
     const lesson = match && find(decodeURIComponent(match[1]), decodeURIComponent(match[2]));
     if (match && !lesson) say("There is no such lesson.");
-    if (lesson) openLesson(lesson);
+    if (lesson) openLesson(lesson, moveFocus);
     else showMap(moveFocus, reload);
   }
 
@@ -433,10 +470,23 @@
     if (next) go(next);
   });
 
-  // The embedded demo only: the server mints a token for a brand-new learner.
+  // The skip link: the page's routes live in the hash, so it moves focus instead.
+  document.querySelector(".skip-link").addEventListener("click", (event) => {
+    event.preventDefault();
+    $("main").focus();
+  });
+
+  // The embedded demo only: the server mints a token for a brand-new learner. It never
+  // replaces a learner this browser keeps (one signed in since this tab showed the form).
   const newLearner = $("new-learner");
   if (newLearner) {
     newLearner.addEventListener("click", async () => {
+      const kept = keptToken();
+      if (kept) {
+        await signIn(kept, true);
+        if (client) say("This browser is signed in as " + emailIn(kept) + ": sign out first to start a new learner.");
+        return;
+      }
       newLearner.disabled = true;
       try {
         const response = await fetch("/dev/learner-token", { method: "POST" });
@@ -450,7 +500,7 @@
     });
   }
 
-  const saved = sessionStorage.getItem(TOKEN_KEY);
+  const saved = keptToken();
   if (saved) signIn(saved, false);
   else setView("signin");
 })();

@@ -137,41 +137,92 @@
     drawBounds(data, from, to);
   }
 
-  // The guard's sequential tests: verified's share minus legacy's, the confidence bound on
-  // it at each evaluation, and the margin; the check passes once the upper bound is below
-  // the margin, and fails once the lower bound is above it.
+  // The guard's sequential tests: verified's share minus legacy's, in points (a share of
+  // 0.001 is 0.1 point), the confidence bound on it at each evaluation, and the margin; the
+  // check passes once the upper bound is below the margin, and fails once the lower bound is
+  // above it. The scale keeps zero and the margin apart on screen: a bound many margins
+  // wide early in a stage runs off the chart rather than flattening the margin onto zero.
+  const BOUND_UNITS = { errors: "points of success rate", "updates over the budget": "points of updates over the budget" };
+  const pts = (v) => String(Number(v.toPrecision(2))) + " pt";
+
+  function level(u, value, colour, label) {
+    const ctx = u.ctx;
+    const { left, width } = u.bbox;
+    const y = Math.round(u.valToPos(value, "y", true));
+    ctx.save();
+    ctx.strokeStyle = colour;
+    ctx.fillStyle = colour;
+    ctx.lineWidth = devicePixelRatio;
+    ctx.beginPath();
+    ctx.moveTo(left, y);
+    ctx.lineTo(left + width, y);
+    ctx.stroke();
+    ctx.font = 12 * devicePixelRatio + "px system-ui, sans-serif";
+    ctx.textAlign = "left"; // uPlot leaves the axes' alignment set
+    ctx.textBaseline = "bottom";
+    ctx.fillText(label, left + 4 * devicePixelRatio, y - 3 * devicePixelRatio);
+    ctx.restore();
+  }
+
+  function boundRange(b) {
+    const margin = 100 * Math.max(...b.margin.filter((v) => v != null), 0) || 0.1;
+    // Beyond three margins up or two down the bound is still far from deciding: off the chart.
+    const seen = [...b.lower, ...b.upper, ...b.statistic].filter((v) => v != null).map((v) => 100 * v);
+    const top = Math.min(3 * margin, Math.max(1.6 * margin, ...seen));
+    const bottom = Math.max(-2 * margin, Math.min(-0.6 * margin, ...seen));
+    return [bottom, top];
+  }
+
   function drawBounds(data, from, to) {
     const root = $("charts");
-    const number = (v) => String(Number(v.toPrecision(2)));
+    const scaled = (values) => values.map((v) => (v == null ? null : 100 * v));
     data.bounds.forEach((b) => {
+      const units = BOUND_UNITS[b.counting] || "points";
       const figure = document.createElement("figure");
       figure.className = "chart";
       figure.dataset.bound = b.check;
       const caption = document.createElement("figcaption");
-      caption.textContent = "Guard's bound: " + b.check.replace(/_/g, " ");
+      caption.textContent = "Guard's bound: " + b.check.replace(/_/g, " ") + ", in " + units;
       const help = document.createElement("span");
       help.className = "muted";
-      help.textContent = " — verified's share of " + (b.counting || "outcomes") + " minus legacy's, with its confidence bound, against the margin";
+      help.textContent =
+        " — verified's share of " + (b.counting || "outcomes") + " minus legacy's, with its confidence bound;" +
+        " it passes once the upper bound is under the red margin line";
       caption.appendChild(help);
       figure.appendChild(caption);
       const area = document.createElement("div");
       figure.appendChild(area);
       root.appendChild(figure);
+      const show = (u, v) => (v == null ? "–" : pts(v));
+      const range = boundRange(b);
       const options = {
         width: chartWidth(figure),
         height: 170,
-        scales: { x: { time: true, range: () => [from, to] } },
-        axes: [{}, { values: (u, ticks) => ticks.map(number), size: 64 }],
+        scales: { x: { time: true, range: () => [from, to] }, y: { range: () => range } },
+        axes: [{}, { values: (u, ticks) => ticks.map(pts), size: 64 }], // the caption names the unit
         series: [
           {},
-          { label: "difference", stroke: "#1d2330", width: 2, points: POINTS, value: (u, v) => (v == null ? "–" : number(v)) },
-          { label: "lower", stroke: "#2b6cff", dash: [4, 4], points: POINTS, value: (u, v) => (v == null ? "–" : number(v)) },
-          { label: "upper", stroke: "#2b6cff", dash: [4, 4], points: POINTS, value: (u, v) => (v == null ? "–" : number(v)) },
-          { label: "margin", stroke: "#b42318", width: 2, value: (u, v) => (v == null ? "–" : number(v)) },
+          { label: "difference", stroke: "#1d2330", width: 2, points: POINTS, value: show },
+          { label: "lower", stroke: "#2b6cff", dash: [4, 4], points: POINTS, value: show },
+          { label: "upper", stroke: "#2b6cff", dash: [4, 4], points: POINTS, value: show },
+          { label: "margin", stroke: "#b42318", width: 2, value: show },
         ],
         plugins: [markerPlugin(data.markers)],
       };
-      plots.push(new window.uPlot(options, [b.times, b.statistic, b.lower, b.upper, b.margin], area));
+      const series = [b.times, scaled(b.statistic), scaled(b.lower), scaled(b.upper), scaled(b.margin)];
+      // How far above "no difference" the margin line is drawn, in CSS pixels (tests read it).
+      const margin = 100 * (b.margin.find((v) => v != null) || 0);
+      options.hooks = {
+        draw: [
+          (u) => {
+            // "No difference" and the margin across the whole chart, named where they run.
+            level(u, 0, "#5a6275", "no difference");
+            if (margin > 0) level(u, margin, "#b42318", "margin " + pts(margin));
+            figure.dataset.marginAboveZeroPx = String(Math.round(u.valToPos(0, "y") - u.valToPos(margin, "y")));
+          },
+        ],
+      };
+      plots.push(new window.uPlot(options, series, area));
     });
   }
 
