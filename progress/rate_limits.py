@@ -90,7 +90,7 @@ class LearnerLimiter(Limiter):
         retry_after_s = 1  # if the storage went away between the count and this look
         if limit is not None:
             with contextlib.suppress(StorageError):
-                retry_after_s = max(1, math.ceil(limit.reset_at - time.time()))
+                retry_after_s = max(1, math.ceil(limit.window[0] - time.time()))
         what = f"{limit.limit}" if limit is not None else "the limit"
         return RateLimited(
             f"Too many requests: at most {what} for each learner here; retry in {retry_after_s} s.",
