@@ -185,9 +185,7 @@ def test_a_redis_that_is_down_fails_open_with_one_warning_and_readyz_degraded(
     assert "requests pass unlimited" in check
 
 
-def test_a_hung_redis_is_waited_for_within_a_bound_then_set_aside(
-    instance, auth, redis_storage
-):
+def test_a_hung_redis_is_waited_for_within_a_bound_then_set_aside(instance, auth, redis_storage):
     """Redis that stops answering on open connections: the completion still succeeds,
     within a bound, and /readyz says degraded; once it answers again, limits count again."""
     redis_url = urlsplit(redis_storage["PROGRESS_RATE_LIMIT_STORAGE_URI"])
