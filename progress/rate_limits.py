@@ -71,6 +71,8 @@ class LearnerLimiter(Limiter):
     def _check_request_limit(
         self, callable_name: str | None = None, in_middleware: bool = True
     ) -> None:
+        if in_middleware and not is_limited(request.endpoint or "", request.method):
+            return  # no limit here: not even the library's look-up (every request pays it)
         if not self.outage.usable():
             return  # set aside: fail open, without waiting on it
         try:
@@ -113,9 +115,12 @@ def limited_routes(app: Flask) -> list[str]:
     )
 
 
-def is_limited(endpoint: str) -> bool:
-    """Whether any limit applies to `endpoint` (the access check's fast path asks)."""
-    return endpoint in LEARNER_LIMITS or endpoint.startswith(f"{ADMIN_BLUEPRINT}.")
+def is_limited(endpoint: str, method: str) -> bool:
+    """Whether any limit applies to `method` on `endpoint` (the access check's fast path
+    asks too)."""
+    return endpoint in LEARNER_LIMITS or (
+        method in WRITES and endpoint.startswith(f"{ADMIN_BLUEPRINT}.")
+    )
 
 
 def init_app(app: Flask) -> None:

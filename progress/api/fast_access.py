@@ -182,7 +182,7 @@ def init_app(app: Flask) -> None:
     """Last, once every route and hook is registered; refuses an app with a hook on the
     route that the fast path would skip."""
     unknown = unmirrored_hooks(app)
-    if rate_limits.is_limited(ENDPOINT):
+    if rate_limits.is_limited(ENDPOINT, "GET"):
         unknown.append("a rate limit")
     if unknown:
         raise RuntimeError(f"the access check's fast path does not do the work of {unknown}")
