@@ -89,7 +89,7 @@ def _storage_uri(value: str) -> str:
     return value
 
 
-RateLimit = Annotated[str, AfterValidator(_rate_limit)]
+RateLimit = Annotated[str, BeforeValidator(_blank_is_unset), AfterValidator(_rate_limit)]
 
 
 def _log_level(value: str) -> str:
@@ -160,9 +160,13 @@ class Settings(BaseSettings):
     PROGRESS_RATE_LIMIT_REPORTS: RateLimit = "60/minute"
     PROGRESS_RATE_LIMIT_ADMIN: RateLimit = "60/minute"
     # Where the counts live: memory:// counts per process; redis:// shares them.
-    PROGRESS_RATE_LIMIT_STORAGE_URI: Annotated[str, AfterValidator(_storage_uri)] = "memory://"
+    PROGRESS_RATE_LIMIT_STORAGE_URI: Annotated[
+        str, BeforeValidator(_blank_is_unset), AfterValidator(_storage_uri)
+    ] = "memory://"
     # Keeps two deployments (or test runs) on one Redis apart.
-    PROGRESS_RATE_LIMIT_KEY_PREFIX: str = Field("lesson-progress", min_length=1)
+    PROGRESS_RATE_LIMIT_KEY_PREFIX: Annotated[str, BeforeValidator(_blank_is_unset)] = (
+        "lesson-progress"
+    )
     # A failed storage is set aside this long: requests pass unlimited (fail open) meanwhile.
     PROGRESS_RATE_LIMIT_RECHECK_S: Count = Field(10, ge=1)
     # Lock screen reports older than this are pruned as new ones are kept.
