@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 
+from harness.service import UNREACHED_RATE_LIMITS
+
 # Inherited settings that would change what is measured; the harness sets its own.
 SCRUBBED_ENV = (
     "PROGRESS_FAULTS",
@@ -32,6 +34,7 @@ def service_env(secret: str, database_url: str, **extra: str) -> dict[str, str]:
         PROGRESS_LOG_LEVEL="INFO",  # production's level: the access line is paid for
         GUNICORN_LOG_LEVEL="warning",
         PYTHONUNBUFFERED="1",
+        **UNREACHED_RATE_LIMITS,  # wrk sends each token hundreds of completions a minute
     )
     env.update(extra)
     return env

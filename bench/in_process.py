@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness import databases
+from harness.service import UNREACHED_RATE_LIMITS
 
 PERCENT = {"legacy": "0", "verified": "100"}
 _NOWHERE = open(os.devnull, "w")  # noqa: SIM115 - for the process's life
@@ -66,6 +67,7 @@ def service_in_process(db_name: str, prefix: str, **config: Any) -> Iterator[InP
                 "PROGRESS_JWT_SECRET": secret,
                 "DATABASE_URL": database_url,
                 "PROGRESS_LOG_LEVEL": "INFO",
+                **UNREACHED_RATE_LIMITS,  # one learner's completions, thousands of times
                 **config,
             }
         )

@@ -27,6 +27,7 @@ from . import (
     identity_keys,
     logs,
     metrics,
+    rate_limits,
     replica,
     web,
     worker,
@@ -198,6 +199,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(admin.bp)
     app.register_blueprint(web.bp)
     app.register_blueprint(docs.bp)
+    rate_limits.init_app(app)  # after the routes it limits
     spec.init_app(app)  # last: the OpenAPI document lists the routes above
 
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
+from limits import parse_many
 from pydantic import (
     AfterValidator,
     BeforeValidator,
@@ -111,6 +112,25 @@ def _faults(value: object) -> object:
     return faults.parse(value) if isinstance(value, str) else value
 
 
+def _rate_limit(value: str) -> str:
+    """Flask-Limiter's notation, e.g. `60/minute` or `10/second;100/hour`: loud if malformed."""
+    value = value.strip()
+    try:
+        parse_many(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a limit like 60/minute") from None
+    return value
+
+
+def _storage_uri(value: str) -> str:
+    if not value.startswith(("memory://", "redis://", "rediss://", "redis+unix://")):
+        raise ValueError(f"{value!r} is not memory:// or a redis:// URL")
+    return value
+
+
+RateLimit = Annotated[str, BeforeValidator(_blank_is_unset), AfterValidator(_rate_limit)]
+
+
 def _log_level(value: str) -> str:
     level = value.upper()
     if level not in logging.getLevelNamesMapping():
@@ -202,6 +222,23 @@ class Settings(BaseSettings):
     # How far the clocks of two instances may disagree: a reported lock counts as false by
     # time only if its read began this much after the completion was acknowledged.
     PROGRESS_CLOCK_SKEW_MS: Count = Field(50, ge=0)
+    # Abuse limits per learner (the token's subject), in Flask-Limiter's notation; far above
+    # what a learner or an admin does by hand (docs/operations.md#abuse-limits says why).
+    PROGRESS_RATE_LIMIT_COMPLETIONS: RateLimit = "60/minute"
+    PROGRESS_RATE_LIMIT_REPORTS: RateLimit = "60/minute"
+    PROGRESS_RATE_LIMIT_ADMIN: RateLimit = "60/minute"
+    # Where the counts live: memory:// counts per process; redis:// shares them.
+    PROGRESS_RATE_LIMIT_STORAGE_URI: Annotated[
+        str, BeforeValidator(_blank_is_unset), AfterValidator(_storage_uri)
+    ] = "memory://"
+    # Keeps two deployments (or test runs) on one Redis apart.
+    PROGRESS_RATE_LIMIT_KEY_PREFIX: Annotated[str, BeforeValidator(_blank_is_unset)] = (
+        "lesson-progress"
+    )
+    # A failed storage is set aside this long: requests pass unlimited (fail open) meanwhile.
+    PROGRESS_RATE_LIMIT_RECHECK_S: Count = Field(10, ge=1)
+    # Lock screen reports older than this are pruned as new ones are kept.
+    PROGRESS_REPORT_RETENTION_DAYS: Count = Field(30, ge=1)
     # For the lab and fault tests only: `name=value,...` (progress/faults.py).
     PROGRESS_FAULTS: Annotated[InstanceOf[faults.Faults], NoDecode, BeforeValidator(_faults)] = (
         Field(default_factory=faults.Faults)

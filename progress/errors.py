@@ -44,6 +44,7 @@ def answer_error(exc: Exception) -> Response:
         if exc.status >= 500:  # a backend failed us, not the client: e.g. "flag backend error"
             log.error(exc.code.replace("_", " "), extra={"error": exc.message})
         response = error_response(exc.status, exc.code, exc.message, exc.field)
+        response.headers.update(exc.headers())
         if exc.status == 401:
             response.headers["WWW-Authenticate"] = 'Bearer realm="progress"'
         return response

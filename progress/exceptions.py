@@ -30,3 +30,22 @@ class ProgressError(Exception):
             self.status = status
         if code is not None:
             self.code = code
+
+    def headers(self) -> dict[str, str]:
+        """Headers the answer carries besides the body (none unless a subclass says)."""
+        return {}
+
+
+class RateLimited(ProgressError):
+    """A learner went over an abuse limit (progress/rate_limits.py)."""
+
+    status = 429
+    code = "rate_limited"
+    default_message = "Too many requests; retry later."
+
+    def __init__(self, message: str | None = None, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}

@@ -139,6 +139,9 @@ def report_lock_screen(lesson: LessonRef, receipt: LockReceipt) -> bool:
         )
         db.session.rollback()
         return first == "false_lock"
+    store.prune_older_than(
+        LockScreenReport.reported_at, current_app.config["PROGRESS_REPORT_RETENTION_DAYS"]
+    )  # as each is kept, in its commit: as the guard prunes its evaluations
     db.session.commit()
     if judgement == "false_lock":
         record_false_lock(receipt.path, receipt.learner_id, lesson, "client_report")  # type: ignore[arg-type]

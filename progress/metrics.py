@@ -91,6 +91,10 @@ http_request_seconds = Histogram(
     ["method", "route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+# By route template; every limited route's series is created at zero by progress/rate_limits.py.
+rate_limited = Counter(
+    "progress_rate_limited", "Requests refused 429 by a per-learner abuse limit", ["route"]
+)
 # The rollout plan's stage and the guard's decisions are read from the database at scrape
 # time (progress/guard/keeping.py), so they reach /metrics wherever the guard runs.
 
@@ -128,6 +132,7 @@ if os.environ.get("PROGRESS_METRICS", "on").lower() == "off":
     staleness_incidents = access_checks = false_lock_screens = cache_mismatches = _Off()  # type: ignore[assignment]
     circuit_breaker_open = circuit_breaker_trips = db_retries = _Off()  # type: ignore[assignment]
     rollout_percentage = http_requests = http_request_seconds = _Off()  # type: ignore[assignment]
+    rate_limited = _Off()  # type: ignore[assignment]
 
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})

@@ -9,12 +9,13 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import MappingProxyType
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.orm import InstrumentedAttribute
 
 from . import faults, invalidation
 from .cache import ProgressSnapshot
@@ -52,6 +53,19 @@ class CompletionRecord:
 def insert(table: type[db.Model]) -> postgresql.Insert | sqlite.Insert:
     dialect = postgresql if db.engine.dialect.name == "postgresql" else sqlite
     return dialect.insert(table)
+
+
+def prune_older_than(
+    at: InstrumentedAttribute[datetime], retention_days: int, *where: sa.ColumnElement[bool]
+) -> int:
+    """Delete the rows of `at`'s table whose `at` is older than the retention (and match
+    `where`), in the caller's transaction; how many went. The guard's evaluations and the
+    lock screen reports are kept this way."""
+    cutoff = utcnow() - timedelta(days=retention_days)
+    result = db.session.execute(
+        sa.delete(at.class_).where(at < cutoff, *where).execution_options(synchronize_session=False)
+    )
+    return result.rowcount or 0
 
 
 def ensure_user(user_id: uuid.UUID, email: str, email_verified: bool) -> None:

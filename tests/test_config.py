@@ -82,6 +82,10 @@ def test_a_malformed_setting_names_itself(tmp_path: Path):
         load_settings(tmp_path, {**base, "PROGRESS_FAULTS": "nap=1"})
     with pytest.raises(ConfigError, match="PROGRESS_ENV"):
         load_settings(tmp_path, {**base, "PROGRESS_ENV": "staging"})
+    with pytest.raises(ConfigError, match="PROGRESS_RATE_LIMIT_ADMIN: 'lots' is not a limit"):
+        load_settings(tmp_path, {**base, "PROGRESS_RATE_LIMIT_ADMIN": "lots"})
+    with pytest.raises(ConfigError, match="PROGRESS_RATE_LIMIT_STORAGE_URI: 'mongodb://db'"):
+        load_settings(tmp_path, {**base, "PROGRESS_RATE_LIMIT_STORAGE_URI": "mongodb://db"})
 
 
 def test_postgres_urls_use_psycopg_3(tmp_path: Path):

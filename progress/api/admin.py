@@ -30,6 +30,7 @@ bp = Blueprint("admin_api", __name__, url_prefix="/api/v1/admin")
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 ERRORS = dict.fromkeys((401, 403, 502, 503), ErrorOut)
+WRITE_ERRORS = {**ERRORS, 429: ErrorOut}  # every admin write is rate limited (rate_limits.py)
 
 
 @bp.before_request
@@ -50,7 +51,7 @@ def get_rollout() -> RolloutOut:
 
 
 @bp.put("/rollout")
-@operation("setRollout", "admin", {200: RolloutOut, **ERRORS}, json=RolloutIn)
+@operation("setRollout", "admin", {200: RolloutOut, **WRITE_ERRORS}, json=RolloutIn)
 def put_rollout(json: RolloutIn) -> RolloutOut:
     """Move the rollout (0, 10, 100 or any value); the change is kept with its reason."""
     state = rollout.set_rollout(json.percentage, json.reason, g.identity.email)
@@ -78,7 +79,7 @@ def get_path_figures() -> PathFiguresOut:
 
 # -- the rollout guard -------------------------------------------------------------------------
 
-GUARD_ERRORS = {**ERRORS, 409: ErrorOut}
+GUARD_ERRORS = {**WRITE_ERRORS, 409: ErrorOut}
 
 
 @bp.get("/rollout/plan")

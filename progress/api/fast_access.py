@@ -22,7 +22,7 @@ from typing import Any
 from flask import Flask, got_request_exception, request_finished, request_started
 from pydantic import ValidationError
 
-from .. import logs
+from .. import logs, rate_limits
 from ..auth import Identity, ensure_learner, identify
 from ..browser_policy import EVERY_ANSWER
 from ..curriculum import LessonRef
@@ -45,6 +45,10 @@ MIRRORED_HOOKS = frozenset(
         "progress.browser_policy.add_browser_headers",
         "progress.api.learner.tag_path",
         "flask_cors.extension.make_after_request_function.<locals>.cors_after_request",  # Origin
+        # Flask-Limiter's hooks: no limit applies to the access check (checked in init_app).
+        "progress.rate_limits.LearnerLimiter._check_request_limit",
+        "flask_limiter._extension.Limiter.__inject_headers",
+        "flask_limiter._extension.Limiter.__release_context",
     }
 )
 # A segment the fast path takes as it is: werkzeug would hand it to the view unchanged.
@@ -170,6 +174,7 @@ def unmirrored_hooks(app: Flask) -> list[str]:
         for signal in (request_started, request_finished, got_request_exception)
         for receiver in signal.receivers_for(app)
     ]
+    hooks = [getattr(hook, "func", hook) for hook in hooks]  # a partial: what it calls
     names = (f"{hook.__module__}.{hook.__qualname__}" for hook in hooks)
     return [name for name in names if name not in MIRRORED_HOOKS]
 
@@ -178,6 +183,8 @@ def init_app(app: Flask) -> None:
     """Last, once every route and hook is registered; refuses an app with a hook on the
     route that the fast path would skip."""
     unknown = unmirrored_hooks(app)
+    if rate_limits.is_limited(ENDPOINT, "GET"):
+        unknown.append("a rate limit")
     if unknown:
         raise RuntimeError(f"the access check's fast path does not do the work of {unknown}")
     app.wsgi_app = AccessFastPath(app, app.wsgi_app)  # type: ignore[method-assign]

@@ -33,6 +33,7 @@ from .spec import operation
 bp = Blueprint("learner_api", __name__, url_prefix="/api/v1")
 
 ERRORS = dict.fromkeys((401, 403, 404, 503), ErrorOut)
+RATE_LIMITED = {429: ErrorOut}  # the routes progress/rate_limits.py limits
 
 
 def find_lesson(module_id: str, lesson_id: str) -> LessonRef:
@@ -104,7 +105,9 @@ def get_progress(query: ProgressQuery) -> ProgressOut:
 
 
 @bp.post("/modules/<moduleId>/lessons/<lessonId>/complete")
-@operation("completeLesson", "progress", {200: CompletionOut, 409: ErrorOut, **ERRORS})
+@operation(
+    "completeLesson", "progress", {200: CompletionOut, 409: ErrorOut, **ERRORS, **RATE_LIMITED}
+)
 def complete_lesson(moduleId: str, lessonId: str) -> CompletionOut:  # noqa: N803 - path names
     """Mark a lesson complete; completing it again changes nothing."""
     identity = authenticate(write=True)
@@ -159,7 +162,9 @@ def answer_access(identity: Identity, lesson: LessonRef, min_version: int | None
 
 
 @bp.post("/events/lock-screen")
-@operation("reportLockScreen", "events", {202: LockScreenOut, **ERRORS}, json=LockScreenIn)
+@operation(
+    "reportLockScreen", "events", {202: LockScreenOut, **ERRORS, **RATE_LIMITED}, json=LockScreenIn
+)
 def report_lock_screen(json: LockScreenIn) -> tuple[LockScreenOut, int]:
     """A client showed a lock screen: send the `lockReceipt` of the access answer that
     locked. `falseLock` is true when the learner held the completion that opens the lesson

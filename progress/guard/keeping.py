@@ -5,7 +5,6 @@ in a `flask rollout guard --loop` sidecar), and the pruning of old evaluations."
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
 from typing import get_args
 
 import sqlalchemy as sa
@@ -13,8 +12,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from .. import store
 from ..extensions import db
-from ..models import GuardDecisionCount, GuardEvaluation, RolloutPlan, utcnow
+from ..models import GuardDecisionCount, GuardEvaluation, RolloutPlan
 from .decision import Decision
 
 DECISIONS = get_args(Decision)
@@ -31,13 +31,7 @@ def count_decision(flag: str, decision: str) -> None:
 
 def prune_evaluations(flag: str, retention_days: int) -> int:
     """Delete the evaluations older than the retention; how many went."""
-    cutoff = utcnow() - timedelta(days=retention_days)
-    result = db.session.execute(
-        sa.delete(GuardEvaluation)
-        .where(GuardEvaluation.flag == flag, GuardEvaluation.at < cutoff)
-        .execution_options(synchronize_session=False)
-    )
-    return result.rowcount or 0
+    return store.prune_older_than(GuardEvaluation.at, retention_days, GuardEvaluation.flag == flag)
 
 
 class RolloutCollector(Collector):

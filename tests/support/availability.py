@@ -22,3 +22,19 @@ def unavailable(reason: str) -> NoReturn:
 def require_postgres() -> None:
     if not databases.reachable():
         unavailable(f"PostgreSQL not reachable at {databases.ADMIN_URL}")
+
+
+# A database number of the suite's own on the machine's Redis; each run adds a key prefix of
+# its own, so concurrent runs never share counts. Nothing here ever flushes it.
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
+
+
+def require_redis() -> str:
+    """The test Redis's URL, if it answers."""
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=2).ping()
+    except redis.RedisError as exc:
+        unavailable(f"Redis not reachable at {REDIS_URL}: {exc}")
+    return REDIS_URL
