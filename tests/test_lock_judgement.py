@@ -20,7 +20,9 @@ from progress.receipts import LockReceipt
 from progress.store import CompletionRecord
 from progress.worker import worker_state
 
-from .support.apps import set_rollout
+from harness.service import UNREACHED_RATE_LIMITS
+
+from .support.apps import build_app, dispose, set_rollout, settle_background
 from .test_lock_receipts import ACCESS, COMPLETE, REPORT, all_false_locks, counter, reports
 
 POLLERS = 3  # as in the issue: three loops poll the next lesson
@@ -208,17 +210,28 @@ def race_learners(apps, auth, walks: int) -> Counter:
     return Counter(row.judgement for row in rows)
 
 
-def test_racing_the_access_check_against_the_completion_makes_no_false_lock(app, auth):
+@pytest.fixture
+def unlimited(app, tmp_path):
+    """Another instance on `app`'s database with abuse limits the races never reach: they
+    report as fast as a script, which the limits exist to stop (tests/test_rate_limits.py)."""
+    made = build_app(app.config["SQLALCHEMY_DATABASE_URI"], tmp_path, **UNREACHED_RATE_LIMITS)
+    yield made
+    settle_background(made)
+    dispose(made)
+
+
+def test_racing_the_access_check_against_the_completion_makes_no_false_lock(unlimited, auth):
     """64 races on each engine: every lock report is kept, none is judged false, and some
     read overlapped the completion (so the race was run)."""
-    judged = race_learners([app], auth, walks=4)
+    judged = race_learners([unlimited], auth, walks=4)
     assert judged["false_lock"] == 0, judged
     assert judged["concurrent"] > 0, judged
 
 
 def test_racing_across_two_instances_makes_no_false_lock(pg_app, make_pg_app, auth):
     """96 races whose loops alternate between two instances on one PostgreSQL database."""
-    judged = race_learners([pg_app, make_pg_app()], auth, walks=6)
+    apps = [make_pg_app(**UNREACHED_RATE_LIMITS) for _ in range(2)]
+    judged = race_learners(apps, auth, walks=6)
     assert judged["false_lock"] == 0, judged
     assert judged["concurrent"] > 0, judged
 

@@ -234,7 +234,7 @@ def test_lock_screen_reports_are_pruned_after_their_retention(app, auth):
                     answered_version=0,
                     shown_at=now - timedelta(days=age_days),
                     reported_at=now - timedelta(days=age_days),
-                    false_lock=False,
+                    judgement="true_lock",
                 )
             )
         db.session.commit()
