@@ -13,14 +13,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
+from harness.service import UNREACHED_RATE_LIMITS
 from progress.extensions import db
 from progress.lock_reports import judge
 from progress.models import LessonProgress, LockScreenReport
 from progress.receipts import LockReceipt
 from progress.store import CompletionRecord
 from progress.worker import worker_state
-
-from harness.service import UNREACHED_RATE_LIMITS
 
 from .support.apps import build_app, dispose, set_rollout, settle_background
 from .test_lock_receipts import ACCESS, COMPLETE, REPORT, all_false_locks, counter, reports

@@ -232,6 +232,7 @@ def test_lock_screen_reports_are_pruned_after_their_retention(app, auth):
                     lesson_id="introductions",
                     path="legacy",
                     answered_version=0,
+                    read_began_at=now - timedelta(days=age_days),
                     shown_at=now - timedelta(days=age_days),
                     reported_at=now - timedelta(days=age_days),
                     judgement="true_lock",
