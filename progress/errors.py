@@ -33,7 +33,9 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
     return response
 
 
-def _http_code(exc: HTTPException) -> str:
+def http_code(exc: HTTPException) -> str:
+    """The error code for an HTTP status answered without a code of our own: its name,
+    snake-cased (`Request Header Fields Too Large`: `request_header_fields_too_large`)."""
     return (exc.name or "error").lower().replace(" ", "_").replace("'", "")
 
 
@@ -57,7 +59,7 @@ def answer_error(exc: Exception) -> Response:
     if isinstance(exc, HTTPException):
         if exc.response is not None and exc.response.is_json:  # spectree's own 4xx
             return exc.response
-        response = error_response(exc.code or 500, _http_code(exc), exc.description or "")
+        response = error_response(exc.code or 500, http_code(exc), exc.description or "")
         for name, value in exc.get_headers():  # e.g. Allow on a 405
             if name.lower() != "content-type":
                 response.headers[name] = value
