@@ -16,7 +16,13 @@ import sys
 import time
 from pathlib import Path
 
-from harness.front_door import service_limits, start_nginx, upstream_timeout_ms, write_config
+from harness.front_door import (
+    service_limits,
+    start_nginx,
+    upstream_timeout_ms,
+    wait_for_socket,
+    write_config,
+)
 from harness.processes import REPO, stop_group
 
 POLL_S = 0.5
@@ -47,12 +53,18 @@ def main() -> int:
         "GUNICORN_THREADS": str(args.threads),
     }
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    gunicorn = subprocess.Popen(  # noqa: S603 - our own interpreter's gunicorn, fixed arguments
+    gunicorn = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:app"],
         cwd=REPO,
         env=env,
         start_new_session=True,  # stopped by us, not by the terminal's signal to the group
     )
+    try:
+        wait_for_socket(socket, gunicorn)
+    except (RuntimeError, KeyboardInterrupt) as error:
+        stop_group(gunicorn)
+        print(error or "stopped", file=sys.stderr)
+        return 1
     nginx = start_nginx(config, run_dir, log_path=None)
     print(
         f"front door: http://{args.listen} (nginx) -> unix:{socket} (gunicorn, "

@@ -9,9 +9,13 @@ UPSTREAM_MARGIN_MS. Every path nginx writes is under one run directory, so no ro
 from __future__ import annotations
 
 import contextlib
+import grp
 import json
+import os
+import pwd
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +32,7 @@ from werkzeug.exceptions import (
 
 from progress.browser_policy import EVERY_ANSWER
 from progress.config import Settings
-from progress.errors import http_code
+from progress.errors import body_too_large, http_code
 
 from .processes import REPO, free_port, run_to_end, stop_group, tail, wait_until_ready
 from .service import RunningService, start_service
@@ -84,6 +88,13 @@ def error_body(code: str, message: str, field: str | None) -> str:
     return text
 
 
+def _launching_user() -> str | None:
+    """`user group` for nginx's `user` directive when run by root (it matters only then)."""
+    if os.geteuid() != 0:
+        return None
+    return f"{pwd.getpwuid(os.geteuid()).pw_name} {grp.getgrgid(os.getegid()).gr_name}"
+
+
 def render_config(
     *,
     listen: str,
@@ -95,10 +106,8 @@ def render_config(
 ) -> str:
     """nginx's config for the front door on `listen` (host:port) before gunicorn on `socket`."""
     errors = {
-        "payload_too_large": _error(
-            RequestEntityTooLarge, f"The request body is over {max_body_bytes} bytes.", "body"
-        ),
-        "uri_too_long": _error(RequestURITooLarge, "The request's URL is too long.", "url"),
+        "payload_too_large": (RequestEntityTooLarge.code, *body_too_large(max_body_bytes)),
+        "uri_too_long": _error(RequestURITooLarge, "The request URL is too long.", "url"),
         "headers_too_large": _error(
             RequestHeaderFieldsTooLarge, "A request header is too large.", "headers"
         ),
@@ -116,6 +125,7 @@ def render_config(
     )
     return environment.get_template(TEMPLATE.name).render(
         listen=listen,
+        user=_launching_user(),
         socket=socket,
         run_dir=run_dir,
         static_dir=static_dir,
@@ -140,6 +150,18 @@ def write_config(run_dir: Path, **settings: object) -> Path:
     path.write_text(render_config(run_dir=run_dir, **settings))  # type: ignore[arg-type]
     run_to_end(nginx_command(path, run_dir, "-t", "-q"), cwd=run_dir, timeout=30)
     return path
+
+
+def wait_for_socket(path: Path, process: subprocess.Popen, timeout: float = 30) -> None:
+    """Until gunicorn's socket exists (nginx started sooner would log each refused try);
+    RuntimeError if gunicorn exits or the time runs out."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if process.poll() is not None:
+            raise RuntimeError(f"gunicorn exited at start ({process.returncode})")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"gunicorn made no socket at {path} in {timeout:g}s")
+        time.sleep(0.1)
 
 
 def nginx_command(config: Path, run_dir: Path, *extra: str) -> list[str]:
@@ -188,7 +210,7 @@ def running_front_door(
     threads: int = 8,
     timeout: float = 30,
 ) -> Iterator[RunningFrontDoor]:
-    """nginx on a free port before gunicorn (`workers` × `threads`) on a unix socket, ready;
+    """nginx on a free port before gunicorn (`workers` x `threads`) on a unix socket, ready;
     both stopped on the way out. `env` is the service's; its body limit and database
     deadline shape nginx's config as they do in `make serve`."""
     port = free_port()
@@ -201,12 +223,20 @@ def running_front_door(
         **service_limits(env),
     )
     gunicorn = start_service({**env, "BIND": f"unix:{socket}"}, tmp, workers, threads, port=port)
-    nginx = start_nginx(config, run_dir, run_dir / "nginx.log")
-    front = RunningFrontDoor(f"http://127.0.0.1:{port}", port, nginx, gunicorn, run_dir / "nginx.log")
     try:
-        wait_until_ready(front.url + "/readyz", gunicorn.process, timeout, gunicorn.log_path, "gunicorn")
-        if nginx.poll() is not None:
-            raise RuntimeError(f"nginx exited at start:\n{tail(front.nginx_log)}")
+        wait_for_socket(socket, gunicorn.process, timeout)
+    except RuntimeError as error:
+        gunicorn.stop()
+        raise RuntimeError(f"{error}:\n{gunicorn.log_tail()}") from None
+    nginx = start_nginx(config, run_dir, run_dir / "nginx.log")
+    front = RunningFrontDoor(
+        f"http://127.0.0.1:{port}", port, nginx, gunicorn, run_dir / "nginx.log"
+    )
+    try:
+        try:
+            wait_until_ready(front.url + "/readyz", nginx, timeout, front.nginx_log, "nginx")
+        except RuntimeError as error:
+            raise RuntimeError(f"{error}\n{front.log_tail()}") from None
         yield front
     finally:
         front.stop()
