@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import weakref
 from collections.abc import Callable, Mapping
@@ -139,7 +138,7 @@ def engine_options(url: str, timeout_ms: int) -> dict[str, Any]:
         **options,
         "pool_timeout": timeout_ms / 1000,
         "connect_args": {
-            "connect_timeout": max(2, math.ceil(timeout_ms / 1000)),
+            "connect_timeout": db_deadline.connect_timeout_s(timeout_ms),
             "options": f"-c statement_timeout={timeout_ms} -c lock_timeout={timeout_ms}",
         },
     }
