@@ -17,6 +17,7 @@ from harness.front_door import CLIENT_HEADER_TIMEOUT_S, running_front_door, upst
 from harness.slow_clients import sample, slow_sockets
 
 from .support.apps import SECRET
+from .support.availability import require_nginx
 from .support.learners import AuthActions
 from .support.service import service_env
 from .support.tcp_proxy import TcpProxy
@@ -25,6 +26,11 @@ ACCESS = "/api/v1/modules/basics/lessons/{}/access"
 STATIC = Path(__file__).resolve().parent.parent / "progress" / "static"
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def nginx_installed() -> None:
+    require_nginx()
 
 
 @pytest.fixture(scope="module")

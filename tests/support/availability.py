@@ -9,6 +9,7 @@ from typing import NoReturn
 import pytest
 
 from harness import databases
+from harness.front_door import NGINX
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -22,3 +23,8 @@ def unavailable(reason: str) -> NoReturn:
 def require_postgres() -> None:
     if not databases.reachable():
         unavailable(f"PostgreSQL not reachable at {databases.ADMIN_URL}")
+
+
+def require_nginx() -> None:
+    if not os.access(NGINX, os.X_OK):
+        unavailable(f"nginx not found at {NGINX} (Debian's nginx package)")
