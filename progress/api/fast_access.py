@@ -154,8 +154,8 @@ class AccessFastPath:
             headers.append(("X-Progress-Path", path))  # tag_path
         present = {name.lower() for name, _value in headers}
         headers.extend(header for header in EVERY_ANSWER if header[0].lower() not in present)
-        headers.extend(self.vary)
         headers.append(("X-Request-ID", logs.end_request("GET", self.route, status)))
+        headers.extend(self.vary)  # vary_on_origin runs last: registered first, with CORS
         return headers
 
 
