@@ -23,8 +23,11 @@ from pathlib import Path
 import jinja2
 from werkzeug.exceptions import (
     BadGateway,
+    BadRequest,
     GatewayTimeout,
     HTTPException,
+    MethodNotAllowed,
+    NotFound,
     RequestEntityTooLarge,
     RequestHeaderFieldsTooLarge,
     RequestURITooLarge,
@@ -106,6 +109,9 @@ def render_config(
 ) -> str:
     """nginx's config for the front door on `listen` (host:port) before gunicorn on `socket`."""
     errors = {
+        "bad_request": _error(BadRequest, "The request is malformed."),
+        "not_found": _error(NotFound, "Nothing is at this URL."),
+        "method_not_allowed": _error(MethodNotAllowed, "Static files are only read."),
         "payload_too_large": (RequestEntityTooLarge.code, *body_too_large(max_body_bytes)),
         "uri_too_long": _error(RequestURITooLarge, "The request URL is too long.", "url"),
         "headers_too_large": _error(

@@ -6,6 +6,8 @@ Run with -s for the figures."""
 
 from __future__ import annotations
 
+import json
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -115,6 +117,17 @@ def test_a_request_too_long_to_read_is_refused_in_the_error_shape(
     assert answer.headers["X-Content-Type-Options"] == "nosniff"
 
 
+def test_a_malformed_request_line_is_400_in_the_error_shape(front):
+    with socket.create_connection(("127.0.0.1", front.port), timeout=10) as sock:
+        sock.sendall(b"NOT A REQUEST\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), head
+    assert json.loads(body)["error"]["code"] == "bad_request"
+
+
 @pytest.mark.parametrize(
     ("name", "content_type"),
     [
@@ -132,6 +145,10 @@ def test_static_files_are_served_by_nginx(front, name, content_type):
     assert "X-Request-ID" not in answer.headers  # the app tags every answer it gives
     missing = requests.get(f"{front.url}/static/no-such-file.js", timeout=10)
     assert missing.status_code == 404
+    assert error_of(missing)["code"] == "not_found"
+    posted = requests.post(f"{front.url}/static/{name}", timeout=10)
+    assert posted.status_code == 405
+    assert error_of(posted)["code"] == "method_not_allowed"
 
 
 def test_the_app_still_answers_everything_else_with_its_own_headers(front):
