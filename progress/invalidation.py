@@ -118,6 +118,11 @@ class VersionListener:
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, self._max_backoff_s)
 
+    @property
+    def deadline_cuts(self) -> int:
+        """How many of its calls the deadline cut (for tests and logs)."""
+        return self._watchdog.fired if self._watchdog else 0
+
     def _execute(self, conn: psycopg.Connection, statement: str) -> None:
         """One statement under the deadline; past it the socket is cut and psycopg raises."""
         if self._watchdog is None:
