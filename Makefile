@@ -10,7 +10,7 @@ MONITOR_DATA ?= instance/monitor
 
 TS_TOOLS := devtools/typescript
 
-.PHONY: install run migrate seed test lint format clean bench lab monitor types typescript-tools fuzz guard-sim profile pg-capacity prove
+.PHONY: install run serve migrate seed test lint format clean bench lab monitor types typescript-tools fuzz guard-sim profile pg-capacity prove
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,18 @@ run: seed
 	@PROGRESS_ENV=development HOST=$(HOST) PORT=$(PORT) WEB_CONCURRENCY=1 GUNICORN_THREADS=8 \
 		PROGRESS_ACCESS_LOG=off GUNICORN_READY_MESSAGE_FILE=instance/ready.txt \
 		$(BIN)/gunicorn -c gunicorn.conf.py app:app
+
+# The same service behind its front door (docs/operations.md, "The front door"): Debian's
+# nginx on HOST:PORT before gunicorn on a unix socket; Ctrl-C stops both. Development
+# settings unless PROGRESS_ENV is exported (production: with PROGRESS_JWT_SECRET and
+# DATABASE_URL); the demo users only in development.
+SERVE_ENV := $(or $(PROGRESS_ENV),development)
+WEB_CONCURRENCY ?= 1
+GUNICORN_THREADS ?= 8
+serve: seed
+	@if [ "$(SERVE_ENV)" = development ]; then PROGRESS_ENV=development $(FLASK) users demo; fi
+	PROGRESS_ENV=$(SERVE_ENV) $(BIN)/python -m devtools.serve --listen $(HOST):$(PORT) \
+		--workers $(WEB_CONCURRENCY) --threads $(GUNICORN_THREADS)
 
 test: lint typescript-tools
 	$(BIN)/pytest

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import weakref
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import sqlalchemy as sa
-from flask import Flask
+from flask import Flask, Request
 from flask.json.provider import DefaultJSONProvider
+from werkzeug.routing import RequestRedirect
 
 from . import (
     auth,
@@ -80,6 +81,15 @@ class ProgressApp(Flask):
                 self._sync[func] = func
         return wrapped
 
+    def raise_routing_exception(self, request: Request) -> Any:
+        """A redirect werkzeug's routing makes (`/apidoc/swagger` to `.../`) names no host:
+        it would take the one the client sent in `Host`."""
+        redirect = request.routing_exception
+        if isinstance(redirect, RequestRedirect):
+            parts = urlsplit(redirect.new_url)
+            raise RequestRedirect(urlunsplit(("", "", parts.path, parts.query, parts.fragment)))
+        return super().raise_routing_exception(request)
+
 
 def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     """Build the app; `overrides` are environment variables (by name) for tests and tools."""
@@ -101,6 +111,8 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
 def configure(app: Flask, overrides: Mapping[str, Any]) -> None:
     env = {name: str(value) for name, value in overrides.items()}  # over the process's own
     app.config.update(load_settings(Path(app.instance_path), env))
+    # Flask refuses (400) a request whose Host is not one of these; None: any host.
+    app.config["TRUSTED_HOSTS"] = app.config["PROGRESS_TRUSTED_HOSTS"] or None
     timeout_ms = app.config["PROGRESS_DB_TIMEOUT_MS"]
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(
         app.config["SQLALCHEMY_DATABASE_URI"], timeout_ms
@@ -129,7 +141,7 @@ def engine_options(url: str, timeout_ms: int) -> dict[str, Any]:
         **options,
         "pool_timeout": timeout_ms / 1000,
         "connect_args": {
-            "connect_timeout": max(2, math.ceil(timeout_ms / 1000)),
+            "connect_timeout": db_deadline.connect_timeout_s(timeout_ms),
             "options": f"-c statement_timeout={timeout_ms} -c lock_timeout={timeout_ms}",
         },
     }
@@ -163,18 +175,22 @@ def register_extensions(app: Flask) -> None:
 def register_cors(app: Flask) -> None:
     """Browsers on the configured origins may call /api/v1 with a bearer token (no
     cookies, so no credentials mode); preflights are answered before any auth. A request
-    without an Origin header (not a browser's cross-origin call) gets no CORS headers."""
+    without an Origin header (not a browser's cross-origin call) gets no CORS headers, but
+    says (Vary: Origin) that its headers depend on it."""
+    origins = app.config["PROGRESS_CORS_ORIGINS"]
     cors.init_app(
         app,
-        resources={r"/api/v1/*": {"origins": app.config["PROGRESS_CORS_ORIGINS"]}},
+        resources={f"{browser_policy.CROSS_ORIGIN_PREFIX}*": {"origins": origins}},
         allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
         expose_headers=["X-Progress-Path", "X-Request-ID"],
         methods=["GET", "POST", "PUT", "OPTIONS"],
         max_age=600,
         supports_credentials=False,
-        vary_header=True,
+        vary_header=False,  # ours, on every answer: flask-cors's only on some
         always_send=False,  # no grant to a request that names no origin (not a browser's)
     )
+    if origins:
+        app.after_request(browser_policy.vary_on_origin)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

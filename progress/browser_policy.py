@@ -4,7 +4,7 @@ scripts from the service only (none inline) and forbids framing."""
 
 from __future__ import annotations
 
-from flask import Flask, Response
+from flask import Flask, Response, request
 
 # Styles may be inline: the API docs (Swagger UI, Redoc) set styles from their scripts.
 PAGE_POLICY = "; ".join(
@@ -29,6 +29,19 @@ EVERY_ANSWER = (
     ("X-Content-Type-Options", "nosniff"),
     ("Referrer-Policy", "strict-origin-when-cross-origin"),
 )
+
+
+# Browsers on PROGRESS_CORS_ORIGINS may call the routes under this prefix.
+CROSS_ORIGIN_PREFIX = "/api/v1/"
+
+
+def vary_on_origin(response: Response) -> Response:
+    """With origins configured, a cross-origin route's answer depends on the request's Origin
+    (a grant or none), so each says so, those to requests without one too: a shared cache
+    must not hand one origin's answer to another."""
+    if request.path.startswith(CROSS_ORIGIN_PREFIX):
+        response.vary.add("Origin")
+    return response
 
 
 def add_browser_headers(response: Response) -> Response:

@@ -108,6 +108,16 @@ def _claim_path(value: str) -> str:
 ClaimPath = Annotated[str, AfterValidator(_claim_path)]
 
 
+def _hosts(value: object) -> object:
+    """Comma-separated host names, as Flask's TRUSTED_HOSTS takes them: `example.com` or
+    `.example.com` (it and its subdomains); a request's port is not compared. Empty: none."""
+    hosts = _comma_list(value)
+    for host in hosts if isinstance(hosts, list) else ():
+        if not re.fullmatch(r"\.?[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*", host):
+            raise ValueError(f"{host!r} is not a host name like app.example.com")
+    return hosts
+
+
 def _faults(value: object) -> object:
     return faults.parse(value) if isinstance(value, str) else value
 
@@ -245,6 +255,11 @@ class Settings(BaseSettings):
     )
     # Browser origins allowed to call /api/v1, comma-separated; none by default.
     PROGRESS_CORS_ORIGINS: Annotated[list[str], NoDecode, BeforeValidator(_origins)] = Field(
+        default_factory=list
+    )
+    # Host names the service answers, comma-separated; empty: any host (redirects are
+    # relative either way). A request naming another Host gets 400.
+    PROGRESS_TRUSTED_HOSTS: Annotated[list[str], NoDecode, BeforeValidator(_hosts)] = Field(
         default_factory=list
     )
     # The learner page's own client: a request taking longer counts as failed.

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import socket
 import threading
@@ -82,6 +83,11 @@ class DeadlineWatchdog:
         # A duplicate descriptor: shutdown acts on the socket, close only on the copy.
         with contextlib.suppress(OSError), socket.socket(fileno=os.dup(fd)) as sock:
             sock.shutdown(socket.SHUT_RDWR)
+
+
+def connect_timeout_s(timeout_ms: int) -> int:
+    """libpq's connect_timeout for a deadline: it counts whole seconds, at least 2."""
+    return max(2, math.ceil(timeout_ms / 1000))
 
 
 def install(engine: sa.Engine, timeout_s: float) -> DeadlineWatchdog:

@@ -33,7 +33,14 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
     return response
 
 
-def _http_code(exc: HTTPException) -> str:
+def body_too_large(limit: int) -> tuple[str, str, str]:
+    """413's code, message and field: the app's, and the front door's (nginx's config)."""
+    return "payload_too_large", f"The request body is over {limit} bytes.", "body"
+
+
+def http_code(exc: HTTPException) -> str:
+    """The error code for an HTTP status answered without a code of our own: its name,
+    snake-cased (`Request Header Fields Too Large`: `request_header_fields_too_large`)."""
     return (exc.name or "error").lower().replace(" ", "_").replace("'", "")
 
 
@@ -49,16 +56,15 @@ def answer_error(exc: Exception) -> Response:
             response.headers["WWW-Authenticate"] = 'Bearer realm="progress"'
         return response
     if isinstance(exc, RequestEntityTooLarge):
-        limit = current_app.config["PROGRESS_MAX_BODY_BYTES"]
         response = error_response(
-            413, "payload_too_large", f"The request body is over {limit} bytes.", "body"
+            413, *body_too_large(current_app.config["PROGRESS_MAX_BODY_BYTES"])
         )
         response.headers["Connection"] = "close"  # don't read the rest of it to keep alive
         return response
     if isinstance(exc, HTTPException):
         if exc.response is not None and exc.response.is_json:  # spectree's own 4xx
             return exc.response
-        response = error_response(exc.code or 500, _http_code(exc), exc.description or "")
+        response = error_response(exc.code or 500, http_code(exc), exc.description or "")
         for name, value in exc.get_headers():  # e.g. Allow on a 405
             if name.lower() != "content-type":
                 response.headers[name] = value

@@ -21,9 +21,12 @@ from sqlalchemy.orm import Session
 
 from . import faults
 from .cache import ProgressCache
+from .db_deadline import DeadlineWatchdog, connect_timeout_s
 from .per_process import PerProcess
 
 CHANNEL = "progress_versions"
+# Without a deadline (PROGRESS_DB_TIMEOUT_MS=0), the connect timeout it always had.
+UNBOUNDED_CONNECT_TIMEOUT_S = 5
 log = logging.getLogger(__name__)
 
 
@@ -45,12 +48,29 @@ def libpq_dsn(sqlalchemy_url: str) -> str:
 
 
 class VersionListener:
-    """LISTEN in a daemon thread; reconnect with backoff; clear the cache on each connect."""
+    """LISTEN in a daemon thread; reconnect with backoff; clear the cache on each connect.
 
-    def __init__(self, dsn: str, cache: ProgressCache, max_backoff_s: float = 5.0) -> None:
+    Under PROGRESS_DB_TIMEOUT_MS like every other database call: connecting, the LISTEN, and
+    a ping after each quiet second. A server that stops answering looks, to a listener that
+    only waits, exactly like one with nothing to announce; the ping (cut by the watchdog
+    past the deadline) turns that into a reconnect, which clears the cache."""
+
+    def __init__(
+        self,
+        dsn: str,
+        cache: ProgressCache,
+        max_backoff_s: float = 5.0,
+        timeout_ms: int = 0,
+        quiet_s: float = 1.0,
+    ) -> None:
         self._dsn = dsn
         self._cache = cache
         self._max_backoff_s = max_backoff_s
+        self._quiet_s = quiet_s
+        self._connect_timeout_s = (
+            connect_timeout_s(timeout_ms) if timeout_ms else UNBOUNDED_CONNECT_TIMEOUT_S
+        )
+        self._watchdog = DeadlineWatchdog(timeout_ms / 1000) if timeout_ms else None
         self._stop = threading.Event()
         self.connected = threading.Event()
         self.connections = 0  # how many times it (re)connected
@@ -71,16 +91,22 @@ class VersionListener:
         backoff = 0.1
         while not self._stop.is_set():
             try:
-                with psycopg.connect(self._dsn, autocommit=True, connect_timeout=5) as conn:
-                    conn.execute(f"LISTEN {CHANNEL}")
+                with psycopg.connect(
+                    self._dsn, autocommit=True, connect_timeout=self._connect_timeout_s
+                ) as conn:
+                    self._execute(conn, f"LISTEN {CHANNEL}")
                     self._cache.clear()  # announcements sent while we were away are gone
                     self.backend_pid = conn.info.backend_pid
                     self.connections += 1
                     self.connected.set()
                     backoff = 0.1
                     while not self._stop.is_set():
-                        for notification in conn.notifies(timeout=1.0):
+                        heard = False
+                        for notification in conn.notifies(timeout=self._quiet_s):
+                            heard = True
                             self.apply(notification.payload)
+                        if not heard:  # quiet, or hung: ask (one round trip)
+                            self._execute(conn, "SELECT 1")
             except Exception as exc:
                 self.connected.clear()
                 if self._stop.is_set():
@@ -91,6 +117,22 @@ class VersionListener:
                 )
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, self._max_backoff_s)
+
+    @property
+    def deadline_cuts(self) -> int:
+        """How many of its calls the deadline cut (for tests and logs)."""
+        return self._watchdog.fired if self._watchdog else 0
+
+    def _execute(self, conn: psycopg.Connection, statement: str) -> None:
+        """One statement under the deadline; past it the socket is cut and psycopg raises."""
+        if self._watchdog is None:
+            conn.execute(statement)
+            return
+        self._watchdog.arm(conn)
+        try:
+            conn.execute(statement)
+        finally:
+            self._watchdog.disarm(conn)
 
     def apply(self, payload: str) -> None:
         if faults.current().drop_notifications:
@@ -109,13 +151,14 @@ class ListenerHandle:
         url = app.config["SQLALCHEMY_DATABASE_URI"]
         self.enabled = url.startswith("postgresql")  # the embedded SQLite is one process
         self._dsn = libpq_dsn(url) if self.enabled else ""
+        self._timeout_ms = app.config["PROGRESS_DB_TIMEOUT_MS"]
         self._cache = cache
         self._listener: PerProcess[VersionListener] = PerProcess(
             self._start, close=VersionListener.stop
         )
 
     def _start(self) -> VersionListener:
-        listener = VersionListener(self._dsn, self._cache)
+        listener = VersionListener(self._dsn, self._cache, timeout_ms=self._timeout_ms)
         listener.start()
         return listener
 

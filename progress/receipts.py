@@ -26,6 +26,12 @@ from .path_names import PATHS
 
 FORMAT = 2  # 1 lacked the read's start and minVersion: refused, as unknown
 SALT = "progress.lock-receipt"
+# What `issue` makes, as the OpenAPI document states it: itsdangerous' URL-safe base64 of the
+# payload (with a leading "." when zlib made it shorter), ".", and the HMAC-SHA256 signature
+# (32 bytes: 43 characters).
+PATTERN = r"^\.?[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{43}$"
+# Receipts are 150-350 characters today; the bounds leave room for fields to come.
+MIN_LENGTH, MAX_LENGTH = 64, 1024
 
 
 class InvalidReceipt(ProgressError):

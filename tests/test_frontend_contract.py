@@ -127,6 +127,44 @@ def test_a_request_naming_no_origin_gets_no_grant(cors_app: Flask):
         assert not [n for n, _ in answer.headers.items() if n.startswith("Access-Control-")], path
 
 
+@pytest.fixture(scope="module")
+def one_origin_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
+    """One origin: flask-cors alone would not say Vary (it varies only among several)."""
+    tmp = tmp_path_factory.mktemp("cors-one")
+    app = build_app(f"sqlite:///{tmp / 'progress.db'}", tmp, PROGRESS_CORS_ORIGINS=FRONTEND)
+    migrate_and_seed(app)
+    yield app
+    dispose(app)
+
+
+@pytest.mark.parametrize("origin", [FRONTEND, "https://evil.example.test", None])
+@pytest.mark.parametrize(
+    "path",
+    ["/api/v1/modules/basics/lessons/greetings/access", "/api/v1/progress", "/api/v1/nowhere"],
+)
+@pytest.mark.parametrize("which", ["cors_app", "one_origin_app"])
+def test_every_api_answer_says_it_varies_by_origin_whatever_the_request_named(
+    request: pytest.FixtureRequest, which: str, path: str, origin: str | None
+):
+    """A shared cache must not hand a grant-less answer (to a request without Origin, or
+    from another origin) to the frontend, nor the frontend's to anyone else: every answer of
+    /api/v1, the fast path's access check and errors too, carries exactly one Vary: Origin."""
+    app = request.getfixturevalue(which)
+    learner = AuthActions(SECRET).learner()
+    headers = {**learner.headers, **({"Origin": origin} if origin else {})}
+    answer = app.test_client().get(path, headers=headers)
+    assert answer.status_code in (200, 404), answer.get_data(as_text=True)
+    varies = [value.strip() for line in answer.headers.get_all("Vary") for value in line.split(",")]
+    assert varies.count("Origin") == 1, answer.headers
+
+
+def test_without_origins_configured_no_answer_varies_by_origin(pg_app: Flask):
+    learner = AuthActions(SECRET).learner()
+    answer = pg_app.test_client().get("/api/v1/progress", headers=learner.headers)
+    assert answer.status_code == 200
+    assert "Origin" not in answer.headers.get("Vary", "")
+
+
 def test_pages_and_other_routes_get_no_grant(cors_app: Flask):
     for path in ("/", "/metrics", "/healthz"):
         answer = cors_app.test_client().get(path, headers={"Origin": FRONTEND})

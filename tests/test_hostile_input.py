@@ -13,10 +13,11 @@ import pytest
 import sqlalchemy as sa
 
 from harness.service import running_service
+from progress.config import ConfigError, load_settings
 from progress.extensions import db
 from progress.models import GuardEvaluation, LockScreenReport, RolloutChange, RolloutPlan
 
-from .support.apps import SECRET
+from .support.apps import SECRET, build_app, dispose, migrate_and_seed
 from .support.learners import AuthActions
 from .support.service import service_env
 
@@ -169,3 +170,56 @@ def test_a_100_mb_body_is_refused_before_it_is_read(pg_app, pg_database, tmp_pat
         f"\n100 MB body: 413 after {sent / 2**20:.1f} MiB sent; worker RSS {before / 1024:.1f} "
         f"MiB before, {after / 1024:.1f} MiB after (+{(after - before) / 1024:.1f} MiB)"
     )
+
+
+# -- the Host header ----------------------------------------------------------------------------
+
+EVIL = {"Host": "evil.example"}
+
+
+def test_a_redirect_names_no_host_so_a_forged_host_goes_nowhere(client):
+    """`/apidoc/swagger` redirects to `/apidoc/swagger/` on the client's own site, whatever
+    Host it sent: the Location is a path."""
+    answer = client.get("/apidoc/swagger", headers=EVIL)
+    assert answer.status_code == 308
+    assert answer.headers["Location"] == "/apidoc/swagger/"
+
+
+@pytest.fixture(scope="module")
+def trusting_app(tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp("trusted-hosts")
+    app = build_app(
+        f"sqlite:///{tmp / 'progress.db'}", tmp, PROGRESS_TRUSTED_HOSTS="progress.example.com"
+    )
+    migrate_and_seed(app)
+    yield app
+    dispose(app)
+
+
+@pytest.mark.parametrize(
+    "path", ["/apidoc/swagger", "/healthz", "/api/v1/progress", ACCESS.format("greetings")]
+)
+def test_with_trusted_hosts_another_host_is_400_with_the_error_shape(trusting_app, path):
+    """The access check's fast path refuses it as Flask does, and nothing redirects there."""
+    learner = AuthActions(SECRET).learner()
+    answer = trusting_app.test_client().get(path, headers={**learner.headers, **EVIL})
+    assert answer.status_code == 400
+    assert answer.get_json()["error"]["code"] == "bad_request"
+    assert "Location" not in answer.headers
+
+
+def test_with_trusted_hosts_a_trusted_host_is_served_port_and_all(trusting_app):
+    learner = AuthActions(SECRET).learner()
+    client = trusting_app.test_client()
+    for host in ("progress.example.com", "progress.example.com:8443"):
+        headers = {**learner.headers, "Host": host}
+        assert client.get(ACCESS.format("greetings"), headers=headers).status_code == 200
+        redirect = client.get("/apidoc/swagger", headers=headers)
+        assert redirect.headers["Location"] == "/apidoc/swagger/"
+
+
+@pytest.mark.parametrize("value", ["*", "https://progress.example.com", "a b.example"])
+def test_a_malformed_trusted_host_refuses_to_start(tmp_path, value):
+    env = {"PROGRESS_ENV": "test", "PROGRESS_JWT_SECRET": SECRET, "PROGRESS_TRUSTED_HOSTS": value}
+    with pytest.raises(ConfigError, match="PROGRESS_TRUSTED_HOSTS"):
+        load_settings(tmp_path, env)

@@ -2,14 +2,18 @@
 other worker; a reconnect clears the cache, since announcements made meanwhile are lost."""
 
 import time
+import uuid
 
 import psycopg
 from prometheus_client import REGISTRY
 
 from harness import databases
+from progress.cache import ProgressCache
+from progress.invalidation import VersionListener, libpq_dsn
 from progress.worker import worker_state
 
 from .support.apps import set_rollout
+from .support.tcp_proxy import TcpProxy
 
 ACCESS = "/api/v1/modules/basics/lessons/introductions/access"
 COMPLETE = "/api/v1/modules/basics/lessons/greetings/complete"
@@ -73,6 +77,33 @@ def test_a_lost_listen_connection_reconnects_and_clears_the_cache(make_pg_app, a
         assert wait_until(lambda: listener.connections == 2, timeout=10), "no reconnect"
         assert state.cache.get(learner.id) is None
     assert client.get("/readyz").get_json()["checks"]["invalidation"] == "ok (listening)"
+
+
+def test_a_hung_listen_connection_is_cut_at_the_deadline_and_the_cache_cleared(pg_database):
+    """A server that stops answering (a hung proxy: the socket stays open) looks to a mere
+    listener like one with nothing to say; under the database deadline the listener notices
+    within a quiet second plus the deadline, reconnects once the server answers, and clears
+    the cache, since whatever was announced meanwhile is lost."""
+    cache = ProgressCache(maxsize=10, ttl_s=60)
+    learner = uuid.uuid4()
+    with TcpProxy(("127.0.0.1", 5432)) as proxy:
+        dsn = libpq_dsn(pg_database.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}"))
+        listener = VersionListener(dsn, cache, timeout_ms=1000, quiet_s=0.5)
+        listener.start()
+        try:
+            assert wait_until(listener.connected.is_set, timeout=10), "never listened"
+            cache.raise_floor(learner, 3)
+            proxy.pause()
+            # Noticed within a quiet 0.5 s plus the 1 s deadline: waited for 3x that.
+            assert wait_until(lambda: not listener.connected.is_set(), timeout=4.5), (
+                "a hung LISTEN connection went unnoticed"
+            )
+            assert listener.deadline_cuts >= 1  # cut by the deadline, not by the server
+            proxy.resume()
+            assert wait_until(lambda: listener.connections == 2, timeout=15), "no reconnect"
+            assert cache.floor(learner) == 0  # cleared on the new connection
+        finally:
+            listener.stop()
 
 
 def test_the_embedded_sqlite_default_needs_no_listener(client, app):

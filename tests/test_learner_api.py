@@ -10,6 +10,8 @@ from .support.apps import settle_background
 
 COMPLETE = "/api/v1/modules/{}/lessons/{}/complete"
 ACCESS = "/api/v1/modules/{}/lessons/{}/access"
+# A receipt of the right alphabet and length (the schema's), so the check under test is reached.
+WELL_FORMED_RECEIPT = "r" * 80 + "." + "s" * 43
 
 
 def stored_lessons(app, learner) -> int:
@@ -131,13 +133,15 @@ def test_malformed_json_and_wrong_types_are_400_naming_the_field(client, auth):
     assert wrong_type.status_code == 400
     assert wrong_type.get_json()["error"]["field"] == "moduleId"
     missing = client.post(
-        url, headers=learner.headers, json={"moduleId": "basics", "lockReceipt": "r"}
+        url,
+        headers=learner.headers,
+        json={"moduleId": "basics", "lockReceipt": WELL_FORMED_RECEIPT},
     )
     assert missing.get_json()["error"]["field"] == "lessonId"
     extra = client.post(
         url,
         headers=learner.headers,
-        json={"moduleId": "a", "lessonId": "b", "lockReceipt": "r", "userId": "c"},
+        json={"moduleId": "a", "lessonId": "b", "lockReceipt": WELL_FORMED_RECEIPT, "userId": "c"},
     )
     assert extra.status_code == 400
     assert extra.get_json()["error"]["field"] == "userId"

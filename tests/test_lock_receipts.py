@@ -2,8 +2,10 @@
 report counts only with a genuine, fresh receipt of this learner for this lesson, only if
 the primary held the lesson open when the lock was answered, and only once per receipt."""
 
+import re
 import threading
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,6 +14,7 @@ from itsdangerous import URLSafeSerializer
 from prometheus_client import REGISTRY
 
 from progress import receipts, store
+from progress.api.schemas import LockScreenIn
 from progress.extensions import db
 from progress.models import LockScreenReport
 from progress.worker import worker_state
@@ -202,8 +205,6 @@ def test_forged_reports_are_400_invalid_receipt_and_change_nothing(app, client, 
 
 
 def test_receipts_are_signed_over_every_field_and_expire():
-    import uuid
-
     learner = uuid.uuid4()
     began = datetime.now(UTC)
     receipt = receipts.issue(
@@ -237,3 +238,37 @@ def test_receipts_are_signed_over_every_field_and_expire():
         SECRET, learner, "basics", "introductions", "legacy", 7, read_began_at=began, min_version=5
     )
     assert again != receipt
+
+
+@pytest.mark.parametrize(
+    ("module_id", "lesson_id", "version"),
+    [("basics", "greetings", 0), ("m" * 64, "l" * 64, 2**63 - 1), ("a", "b", 1)],
+)
+def test_every_receipt_the_service_issues_fits_the_documented_schema(module_id, lesson_id, version):
+    """The OpenAPI document states the receipt's alphabet and length: whatever the ids (up to
+    their 64 characters) and the version, a genuine receipt fits, with room to spare."""
+    for path in ("legacy", "verified"):
+        receipt = receipts.issue(
+            SECRET,
+            uuid.uuid4(),
+            module_id,
+            lesson_id,
+            path,
+            version,
+            read_began_at=datetime.now(UTC),
+            min_version=version,
+        )
+        assert re.fullmatch(receipts.PATTERN, receipt), receipt
+        assert receipts.MIN_LENGTH <= len(receipt) <= receipts.MAX_LENGTH // 2, len(receipt)
+        LockScreenIn.model_validate(
+            {"moduleId": module_id, "lessonId": lesson_id, "lockReceipt": receipt}
+        )
+
+
+@pytest.mark.parametrize("receipt", ["x" * 100, "a.b", "é" * 80 + "." + "s" * 43, "." * 200])
+def test_a_receipt_outside_the_format_is_refused_by_the_schema(client, auth, receipt):
+    learner = auth.learner()
+    body = {"moduleId": "basics", "lessonId": "introductions", "lockReceipt": receipt}
+    answer = client.post(REPORT, headers=learner.headers, json=body)
+    assert answer.status_code == 400
+    assert answer.get_json()["error"]["field"] == "lockReceipt"

@@ -6,6 +6,7 @@ import signal
 import time
 
 import requests
+from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness.service import running_service
@@ -69,6 +70,15 @@ def test_every_family_is_exported_at_zero_before_any_traffic(client):
         for name, labels in samples
         if name == "progress_http_request_duration_seconds_count"
     }
+
+
+def test_metrics_answer_exactly_prometheus_clients_content_type(client):
+    """One charset parameter, as prometheus-client names it: Prometheus 3 refuses a scrape
+    whose Content-Type repeats a parameter."""
+    answer = client.get("/metrics")
+    assert answer.status_code == 200
+    assert answer.headers.get_all("Content-Type") == [CONTENT_TYPE_LATEST]
+    assert answer.headers["Content-Type"].count("charset") == 1
 
 
 def test_under_gunicorn_metrics_sum_every_worker_and_survive_a_killed_worker(

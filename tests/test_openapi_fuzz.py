@@ -1,18 +1,26 @@
 """Schemathesis over the generated OpenAPI document, in process: no 500, and every
 answer matches the document (status, content type, body schema)."""
 
+from pathlib import Path
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import missing_required_header, negative_data_rejection
+from schemathesis.config import SchemathesisConfig
 
 from .support.apps import SECRET
 from .support.learners import AuthActions
 
+# The command line's configuration too (tests/test_schemathesis_cli.py): a well-formed lock
+# receipt that the service never signed is rightly refused, 400.
+CONFIG = Path(__file__).with_name("schemathesis.toml")
+
 
 @pytest.fixture
 def api_schema(pg_app):
-    return schemathesis.openapi.from_wsgi("/api/v1/openapi.json", pg_app)
+    config = SchemathesisConfig.from_path(CONFIG)
+    return schemathesis.openapi.from_wsgi("/api/v1/openapi.json", pg_app, config=config)
 
 
 @pytest.fixture

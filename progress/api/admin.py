@@ -51,7 +51,7 @@ def get_rollout() -> RolloutOut:
 
 
 @bp.put("/rollout")
-@operation("setRollout", "admin", {200: RolloutOut, **WRITE_ERRORS}, json=RolloutIn)
+@operation("setRollout", "admin", {200: RolloutOut, 409: ErrorOut, **WRITE_ERRORS}, json=RolloutIn)
 def put_rollout(json: RolloutIn) -> RolloutOut:
     """Move the rollout (0, 10, 100 or any value); the change is kept with its reason."""
     state = rollout.set_rollout(json.percentage, json.reason, g.identity.email)
@@ -79,7 +79,7 @@ def get_path_figures() -> PathFiguresOut:
 
 # -- the rollout guard -------------------------------------------------------------------------
 
-GUARD_ERRORS = {**WRITE_ERRORS, 409: ErrorOut}
+GUARD_ERRORS = {**WRITE_ERRORS, 409: ErrorOut}  # a guard rule, or rollout_busy
 
 
 @bp.get("/rollout/plan")

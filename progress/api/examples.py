@@ -118,8 +118,12 @@ EXAMPLES: dict[type[BaseModel], dict[str, Any]] = {
     },
     s.LockScreenIn: {
         "moduleId": "basics",
-        "lessonId": "numbers",
-        "lockReceipt": "eyJ1IjoiM2Y2YjEyYzAiLCJsIjoibnVtYmVycyJ9.ZkY2Qh0w.4oVqRn1b8Xy0sE3tLmA9",
+        "lessonId": "numbers-1-10",
+        "lockReceipt": (
+            "WzEsIjBuZXRXUlltWkxaV0JoUmoiLCIzZjZiMTJjMDhkMWU0YjdhOWMyZjVlNGQzYzJiMWEwOSIsImJhc2ljcyIs"
+            "Im51bWJlcnMtMS0xMCIsInZlcmlmaWVkIiwzLDE3OTY2Mjc0Nzg3MDMxMTFd"
+            ".XdYJQE5err5ZKwEJG_p5bEuT3vNBr5lMYTgvbpZvfVQ"
+        ),
     },
     s.LockScreenOut: {"falseLock": False},
     s.HealthOut: {"status": "ok"},

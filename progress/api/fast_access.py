@@ -21,6 +21,7 @@ from typing import Any
 
 from flask import Flask, got_request_exception, request_finished, request_started
 from pydantic import ValidationError
+from werkzeug.sansio.utils import host_is_trusted
 
 from .. import logs, rate_limits
 from ..auth import Identity, ensure_learner, identify
@@ -49,6 +50,7 @@ MIRRORED_HOOKS = frozenset(
         "progress.rate_limits.LearnerLimiter._check_request_limit",
         "flask_limiter._extension.Limiter.__inject_headers",
         "flask_limiter._extension.Limiter.__release_context",
+        "progress.browser_policy.vary_on_origin",
     }
 )
 # A segment the fast path takes as it is: werkzeug would hand it to the view unchanged.
@@ -70,6 +72,9 @@ class AccessFastPath:
         self.route = rule.rule  # the metrics' and access log's route label, as Flask's
         parts = re.split(r"<[^>]+>", rule.rule)
         self.pattern = re.compile(_SEGMENT.join(re.escape(part) for part in parts))
+        self.trusted_hosts = app.config["TRUSTED_HOSTS"]
+        # vary_on_origin: with origins configured, an answer without a grant still varies.
+        self.vary = [("Vary", "Origin")] if app.config["PROGRESS_CORS_ORIGINS"] else []
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         plain = self.plain_request(environ)
@@ -92,6 +97,10 @@ class AccessFastPath:
             or "HTTP_TRANSFER_ENCODING" in environ
         ):
             return None
+        if self.trusted_hosts and not host_is_trusted(
+            environ.get("HTTP_HOST", ""), self.trusted_hosts
+        ):
+            return None  # Flask refuses it
         match = self.pattern.fullmatch(environ.get("PATH_INFO", ""))
         if match is None:
             return None
@@ -151,6 +160,7 @@ class AccessFastPath:
         present = {name.lower() for name, _value in headers}
         headers.extend(header for header in EVERY_ANSWER if header[0].lower() not in present)
         headers.append(("X-Request-ID", logs.end_request("GET", self.route, status)))
+        headers.extend(self.vary)  # vary_on_origin runs last: registered first, with CORS
         return headers
 
 

@@ -56,4 +56,5 @@ def prometheus_metrics() -> Response:
     except Exception:  # the service's own metrics still answer while the database doesn't
         db.session.rollback()
         log.warning("the rollout guard's metrics are unreadable", exc_info=True)
-    return Response(body, mimetype=CONTENT_TYPE_LATEST)
+    # As given: `mimetype` would add a second charset, which Prometheus 3 refuses to parse.
+    return Response(body, content_type=CONTENT_TYPE_LATEST)

@@ -14,6 +14,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
+from .. import receipts
 from ..guard import validate_stages
 from ..guard.checks import CheckStatus
 from ..guard.decision import Decision, OnFailure
@@ -148,7 +149,9 @@ class LockScreenIn(Strict):
     lesson_id: str = Field(min_length=1, max_length=64)
     # The `lockReceipt` of the access answer that locked: it says which path answered, from
     # which version, the minVersion sent, and when the read began and ended.
-    lock_receipt: str = Field(min_length=1, max_length=1024)
+    lock_receipt: str = Field(
+        min_length=receipts.MIN_LENGTH, max_length=receipts.MAX_LENGTH, pattern=receipts.PATTERN
+    )
 
 
 class LockScreenOut(Answer):

@@ -166,7 +166,10 @@ def operation(
     secured: bool = True,
 ) -> Any:
     """A route's validation and its operation in the document: `answers` maps each status
-    to its model; a secured route takes the bearer token."""
+    to its model; a secured route takes the bearer token. A route that takes a body may
+    answer 413 (over PROGRESS_MAX_BODY_BYTES, progress/body_limit.py)."""
+    if json is not None:
+        answers = {**answers, 413: ErrorOut}
     return api_spec.validate(
         query=query,
         json=json,

@@ -954,8 +954,8 @@ export interface components {
          * LockScreenIn
          * @example {
          *       "moduleId": "basics",
-         *       "lessonId": "numbers",
-         *       "lockReceipt": "eyJ1IjoiM2Y2YjEyYzAiLCJsIjoibnVtYmVycyJ9.ZkY2Qh0w.4oVqRn1b8Xy0sE3tLmA9"
+         *       "lessonId": "numbers-1-10",
+         *       "lockReceipt": "WzEsIjBuZXRXUlltWkxaV0JoUmoiLCIzZjZiMTJjMDhkMWU0YjdhOWMyZjVlNGQzYzJiMWEwOSIsImJhc2ljcyIsIm51bWJlcnMtMS0xMCIsInZlcmlmaWVkIiwzLDE3OTY2Mjc0Nzg3MDMxMTFd.XdYJQE5err5ZKwEJG_p5bEuT3vNBr5lMYTgvbpZvfVQ"
          *     }
          */
         LockScreenIn: {
@@ -1648,6 +1648,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorOut"];
                 };
             };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
             /** @description Too Many Requests */
             429: {
                 headers: {
@@ -1775,6 +1784,24 @@ export interface operations {
             };
             /** @description Forbidden */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2057,6 +2084,15 @@ export interface operations {
             };
             /** @description Conflict */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -9,6 +9,7 @@ from typing import NoReturn
 import pytest
 
 from harness import databases
+from harness.front_door import NGINX
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -38,3 +39,8 @@ def require_redis() -> str:
     except redis.RedisError as exc:
         unavailable(f"Redis not reachable at {REDIS_URL}: {exc}")
     return REDIS_URL
+
+
+def require_nginx() -> None:
+    if not os.access(NGINX, os.X_OK):
+        unavailable(f"nginx not found at {NGINX} (Debian's nginx package)")
