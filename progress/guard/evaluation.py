@@ -19,6 +19,7 @@ from ..models import GuardEvaluation, RolloutPlan, utcnow
 from . import keeping
 from .checks import Thresholds, judge, unmeasured
 from .decision import Decision, Situation, Verdict, decide
+from .eta import estimate, unknown
 from .figures import Prometheus, PrometheusUnavailable, read_figures
 from .lock import guarded_transaction
 
@@ -114,6 +115,7 @@ def _evaluate_locked(
         )
         checks = unmeasured(f"Prometheus {exc}")
         verdict = Verdict("hold", f"Prometheus {exc}: holding, nothing changed")
+        eta = unknown(f"no figures: Prometheus {exc}")
     else:
         checks = judge(figures, Thresholds.of(plan), state.percentage)
         has_next = on_plan and plan.stage_index + 1 < len(plan.stages)
@@ -130,6 +132,14 @@ def _evaluate_locked(
                 off_plan=not on_plan,
             ),
         )
+        eta = estimate(
+            [c.as_json() for c in checks],
+            decision=verdict.decision,
+            window_s=window,
+            stage_elapsed_s=elapsed,
+            min_stage_seconds=plan.min_stage_seconds,
+            waiting_for_person=_waiting_for_person(plan, state.percentage, on_plan, has_next),
+        )
     evaluation = GuardEvaluation(
         at=now,
         flag=plan.flag,
@@ -141,10 +151,26 @@ def _evaluate_locked(
         reason=verdict.reason,
         acted=False,
         instance=instance_id(),
+        eta=eta.as_json(),
     )
     db.session.add(evaluation)
     db.session.flush()  # its id goes into the history's reason
     return _act(plan, verdict, state.percentage, evaluation), verdict.decision
+
+
+def _waiting_for_person(
+    plan: RolloutPlan, percentage: int, on_plan: bool, has_next: bool
+) -> str | None:
+    """Why only a person moves this stage on, if only a person does."""
+    if percentage == 0:
+        return "at 0% the guard judges nothing; a person starts the first stage"
+    if plan.paused:
+        return "the plan is paused; nothing advances until a person resumes it"
+    if not on_plan:
+        return f"{percentage}% is not a stage of the plan"
+    if not has_next:
+        return "the last stage: nothing to advance to"
+    return None
 
 
 def _act(
@@ -182,7 +208,16 @@ def _act(
     # What to keep if the change fails: the rollback below discards the pending row.
     kept = {
         name: getattr(evaluation, name)
-        for name in ("at", "flag", "stage", "percentage", "window_seconds", "checks", "instance")
+        for name in (
+            "at",
+            "flag",
+            "stage",
+            "percentage",
+            "window_seconds",
+            "checks",
+            "instance",
+            "eta",
+        )
     }
     try:
         rollout.set_rollout(target, reason[:500], "guard")
