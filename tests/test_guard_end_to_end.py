@@ -46,7 +46,9 @@ def test_healthy_traffic_at_ten_percent_advances_to_one_hundred(pg_guarded, pg_d
             },
             "tests",
         )
-        guard.advance_stage("product@example.com")  # 0% -> 10%: product starts the rollout
+        guard.advance_stage(
+            "product@example.com", "tests: start the stage"
+        )  # 0% -> 10%: product starts the rollout
     learners = learners_on_each_path(app, 4)
     with guarded_services(tmp_path, pg_database, workers=2) as (_prometheus, (svc,)):
         drive_healthy_traffic(svc.url, learners)
@@ -128,7 +130,7 @@ def test_false_lock_screens_on_the_verified_path_roll_back_at_the_next_evaluatio
             {"min_stage_seconds": 600, "min_completions": 500, "enabled": True},
             "tests",
         )
-        guard.advance_stage("product@example.com")
+        guard.advance_stage("product@example.com", "tests: start the stage")
     *learners, forger = learners_on_each_path(app, 4)["verified"]
     faults = "disable_double_check=1,drop_notifications=1"
     with guarded_services(tmp_path, pg_database, instances=2, PROGRESS_FAULTS=faults) as (

@@ -22,6 +22,7 @@ from progress.guard.figures import Prometheus
 from .support.apps import SECRET
 from .support.guard import (
     ADVANCE,
+    GO,
     PLAN,
     check_named,
     drive_healthy_traffic,
@@ -53,7 +54,7 @@ def test_no_traffic_holds_with_no_data(pg_guarded, pg_database, make_pg_app, tmp
     app = pg_guarded
     with app.app_context():
         guard.update_plan({"min_stage_seconds": 0, "auto_advance": True, "enabled": True}, "t")
-        guard.advance_stage("product@example.com")
+        guard.advance_stage("product@example.com", "tests: start the stage")
     env = service_env(pg_database, tmp_path / "metrics-0")
     with (
         running_service(env, tmp_path, workers=1) as svc,
@@ -92,7 +93,7 @@ def test_prometheus_down_holds_logs_it_and_changes_nothing(
     app = pg_guarded
     with app.app_context():
         guard.update_plan({"min_stage_seconds": 0, "auto_advance": True, "enabled": True}, "t")
-        guard.advance_stage("product@example.com")
+        guard.advance_stage("product@example.com", "tests: start the stage")
         before = plan_answer()
     with running_prometheus([], tmp_path) as prometheus:
         url = prometheus.url
@@ -128,7 +129,7 @@ def test_two_instances_never_both_act_on_one_evaluation(
              "auto_advance": True, "enabled": True},
             "tests",
         )  # fmt: skip
-        guard.advance_stage("product@example.com")
+        guard.advance_stage("product@example.com", "tests: start the stage")
     learners = learners_on_each_path(app, 2)
     env = service_env(pg_database, tmp_path / "metrics-0")
     with (
@@ -188,7 +189,7 @@ def test_with_a_real_unleash_server_the_guard_moves_the_flag_in_unleash(
         admin = AuthActions(SECRET).learner(admin=True)
         client = app.test_client()
         client.put(PLAN, headers=admin.headers, json={"enabled": True, "minStageSeconds": 0})
-        assert client.post(ADVANCE, headers=admin.headers).status_code == 200
+        assert client.post(ADVANCE, headers=admin.headers, json=GO).status_code == 200
         state = client.get("/api/v1/admin/rollout", headers=admin.headers).get_json()
         assert (state["percentage"], state["backend"]) == (10, "unleash")
         # Figures as Prometheus would give them: one shown false lock on the verified path.

@@ -4,6 +4,7 @@ in a `flask rollout guard --loop` sidecar), and the pruning of old evaluations."
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import get_args
@@ -72,13 +73,13 @@ class RolloutCollector(Collector):
             "1 while the rollout guard's plan is paused (after a pause or a rollback)",
             value=int(bool(plan.paused)),
         )
-        if self._eta_seconds is not None:  # no series while the guard cannot tell
-            yield GaugeMetricFamily(
-                "progress_guard_eta_seconds",
-                "The rollout guard's estimate, at its latest evaluation, of the seconds until "
-                "it can advance or act at the current traffic",
-                value=self._eta_seconds,
-            )
+        eta = self._eta_seconds
+        yield GaugeMetricFamily(
+            "progress_guard_eta_seconds",
+            "The rollout guard's estimate, at its latest evaluation, of the seconds until "
+            "it can advance or act at the current traffic; NaN while it cannot tell",
+            value=math.nan if eta is None else eta,
+        )
         decisions = CounterMetricFamily(
             "progress_rollout_guard_decisions",
             "Rollout guard decisions, wherever the guard ran",
