@@ -68,6 +68,9 @@ def test_no_traffic_holds_with_no_data(pg_guarded, pg_database, make_pg_app, tmp
     evaluation = json.loads(result.stdout)
     assert (evaluation["decision"], evaluation["acted"]) == ("hold", False)
     assert "no data" in evaluation["reason"]
+    # Nobody learning: the guard cannot tell when it will decide, and says why.
+    assert evaluation["etaSeconds"] is None
+    assert "no traffic" in evaluation["eta"]["reason"], evaluation["eta"]
     assert check_named(evaluation["checks"], "sample_size")["figures"]["verifiedCompletions"] == 0
     assert (
         check_named(evaluation["checks"], "false_lock_screens")["status"] == "pass"

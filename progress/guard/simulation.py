@@ -460,8 +460,33 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--minutes", type=int, default=60, help="the horizon of a stage")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument(
+        "--eta-stages", type=int, default=200, help="healthy stages a cell, for the estimate"
+    )
+    parser.add_argument("--eta-only", action="store_true", help="only the estimate's table")
     options = parser.parse_args(argv)
     started = time.monotonic()
+    todo_eta = [
+        (traffic, rate, options.eta_stages, options.seed)
+        for traffic in TRAFFIC
+        for rate in ETA_ERROR_RATES
+    ]
+    with multiprocessing.Pool(options.processes) as pool:
+        eta_cells = pool.map(_measure_eta_cell, todo_eta)
+    print("\n### When the guard will decide: its estimate against the decision\n")
+    print(
+        "Healthy stages (both paths alike) of the default plan at 10%: the estimate at the "
+        "first look with the minimum sample, against the time from that look to the "
+        "decision.\n"
+    )
+    print(eta_table(eta_cells))
+    every = [sample for cell in eta_cells for sample in cell.samples]
+    print(
+        f"\nAll cells: {_pct(sum(s.within() for s in every) / len(every))} within 2x, "
+        f"{_pct(sum(s.within(3) for s in every) / len(every))} within 3x."
+    )
+    if options.eta_only:
+        return
     for rule, title in (
         ("previous", "the previous rule (point estimates)"),
         ("current", "the sequential test"),
