@@ -96,8 +96,8 @@ ETA = {
     "limitedBy": "completion_success_rate",
     "ratePerMinute": 16.67,
     "needed": 108398,
-    "text": "decides in about 4.5 days, at 17 verified completions a minute; "
-    "needs about 110,000 more",
+    "text": "decides in about 4.5 days (likely 1.5 days to 14 days), at 17 verified "
+    "completions a minute; needs about 110,000 more",
 }
 SUCCESS_RATE_DETAIL = (
     "verified success rate 98% vs 99.5% after 10,000 completions: inconclusive, holding (with "

@@ -19,6 +19,9 @@ VERIFIED_OUTCOMES = {
     "completion_success_rate": ("verifiedCompletions", "verified completions"),
     "cache_update_latency": ("verifiedUpdates", "verified cache updates"),
 }
+# The likely range around an estimate limited by a test (docs/guard.md, "When the guard
+# will decide"): measured with progress.guard.simulation.
+RANGE_FACTOR = 3
 # The decisions after which nothing is waited for: the guard acted or the stage is ready.
 DECIDED = frozenset({"advance", "ready", "pause", "rollback"})
 
@@ -99,7 +102,13 @@ def estimate(
     if limited_by == "min_stage_time":
         text += ", when the stage's minimum time has run"
     elif rate is not None and needed is not None:
-        text += f", at {_count(rate)} {what} a minute; needs about {_count(needed)} more"
+        # A stage's decision time spreads over more than a factor of 4 however well it
+        # is estimated; a third to three times the estimate held 82% of simulated stages.
+        low, high = duration(seconds / RANGE_FACTOR), duration(seconds * RANGE_FACTOR)
+        text += (
+            f" (likely {low} to {high}), at {_count(rate)} {what} a minute; "
+            f"needs about {_count(needed)} more"
+        )
     return Eta(seconds, None, limited_by, None if rate is None else round(rate, 2), needed, text)
 
 

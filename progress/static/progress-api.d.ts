@@ -623,7 +623,7 @@ export interface components {
          *             "limitedBy": "completion_success_rate",
          *             "ratePerMinute": 16.67,
          *             "needed": 108398,
-         *             "text": "decides in about 4.5 days, at 17 verified completions a minute; needs about 110,000 more"
+         *             "text": "decides in about 4.5 days (likely 1.5 days to 14 days), at 17 verified completions a minute; needs about 110,000 more"
          *           }
          *         }
          *       ]
@@ -1183,7 +1183,7 @@ export interface components {
          *       "limitedBy": "completion_success_rate",
          *       "ratePerMinute": 16.67,
          *       "needed": 108398,
-         *       "text": "decides in about 4.5 days, at 17 verified completions a minute; needs about 110,000 more"
+         *       "text": "decides in about 4.5 days (likely 1.5 days to 14 days), at 17 verified completions a minute; needs about 110,000 more"
          *     }
          */
         GuardEtaOut: {
