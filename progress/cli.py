@@ -317,7 +317,10 @@ def _echo_evaluation(evaluation: GuardEvaluation) -> None:
 def rollout_guard(mode: str) -> None:
     """Evaluate the plan against Prometheus and act on the decision; print it as JSON."""
     if not current_app.config["PROMETHEUS_URL"]:
-        raise click.ClickException("PROMETHEUS_URL is not set: the guard has no figures")
+        raise click.ClickException(
+            "PROMETHEUS_URL is not set: without it the guard runs inside the service, on the "
+            "instance's own counters (its schedule), not from the command line"
+        )
     if mode == "once":
         run = guard.evaluate()
         if run.evaluation is None:

@@ -217,8 +217,8 @@ def test_an_evaluation_kept_before_estimates_reads_as_cannot_tell(guarded, admin
 
 
 def test_the_plan_says_why_the_guard_is_not_running_and_what_margins_cost(guarded, admin):
-    """Without PROMETHEUS_URL the plan says plainly that the guard has no figures; the
-    margin costs come from the latest evaluation's traffic."""
+    """With no schedule the plan says plainly why the guard does not run; the margin costs
+    come from the latest evaluation's traffic."""
     checks = judge(figures(verified=(995, 5, 4_000), legacy=(8_955, 45, 36_000)), LIMITS, 10)
     with guarded.app_context():
         db.session.add(
@@ -229,7 +229,7 @@ def test_the_plan_says_why_the_guard_is_not_running_and_what_margins_cost(guarde
         db.session.commit()
     plan = guarded.test_client().get(PLAN, headers=admin.headers).get_json()
     assert plan["guard"]["running"] is False
-    assert "PROMETHEUS_URL is not set" in plan["guard"]["reason"]
+    assert "PROGRESS_GUARD_INTERVAL_S is 0" in plan["guard"]["reason"]
     assert plan["guard"]["warnings"] == []
     costs = {c["margin"]: c for c in plan["marginCosts"]}
     assert set(costs) == {0.001, 0.002, 0.005, 0.01}
@@ -237,7 +237,7 @@ def test_the_plan_says_why_the_guard_is_not_running_and_what_margins_cost(guarde
     text = guarded.test_cli_runner().invoke(args=["rollout", "plan", "--format", "text"])
     assert text.exit_code == 0, text.output
     assert costs[0.005]["text"] in text.output
-    assert "guard     not running: PROMETHEUS_URL is not set" in text.output
+    assert "guard     not running: PROGRESS_GUARD_INTERVAL_S is 0" in text.output
 
 
 # -- advance needs a reason; rolling back is one step ---------------------------------------------

@@ -16,7 +16,8 @@ from .. import rollout
 from ..extensions import db
 from ..flags import flag_gate
 from ..models import GuardEvaluation, RolloutPlan, utcnow
-from . import keeping
+from ..per_process import PerProcess
+from . import keeping, own_counters
 from .checks import Thresholds, judge, unmeasured
 from .decision import Decision, Situation, Verdict, decide
 from .eta import estimate, unknown
@@ -24,6 +25,8 @@ from .figures import Prometheus, PrometheusUnavailable, read_figures
 from .lock import guarded_transaction
 
 log = logging.getLogger(__name__)
+# Without PROMETHEUS_URL: the totals at the first look at a stage, kept between looks.
+_own_counters = PerProcess(own_counters.OwnCounters)
 
 
 @dataclass(frozen=True)
@@ -69,8 +72,6 @@ def evaluate(*, scheduled: bool = False) -> GuardRun:
     most of an interval (every worker wakes; one evaluation per interval is made).
     """
     config = current_app.config
-    if not config["PROMETHEUS_URL"]:
-        return GuardRun("disabled", "PROMETHEUS_URL is not set: the guard has no figures")
     flag = flag_gate().flag
     with guarded_transaction(flag) as held:
         if not held:
@@ -103,11 +104,16 @@ def _evaluate_locked(
     on_plan = plan.follow_percentage(state.percentage, now)
     elapsed = (now - plan.stage_started_at).total_seconds()
     window = max(int(elapsed), config["PROGRESS_GUARD_MIN_WINDOW_S"])
+    instance = instance_id()
     prometheus = Prometheus(config["PROMETHEUS_URL"], config["PROGRESS_GUARD_QUERY_TIMEOUT_S"])
     try:
-        figures = read_figures(
-            prometheus, window, now.timestamp(), config["PROGRESS_GUARD_SELECTOR"]
-        )
+        if config["PROMETHEUS_URL"]:
+            figures = read_figures(
+                prometheus, window, now.timestamp(), config["PROGRESS_GUARD_SELECTOR"]
+            )
+        else:  # the embedded default: this instance's own counters
+            figures = _own_counters.get().read(plan.flag, plan.stage_started_at, now)
+            window, instance = figures.window_s, own_counters.source_id()
     except PrometheusUnavailable as exc:
         log.warning(
             "rollout guard: Prometheus unavailable; holding, nothing changed",
@@ -140,6 +146,8 @@ def _evaluate_locked(
             min_stage_seconds=plan.min_stage_seconds,
             waiting_for_person=_waiting_for_person(plan, state.percentage, on_plan, has_next),
         )
+        if window == 0:  # own counters: the first look at the stage counts from now on
+            eta = unknown("the guard starts counting this stage at this look")
     evaluation = GuardEvaluation(
         at=now,
         flag=plan.flag,
@@ -150,7 +158,7 @@ def _evaluate_locked(
         decision=verdict.decision,
         reason=verdict.reason,
         acted=False,
-        instance=instance_id(),
+        instance=instance,
         eta=eta.as_json(),
     )
     db.session.add(evaluation)

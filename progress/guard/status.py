@@ -4,13 +4,15 @@ itself and why not, and what a margin costs at the current traffic."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from flask import current_app
 
-from ..models import RolloutPlan
+from ..models import RolloutPlan, utcnow
 from .eta import MarginCost, margin_costs
 from .evaluation import recent_evaluations
+from .own_counters import SOURCE_MARK
 
 
 @dataclass(frozen=True)
@@ -24,16 +26,32 @@ class GuardStatus:
 def guard_status(plan: RolloutPlan) -> GuardStatus:
     """The guard's schedule as configured for this process, in plain words."""
     config = current_app.config
-    source = "prometheus" if config["PROMETHEUS_URL"] else None
-    if source is None:
-        why = "PROMETHEUS_URL is not set, so the guard has no figures to judge"
-    elif config["PROGRESS_GUARD_INTERVAL_S"] <= 0:
+    source = "prometheus" if config["PROMETHEUS_URL"] else "instance"
+    if config["PROGRESS_GUARD_INTERVAL_S"] <= 0:
         why = "PROGRESS_GUARD_INTERVAL_S is 0: the guard runs only when called (rollout guard)"
     elif not plan.enabled:
         why = "the plan is disabled: enable it to let the guard judge each stage"
     else:
         why = None
-    return GuardStatus(why is None, source, why, [])
+    warnings = [] if source == "prometheus" else _instances_without_prometheus(config)
+    return GuardStatus(why is None, source, why, warnings)
+
+
+def _instances_without_prometheus(config: Any) -> list[str]:
+    """More than one instance judging on its own counters lately: each sees only its own
+    learners, so none of them sees the rollout whole."""
+    recent = timedelta(seconds=5 * (config["PROGRESS_GUARD_INTERVAL_S"] or 60))
+    seen = {
+        e.instance
+        for e in recent_evaluations(50)
+        if e.instance.endswith(SOURCE_MARK) and utcnow() - e.at <= recent
+    }
+    if len(seen) <= 1:
+        return []
+    return [
+        f"{len(seen)} instances are judging the rollout on their own counters: each sees only "
+        "its own learners. Set PROMETHEUS_URL so the guard sees every instance."
+    ]
 
 
 class PlanView:

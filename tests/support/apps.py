@@ -49,6 +49,9 @@ def build_app(database_url: str, tmp: Path, **overrides: object) -> Flask:
             "DATABASE_URL": database_url,
             "PROGRESS_JWT_SECRET": SECRET,
             "PROGRESS_LOG_LEVEL": "WARNING",
+            # No schedule: a test evaluates when it means to (the guard runs without
+            # Prometheus too, on the instance's own counters).
+            "PROGRESS_GUARD_INTERVAL_S": 0,
             **overrides,
         }
     )
