@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import logging
 import json
 import sys
 import time
@@ -26,8 +27,15 @@ from .models import GuardEvaluation, RolloutPlan, User
 from .worker import worker_state
 
 
+# Libraries whose routine lines (a scheduler's jobs started, a flag client's fetches) would
+# follow every command; their warnings still show.
+QUIET_LOGGERS = ("apscheduler", "UnleashClient")
+
+
 def _logs_to_stderr() -> None:
     logs.log_to_stderr()
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 @click.command("seed")

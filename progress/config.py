@@ -150,7 +150,10 @@ class Settings(BaseSettings):
     def _per_environment(self) -> Self:
         if self.PROGRESS_ENV == "production":
             if not self.PROGRESS_JWT_SECRET:
-                raise ValueError("PROGRESS_JWT_SECRET is required outside development")
+                raise ValueError(
+                    "PROGRESS_JWT_SECRET is required in production (the default PROGRESS_ENV): "
+                    "set it, or set PROGRESS_ENV=development to use the built-in secret"
+                )
             if len(self.PROGRESS_JWT_SECRET) < 32:
                 raise ValueError("PROGRESS_JWT_SECRET must be at least 32 characters")
             if faults.Faults() != self.PROGRESS_FAULTS:
