@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import getpass
-import logging
 import json
+import logging
 import sys
 import time
 import uuid
@@ -25,7 +25,6 @@ from .curriculum import CurriculumFileError, read_curriculum_file, seed_curricul
 from .extensions import db
 from .models import GuardEvaluation, RolloutPlan, User
 from .worker import worker_state
-
 
 # Libraries whose routine lines (a scheduler's jobs started, a flag client's fetches) would
 # follow every command; their warnings still show.

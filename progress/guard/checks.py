@@ -122,6 +122,8 @@ def false_lock_screens(figures: Figures, limits: Thresholds, percentage: int) ->
         "audit": _n(audit),
         "caughtByDoubleCheck": _n(caught),
     }
+    if figures.legacy_false_locks is not None:  # beside verified's, for the page's charts
+        lock_figures["legacyShown"] = _n(figures.legacy_false_locks)
     if shown > 0:
         detail = (
             f"false lock screens shown on the verified path: {_n(shown):g} in {w} s "
