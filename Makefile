@@ -10,7 +10,7 @@ MONITOR_DATA ?= instance/monitor
 
 TS_TOOLS := devtools/typescript
 
-.PHONY: install run migrate seed test lint format clean bench lab monitor types typescript-tools fuzz guard-sim profile pg-capacity prove
+.PHONY: install run demo migrate seed test lint format clean bench lab monitor types typescript-tools fuzz guard-sim profile pg-capacity prove
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,12 @@ run: seed
 	@PROGRESS_ENV=development $(FLASK) users demo
 	PROGRESS_ENV=development HOST=$(HOST) PORT=$(PORT) WEB_CONCURRENCY=1 GUNICORN_THREADS=8 \
 		$(BIN)/gunicorn -c gunicorn.conf.py app:app
+
+# The embedded service with about 50 simulated learners at 10% for about 10 minutes, the
+# guard on its own counters, a slow cache update (legacy shows false lock screens); prints
+# the URLs and stops by itself. Data in instance/demo. Options: DEMO_ARGS='--minutes 5'
+demo: install
+	$(BIN)/python -m lab.demo --host $(HOST) --port $(PORT) $(DEMO_ARGS)
 
 test: lint typescript-tools
 	$(BIN)/pytest
