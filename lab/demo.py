@@ -48,6 +48,15 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         help="PROGRESS_FAULTS: a slow cache update, which the legacy path answers around",
     )
     parser.add_argument("--think-time", type=float, default=3.0, help="seconds, mean")
+    parser.add_argument(
+        "--instance",
+        type=Path,
+        default=REPO / "instance" / "demo",
+        help="where its data lives (made afresh)",
+    )
+    parser.add_argument(
+        "--report-every", type=float, default=30, help="seconds between figure lines"
+    )
     return parser.parse_args(argv)
 
 
@@ -108,7 +117,7 @@ def report(url: str, headers: dict[str, str], timeline: Timeline) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     options = parse(argv)
-    instance = REPO / "instance" / "demo"
+    instance = options.instance.resolve()
     shutil.rmtree(instance, ignore_errors=True)
     instance.mkdir(parents=True)
     env = {
@@ -138,8 +147,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"(faults: {options.faults}). Open:\n"
             f"  the rollout (admin)  {url}/admin/rollout\n"
             f"  the learner page     {url}/\n"
-            f"  the API docs         {url}/api/docs\n"
+            f"  the API docs         {url}/apidoc/swagger/\n"
             f"  metrics              {url}/metrics\n"
+            f"The service's log: {service.log_path}\n"
             f"Tokens (paste into the page):\n{tokens}\n",
             flush=True,
         )
@@ -151,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 learners(url, steps, secret, options.learners, until, options.think_time, timeline)
             )
             while not walking.done():
-                await asyncio.wait({walking}, timeout=30)
+                await asyncio.wait({walking}, timeout=options.report_every)
                 # requests in a thread: the learners keep walking meanwhile
                 await asyncio.to_thread(report, url, headers, timeline)
             await walking
