@@ -156,7 +156,9 @@ def needed(result: Comparison, taus: Sequence[float], prior: float = 0.5) -> flo
     if gap <= 0:
         return None
 
-    def settled(scale: float) -> bool:
+    def short_of(scale: float) -> float:
+        """The bound's reach beyond the gap with the counts grown `scale` times (< 1 once
+        it passes): its half-width less the early lead, over the gap."""
         counts = (
             verified_share * v_total * scale,
             v_total * scale,
@@ -165,14 +167,16 @@ def needed(result: Comparison, taus: Sequence[float], prior: float = 0.5) -> flo
         )
         width = spread(*counts, alpha=result.alpha, taus=taus)
         sd = math.sqrt(_variance(*counts[:2]) + _variance(*counts[2:]))
-        return width - LEAD * sd < gap
+        return max(width - LEAD * sd, 1e-300) / gap
 
-    low, high = 1.0, 2.0
-    while not settled(high):
-        low, high = high, high * 2
-        if high > 1e12:  # beyond any traffic: say so rather than loop
+    # The reach falls about as 1/sqrt(scale) (a little slower, for the log in the radius),
+    # so scaling by its square converges in a few steps, each closing ~90% of the distance.
+    scale = 1.0
+    for _ in range(60):
+        ratio = short_of(scale)
+        if abs(ratio - 1) < 0.005 or (ratio < 1 and scale == 1.0):
+            break
+        scale = max(scale * ratio * ratio, 1.0)
+        if scale > 1e12:  # beyond any traffic: say so rather than promise
             return None
-    while high / low > 1.01:  # to 1%, far inside any estimate's error
-        middle = math.sqrt(low * high)
-        low, high = (low, middle) if settled(middle) else (middle, high)
-    return v_total * (high - 1)
+    return v_total * (scale - 1)
