@@ -85,7 +85,9 @@ def test_no_traffic_holds_with_no_data(pg_guarded, pg_database, make_pg_app, tmp
 
 def plan_answer() -> dict:
     """The plan as the API answers it (in an app context)."""
-    return RolloutPlanOut.model_validate(guard.current_plan(), from_attributes=True).model_dump()
+    return RolloutPlanOut.model_validate(
+        guard.PlanView(guard.current_plan()), from_attributes=True
+    ).model_dump()
 
 
 @pytest.mark.slow
@@ -108,6 +110,8 @@ def test_prometheus_down_holds_logs_it_and_changes_nothing(
     assert "unreachable" in evaluation["reason"]
     assert "nothing changed" in evaluation["reason"]
     assert {c["status"] for c in evaluation["checks"]} == {"no_data"}
+    assert evaluation["etaSeconds"] is None  # no figures: it cannot tell, and says why
+    assert evaluation["eta"]["reason"].startswith("no figures: Prometheus unreachable")
     warnings = [r for r in caplog.records if r.name == "progress.guard.evaluation"]
     assert any(r.levelno == logging.WARNING and url in r.prometheus_url for r in warnings)
     with app.app_context():
