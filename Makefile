@@ -10,7 +10,7 @@ MONITOR_DATA ?= instance/monitor
 
 TS_TOOLS := devtools/typescript
 
-.PHONY: install run serve migrate seed test lint format clean bench lab monitor types typescript-tools fuzz guard-sim profile pg-capacity prove
+.PHONY: install run serve demo migrate seed test lint format clean bench lab monitor types typescript-tools fuzz guard-sim profile pg-capacity prove
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -69,6 +69,12 @@ serve: seed
 	@if [ "$(SERVE_ENV)" = development ]; then PROGRESS_ENV=development $(FLASK) users demo; fi
 	PROGRESS_ENV=$(SERVE_ENV) $(BIN)/python -m devtools.serve --listen $(HOST):$(PORT) \
 		--workers $(WEB_CONCURRENCY) --threads $(GUNICORN_THREADS)
+
+# The embedded service with about 50 simulated learners at 10% for about 10 minutes, the
+# guard on its own counters, a slow cache update (legacy shows false lock screens); prints
+# the URLs and stops by itself. Data in instance/demo. Options: DEMO_ARGS='--minutes 5'
+demo: install
+	$(BIN)/python -m lab.demo --host $(HOST) --port $(PORT) $(DEMO_ARGS)
 
 test: lint typescript-tools
 	$(BIN)/pytest

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import logging
 import sys
 import time
 import uuid
@@ -26,9 +27,15 @@ from .extensions import db
 from .models import GuardEvaluation, RolloutPlan, User
 from .worker import worker_state
 
+# Libraries whose routine lines (a scheduler's jobs started, a flag client's fetches) would
+# follow every command; their warnings still show.
+QUIET_LOGGERS = ("apscheduler", "UnleashClient")
+
 
 def _logs_to_stderr() -> None:
     logs.log_to_stderr()
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 @click.command("seed")
@@ -137,7 +144,7 @@ def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S %Z") if value else "never"
 
 
-def _echo_state(state: rollout.RolloutState, output: str) -> None:
+def _echo_state(state: rollout.RolloutState, output: str, *, with_guard: bool = False) -> None:
     if output == "json":
         _echo_json(RolloutOut.model_validate(state, from_attributes=True).model_dump(mode="json"))
         return
@@ -147,13 +154,26 @@ def _echo_state(state: rollout.RolloutState, output: str) -> None:
         f"rollout   {state.percentage}% of learners on the verified path\n"
         f"changed   {changed}"
     )
+    if with_guard:
+        plan = guard.current_plan()
+        status = guard.guard_status(plan)
+        click.echo(f"guard     {_guard_line(status)}")
+        latest = next(iter(guard.recent_evaluations(1)), None)
+        if latest is not None:
+            evaluation = GuardEvaluationOut.model_validate(latest, from_attributes=True)
+            click.echo(
+                f"last look {evaluation.at.isoformat(timespec='seconds')}: "
+                f"{evaluation.decision}\n"
+                f"estimate  {evaluation.eta.text}"
+            )
 
 
 @rollout_group.command("status")
 @FORMAT
 def rollout_status(output: str | None) -> None:
-    """Print the flag's current percentage and its last change."""
-    _echo_state(rollout.rollout_state(), _resolve_format(output))
+    """Print the flag's current percentage and its last change (text: and the guard's
+    latest decision with its estimate of when it will decide)."""
+    _echo_state(rollout.rollout_state(), _resolve_format(output), with_guard=True)
 
 
 @rollout_group.command("set")
@@ -166,6 +186,21 @@ def rollout_set(percentage: int, reason: str, output: str | None) -> None:
         raise click.BadParameter("say why the rollout moves", param_hint="--reason")
     try:
         state = rollout.set_rollout(percentage, reason.strip()[:500], f"cli:{getpass.getuser()}")
+    except rollout.RolloutError as exc:
+        raise click.ClickException(str(exc)) from None
+    _echo_state(state, _resolve_format(output))
+
+
+@rollout_group.command("rollback")
+@click.option("--reason", required=True, help="Why: kept in the history with the change.")
+@FORMAT
+def rollout_rollback(reason: str, output: str | None) -> None:
+    """Move every learner back to the legacy path (0%) in one step, from any stage; the
+    plan follows to its first stage."""
+    if not reason.strip():
+        raise click.BadParameter("say why the rollout goes back", param_hint="--reason")
+    try:
+        state = rollout.set_rollout(0, reason.strip()[:500], f"cli:{getpass.getuser()}")
     except rollout.RolloutError as exc:
         raise click.ClickException(str(exc)) from None
     _echo_state(state, _resolve_format(output))
@@ -236,21 +271,52 @@ def _parse_stages(
 )
 @click.option("--enable/--disable", "enabled", default=None, help="Turn the guard on or off.")
 @click.option("--pause/--resume", "paused", default=None, help="Pause or resume the plan.")
-def rollout_plan(**options: Any) -> None:
-    """Print the rollout guard's plan as JSON; with options, change it first."""
+@FORMAT
+def rollout_plan(output: str | None, **options: Any) -> None:
+    """Print the rollout guard's plan; with options, change it first."""
     changes = {name: value for name, value in options.items() if value is not None}
     if not changes:
-        _echo_plan(guard.current_plan())
+        _echo_plan(guard.current_plan(), _resolve_format(output))
         return
     try:
         plan = guard.update_plan(changes, f"cli:{getpass.getuser()}")
     except guard.GuardBusy as exc:
         raise click.ClickException(str(exc)) from None
-    _echo_plan(plan)
+    _echo_plan(plan, _resolve_format(output))
 
 
-def _echo_plan(plan: RolloutPlan) -> None:
-    _echo_json(RolloutPlanOut.model_validate(plan, from_attributes=True).model_dump(mode="json"))
+def _guard_line(status: Any) -> str:
+    if status.running:
+        return f"running, on {status.source} figures"
+    return f"not running: {status.reason}"
+
+
+def _echo_plan(plan: RolloutPlan, output: str) -> None:
+    answer = RolloutPlanOut.model_validate(guard.PlanView(plan), from_attributes=True)
+    if output == "json":
+        _echo_json(answer.model_dump(mode="json"))
+        return
+    stages = " → ".join(
+        f"[{p}%]" if i == answer.stage_index else f"{p}%" for i, p in enumerate(answer.stages)
+    )
+    state = "paused" if answer.paused else "ready for the next stage" if answer.ready else "on"
+    status = answer.guard
+    click.echo(
+        f"plan      {'enabled' if answer.enabled else 'disabled'}, {state}; stages {stages}\n"
+        f"stage     {answer.stage_percentage}% since {_when(answer.stage_started_at)}; "
+        f"at least {answer.min_stage_seconds} s, {answer.min_completions} completions and "
+        f"{answer.min_access_checks} access checks on each path\n"
+        f"checks    success-rate margin {answer.success_rate_margin:g}, latency budget "
+        f"{answer.p95_budget_seconds:g} s (margin {answer.latency_margin:g}), "
+        f"false rollbacks at most {answer.false_rollback_rate:g}\n"
+        f"advance   {'by itself' if answer.auto_advance else 'by a person'}; "
+        f"on failure: {answer.on_failure}\n"
+        f"guard     {_guard_line(status)}"
+    )
+    for warning in status.warnings:
+        click.echo(f"warning   {warning}")
+    for cost in answer.margin_costs:
+        click.echo(f"margin    {cost.text}")
 
 
 def _echo_evaluation(evaluation: GuardEvaluation) -> None:
@@ -269,7 +335,10 @@ def _echo_evaluation(evaluation: GuardEvaluation) -> None:
 def rollout_guard(mode: str) -> None:
     """Evaluate the plan against Prometheus and act on the decision; print it as JSON."""
     if not current_app.config["PROMETHEUS_URL"]:
-        raise click.ClickException("PROMETHEUS_URL is not set: the guard has no figures")
+        raise click.ClickException(
+            "PROMETHEUS_URL is not set: without it the guard runs inside the service, on the "
+            "instance's own counters (its schedule), not from the command line"
+        )
     if mode == "once":
         run = guard.evaluate()
         if run.evaluation is None:
@@ -293,13 +362,17 @@ def rollout_guard(mode: str) -> None:
 
 
 @rollout_group.command("advance")
-def rollout_advance() -> None:
+@click.option("--reason", required=True, help="Why: kept in the history with the change.")
+@FORMAT
+def rollout_advance(reason: str, output: str | None) -> None:
     """Move to the next stage of the plan once the guard marked this one ready."""
+    if not reason.strip():
+        raise click.BadParameter("say why the stage moves on", param_hint="--reason")
     try:
-        plan = guard.advance_stage(f"cli:{getpass.getuser()}")
+        plan = guard.advance_stage(f"cli:{getpass.getuser()}", reason.strip()[:500])
     except (guard.GuardBusy, guard.StageNotReady) as exc:
         raise click.ClickException(str(exc)) from None
-    _echo_plan(plan)
+    _echo_plan(plan, _resolve_format(output))
 
 
 @rollout_group.command("evaluations")
@@ -322,7 +395,8 @@ def rollout_evaluations(limit: int, output: str | None) -> None:
             f"{evaluation.at.isoformat(timespec='seconds')}  #{evaluation.id}  "
             f"stage {evaluation.stage} ({evaluation.percentage}%)  "
             f"window {evaluation.window_seconds} s  {evaluation.decision} ({acted})\n"
-            f"    {evaluation.reason}"
+            f"    {evaluation.reason}\n"
+            f"    estimate: {evaluation.eta.text}"
         )
         for check in evaluation.checks:
             figures = " ".join(f"{k}={v}" for k, v in check.figures.items())

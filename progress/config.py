@@ -289,7 +289,9 @@ class Settings(BaseSettings):
         hmac = not self.PROGRESS_JWT_JWKS_URL or bool(chosen & SYMMETRIC_ALGORITHMS)
         if hmac and not self.PROGRESS_JWT_SECRET:
             raise ValueError(
-                "PROGRESS_JWT_SECRET is required outside development (or PROGRESS_JWT_JWKS_URL)"
+                "PROGRESS_JWT_SECRET is required in production (the default PROGRESS_ENV), or "
+                "PROGRESS_JWT_JWKS_URL: set one, or set PROGRESS_ENV=development to use the "
+                "built-in secret"
             )
         if self.PROGRESS_JWT_SECRET and len(self.PROGRESS_JWT_SECRET) < 32:
             raise ValueError("PROGRESS_JWT_SECRET must be at least 32 characters")

@@ -230,6 +230,12 @@ class GuardEvaluation(db.Model):
     reason: Mapped[str] = mapped_column(sa.Text)
     acted: Mapped[bool] = mapped_column(sa.Boolean)
     instance: Mapped[str] = mapped_column(sa.String(200))
+    # When the guard expects to decide (progress.guard.eta.Eta.as_json); None before 0008.
+    eta: Mapped[dict | None] = mapped_column(sa.JSON, nullable=True, default=None)
+
+    @property
+    def eta_seconds(self) -> int | None:
+        return (self.eta or {}).get("seconds")
 
 
 class LockScreenReport(db.Model):

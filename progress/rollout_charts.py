@@ -131,14 +131,17 @@ def _figure(checks: list[dict], name: str, key: str) -> float | None:
 # Where each figure sits in an evaluation's checks: (check name, figure key) per path, and the
 # window's length turns a count into a per-minute rate.
 EVALUATION_FIGURES: dict[str, dict[str, tuple[str, str]]] = {
-    "falseLockScreens": {"verified": ("false_lock_screens", "shown")},
+    "falseLockScreens": {
+        "legacy": ("false_lock_screens", "legacyShown"),
+        "verified": ("false_lock_screens", "shown"),
+    },
     "completionSuccessRate": {
         "legacy": ("completion_success_rate", "legacy"),
         "verified": ("completion_success_rate", "verified"),
     },
     "cacheUpdateP95Seconds": {
-        "legacy": ("cache_update_p95", "legacySeconds"),
-        "verified": ("cache_update_p95", "verifiedSeconds"),
+        "legacy": ("cache_update_latency", "legacyP95Seconds"),
+        "verified": ("cache_update_latency", "verifiedP95Seconds"),
     },
     "accessChecksPerMinute": {
         "legacy": ("sample_size", "legacyAccessChecks"),

@@ -28,7 +28,7 @@ def test_admin_writes_need_a_verified_email_and_reads_do_not(app, client, auth):
     writes = [
         client.put(ROLLOUT, headers=admin.headers, json={"percentage": 10, "reason": "x"}),
         client.put(ROLLOUT + "/plan", headers=admin.headers, json={"enabled": True}),
-        client.post(ROLLOUT + "/advance", headers=admin.headers),
+        client.post(ROLLOUT + "/advance", headers=admin.headers, json={"reason": "x"}),
     ]
     for response in writes:
         assert response.status_code == 403

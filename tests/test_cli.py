@@ -108,7 +108,7 @@ def test_at_a_terminal_the_answer_is_text_and_json_on_request(embedded):
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({}, "PROGRESS_JWT_SECRET is required outside development"),
+        ({}, "set PROGRESS_ENV=development to use the built-in secret"),
         ({"PROGRESS_ENV": "staging"}, "PROGRESS_ENV must be one of"),
         ({"PROGRESS_ENV": "development", "PROGRESS_CACHE_TTL_S": "soon"}, "must be an integer"),
     ],
@@ -123,3 +123,16 @@ def test_a_configuration_error_is_one_line_on_stderr(embedded, settings, message
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("configuration error: ")
     assert message in lines[0]
+
+
+def test_read_only_commands_write_no_scheduler_lines_with_a_real_unleash(embedded):
+    """With Unleash as the flag backend the flag client starts its scheduler: reading the
+    rollout prints the answer and nothing on stderr at the default log level."""
+    from .support.unleash_server import create_rollout_flag, running_unleash
+
+    with running_unleash() as server:
+        create_rollout_flag(server, "verified-progress-path", percentage=10)
+        env = embedded | server.service_settings | {"PROGRESS_LOG_LEVEL": "INFO"}
+        for args in (["rollout", "status"], ["rollout", "plan"], ["rollout", "history"]):
+            result = run([*args, "--format", "json"], env, check=True)
+            assert result.stderr == "", (args, result.stderr[-2000:])

@@ -46,7 +46,8 @@ def test_healthy_traffic_at_ten_percent_advances_to_one_hundred(pg_guarded, pg_d
             },
             "tests",
         )
-        guard.advance_stage("product@example.com")  # 0% -> 10%: product starts the rollout
+        # 0% -> 10%: product starts the rollout
+        guard.advance_stage("product@example.com", "tests: start the stage")
     learners = learners_on_each_path(app, 4)
     with guarded_services(tmp_path, pg_database, workers=2) as (_prometheus, (svc,)):
         drive_healthy_traffic(svc.url, learners)
@@ -111,6 +112,9 @@ def test_healthy_traffic_at_ten_percent_advances_to_one_hundred(pg_guarded, pg_d
         assert guard.current_plan().stage_index == 2
     assert 'progress_rollout_guard_decisions_total{decision="advance"} 1.0' in metrics_text
     assert "progress_rollout_stage 2.0" in metrics_text
+    # Decided: the estimate says so, and the gauge exports it.
+    assert (advance["etaSeconds"], advance["eta"]["text"]) == (0, "decided: advance")
+    assert "progress_guard_eta_seconds 0.0" in metrics_text
 
 
 @pytest.mark.slow
@@ -128,7 +132,7 @@ def test_false_lock_screens_on_the_verified_path_roll_back_at_the_next_evaluatio
             {"min_stage_seconds": 600, "min_completions": 500, "enabled": True},
             "tests",
         )
-        guard.advance_stage("product@example.com")
+        guard.advance_stage("product@example.com", "tests: start the stage")
     *learners, forger = learners_on_each_path(app, 4)["verified"]
     faults = "disable_double_check=1,drop_notifications=1"
     # The instances share this machine's clock: a lock read after the acknowledgement is

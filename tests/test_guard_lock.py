@@ -92,7 +92,7 @@ def test_when_the_flag_backend_refuses_the_evaluation_says_nothing_changed(guard
     monkeypatch.setattr(evaluation, "read_figures", lambda *a, **k: figures(shown=1, window=60))
     with prometheus_at(guarded, "http://prometheus.invalid"), guarded.app_context():
         guard.update_plan({"enabled": True}, "tests")
-        guard.advance_stage("tests")
+        guard.advance_stage("tests", "tests: next stage")
         monkeypatch.setattr(rollout, "set_rollout", refuse)
         run = guard.evaluate()
         assert (run.evaluation.decision, run.evaluation.acted) == ("rollback", False)
@@ -120,7 +120,7 @@ def test_every_worker_exports_the_plans_stage_from_the_database(make_pg_app, pg_
     """progress_rollout_stage is exported (dashboards draw it) even before any evaluation,
     by a worker that never evaluated: it is read from the plan at scrape time."""
     with pg_guarded.app_context():
-        guard.advance_stage("tests")  # stage 1 (10%)
+        guard.advance_stage("tests", "tests: next stage")  # stage 1 (10%)
     worker = make_pg_app()  # a fresh worker: it has not served a request yet
     text = worker.test_client().get("/metrics").get_data(as_text=True)
     assert "\nprogress_rollout_stage 1.0\n" in text

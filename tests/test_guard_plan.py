@@ -17,6 +17,7 @@ from progress.models import RolloutPlan
 from .support.guard import (
     ADVANCE,
     EVALUATIONS,
+    GO,
     PLAN,
     check_named,
     figures,
@@ -98,28 +99,28 @@ def test_guard_routes_are_for_admins_only(guarded, auth):
     client = guarded.test_client()
     assert client.get(PLAN).status_code == 401
     assert client.get(PLAN, headers=learner.headers).status_code == 403
-    assert client.post(ADVANCE, headers=learner.headers).status_code == 403
+    assert client.post(ADVANCE, headers=learner.headers, json=GO).status_code == 403
     assert client.get(EVALUATIONS, headers=learner.headers).status_code == 403
 
 
 def test_advance_starts_from_zero_and_then_waits_for_a_ready_stage(guarded, admin):
     """From 0% product may start; from 10% only once the guard marked the stage ready."""
     client = guarded.test_client()
-    started = client.post(ADVANCE, headers=admin.headers)
+    started = client.post(ADVANCE, headers=admin.headers, json=GO)
     assert started.status_code == 200, started.get_json()
     assert started.get_json()["stagePercentage"] == 10
     assert client.get("/api/v1/admin/rollout", headers=admin.headers).get_json()["percentage"] == 10
-    refused = client.post(ADVANCE, headers=admin.headers)
+    refused = client.post(ADVANCE, headers=admin.headers, json=GO)
     assert refused.status_code == 409
     assert refused.get_json()["error"]["code"] == "stage_not_ready"
     with guarded.app_context():  # what the guard does when every check passed
         db.session.get(RolloutPlan, "verified-progress-path").ready = True
         db.session.commit()
-    moved = client.post(ADVANCE, headers=admin.headers)
+    moved = client.post(ADVANCE, headers=admin.headers, json=GO)
     assert moved.status_code == 200
     assert moved.get_json()["stagePercentage"] == 100
     assert moved.get_json()["ready"] is False
-    last = client.post(ADVANCE, headers=admin.headers)
+    last = client.post(ADVANCE, headers=admin.headers, json=GO)
     assert last.status_code == 409
     assert "last stage" in last.get_json()["error"]["message"]
     history = client.get("/api/v1/admin/rollout/history", headers=admin.headers).get_json()
@@ -132,11 +133,11 @@ def test_advance_starts_from_zero_and_then_waits_for_a_ready_stage(guarded, admi
 def test_a_paused_plan_does_not_advance_until_resumed(guarded, admin):
     client = guarded.test_client()
     client.put(PLAN, headers=admin.headers, json={"paused": True})
-    refused = client.post(ADVANCE, headers=admin.headers)
+    refused = client.post(ADVANCE, headers=admin.headers, json=GO)
     assert refused.status_code == 409
     assert "paused" in refused.get_json()["error"]["message"]
     client.put(PLAN, headers=admin.headers, json={"paused": False})
-    assert client.post(ADVANCE, headers=admin.headers).status_code == 200
+    assert client.post(ADVANCE, headers=admin.headers, json=GO).status_code == 200
 
 
 def test_a_person_moving_the_rollout_moves_the_plans_stage(guarded, admin):
@@ -229,7 +230,7 @@ def test_the_api_and_the_command_line_say_what_the_test_found(guarded, admin, mo
     )
     with prometheus_at(guarded, "http://prometheus.invalid"), guarded.app_context():
         guard.update_plan({"enabled": True}, "tests")
-        guard.advance_stage("tests")
+        guard.advance_stage("tests", "tests: next stage")
         run = guard.evaluate()
     assert run.evaluation.decision == "rollback"
     client = guarded.test_client()

@@ -22,6 +22,7 @@ from progress.guard.figures import Prometheus
 from .support.apps import SECRET
 from .support.guard import (
     ADVANCE,
+    GO,
     PLAN,
     check_named,
     drive_healthy_traffic,
@@ -53,7 +54,7 @@ def test_no_traffic_holds_with_no_data(pg_guarded, pg_database, make_pg_app, tmp
     app = pg_guarded
     with app.app_context():
         guard.update_plan({"min_stage_seconds": 0, "auto_advance": True, "enabled": True}, "t")
-        guard.advance_stage("product@example.com")
+        guard.advance_stage("product@example.com", "tests: start the stage")
     env = service_env(pg_database, tmp_path / "metrics-0")
     with (
         running_service(env, tmp_path, workers=1) as svc,
@@ -67,6 +68,9 @@ def test_no_traffic_holds_with_no_data(pg_guarded, pg_database, make_pg_app, tmp
     evaluation = json.loads(result.stdout)
     assert (evaluation["decision"], evaluation["acted"]) == ("hold", False)
     assert "no data" in evaluation["reason"]
+    # Nobody learning: the guard cannot tell when it will decide, and says why.
+    assert evaluation["etaSeconds"] is None
+    assert "no traffic" in evaluation["eta"]["reason"], evaluation["eta"]
     assert check_named(evaluation["checks"], "sample_size")["figures"]["verifiedCompletions"] == 0
     assert (
         check_named(evaluation["checks"], "false_lock_screens")["status"] == "pass"
@@ -81,7 +85,9 @@ def test_no_traffic_holds_with_no_data(pg_guarded, pg_database, make_pg_app, tmp
 
 def plan_answer() -> dict:
     """The plan as the API answers it (in an app context)."""
-    return RolloutPlanOut.model_validate(guard.current_plan(), from_attributes=True).model_dump()
+    return RolloutPlanOut.model_validate(
+        guard.PlanView(guard.current_plan()), from_attributes=True
+    ).model_dump()
 
 
 @pytest.mark.slow
@@ -92,7 +98,7 @@ def test_prometheus_down_holds_logs_it_and_changes_nothing(
     app = pg_guarded
     with app.app_context():
         guard.update_plan({"min_stage_seconds": 0, "auto_advance": True, "enabled": True}, "t")
-        guard.advance_stage("product@example.com")
+        guard.advance_stage("product@example.com", "tests: start the stage")
         before = plan_answer()
     with running_prometheus([], tmp_path) as prometheus:
         url = prometheus.url
@@ -104,6 +110,8 @@ def test_prometheus_down_holds_logs_it_and_changes_nothing(
     assert "unreachable" in evaluation["reason"]
     assert "nothing changed" in evaluation["reason"]
     assert {c["status"] for c in evaluation["checks"]} == {"no_data"}
+    assert evaluation["etaSeconds"] is None  # no figures: it cannot tell, and says why
+    assert evaluation["eta"]["reason"].startswith("no figures: Prometheus unreachable")
     warnings = [r for r in caplog.records if r.name == "progress.guard.evaluation"]
     assert any(r.levelno == logging.WARNING and url in r.prometheus_url for r in warnings)
     with app.app_context():
@@ -128,7 +136,7 @@ def test_two_instances_never_both_act_on_one_evaluation(
              "auto_advance": True, "enabled": True},
             "tests",
         )  # fmt: skip
-        guard.advance_stage("product@example.com")
+        guard.advance_stage("product@example.com", "tests: start the stage")
     learners = learners_on_each_path(app, 2)
     env = service_env(pg_database, tmp_path / "metrics-0")
     with (
@@ -188,7 +196,7 @@ def test_with_a_real_unleash_server_the_guard_moves_the_flag_in_unleash(
         admin = AuthActions(SECRET).learner(admin=True)
         client = app.test_client()
         client.put(PLAN, headers=admin.headers, json={"enabled": True, "minStageSeconds": 0})
-        assert client.post(ADVANCE, headers=admin.headers).status_code == 200
+        assert client.post(ADVANCE, headers=admin.headers, json=GO).status_code == 200
         state = client.get("/api/v1/admin/rollout", headers=admin.headers).get_json()
         assert (state["percentage"], state["backend"]) == (10, "unleash")
         # Figures as Prometheus would give them: one shown false lock on the verified path.

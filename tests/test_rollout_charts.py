@@ -25,13 +25,13 @@ IMPACT = "/api/v1/admin/rollout/impact"
 def evaluation(minutes_ago: float, decision: str, acted: bool, **figures) -> GuardEvaluation:
     checks = [
         {"name": "false_lock_screens", "status": "pass", "detail": "", "threshold": {},
-         "figures": {"shown": figures.get("shown", 0)}},
+         "figures": {"shown": figures.get("shown", 0), "legacyShown": figures.get("legacy", 0)}},
         {"name": "sample_size", "status": "pass", "detail": "", "threshold": {},
          "figures": {"legacyAccessChecks": 600, "verifiedAccessChecks": 120}},
         {"name": "completion_success_rate", "status": "pass", "detail": "", "threshold": {},
          "figures": {"legacy": 0.999, "verified": figures.get("rate", 1.0)}},
-        {"name": "cache_update_p95", "status": "pass", "detail": "", "threshold": {},
-         "figures": {"legacySeconds": 0.002, "verifiedSeconds": 0.02}},
+        {"name": "cache_update_latency", "status": "pass", "detail": "", "threshold": {},
+         "figures": {"legacyP95Seconds": 0.002, "verifiedP95Seconds": 0.02}},
     ]  # fmt: skip
     return kept_evaluation(
         timedelta(minutes=minutes_ago),
@@ -54,8 +54,8 @@ def test_without_prometheus_the_charts_come_from_the_guards_evaluations(app, aut
         db.session.add_all(
             [
                 evaluation(20 * 60, "hold", False),  # 20 hours ago: only in the day view
-                evaluation(1, "hold", False),
-                evaluation(0.5, "pause", True, shown=2, rate=0.98),
+                evaluation(1, "hold", False, legacy=3),
+                evaluation(0.5, "pause", True, shown=2, rate=0.98, legacy=5),
             ]
         )
         db.session.commit()
@@ -64,9 +64,11 @@ def test_without_prometheus_the_charts_come_from_the_guards_evaluations(app, aut
     assert len(day["times"]) == 3
     assert day["times"] == sorted(day["times"])
     figures = day["figures"]
-    assert figures["falseLockScreens"] == {"legacy": [None] * 3, "verified": [0, 0, 2]}
+    # Legacy's false locks are charted beside verified's (kept with the false-lock check).
+    assert figures["falseLockScreens"] == {"legacy": [0, 3, 5], "verified": [0, 0, 2]}
     assert figures["completionSuccessRate"]["verified"] == [1.0, 1.0, 0.98]
     assert figures["cacheUpdateP95Seconds"]["legacy"] == [0.002] * 3
+    assert figures["cacheUpdateP95Seconds"]["verified"] == [0.02] * 3
     assert figures["accessChecksPerMinute"]["verified"] == [24.0] * 3  # 120 in 300 s
     assert [m["label"] for m in day["markers"]] == ["guard pause", "0% → 10%"]  # oldest first
     assert [(s["percentage"], s["by"]) for s in day["stages"]] == [(0, None), (10, admin.email)]

@@ -7,7 +7,9 @@ from flask import Blueprint, g, request
 
 from .. import guard, metrics, rollout, rollout_charts
 from ..auth import authenticate
+from ..models import RolloutPlan
 from .schemas import (
+    AdvanceIn,
     ErrorOut,
     GuardEvaluationOut,
     GuardEvaluationsOut,
@@ -53,7 +55,9 @@ def get_rollout() -> RolloutOut:
 @bp.put("/rollout")
 @operation("setRollout", "admin", {200: RolloutOut, 409: ErrorOut, **WRITE_ERRORS}, json=RolloutIn)
 def put_rollout(json: RolloutIn) -> RolloutOut:
-    """Move the rollout (0, 10, 100 or any value); the change is kept with its reason."""
+    """Move the rollout (0, 10, 100 or any value) in one step; the change is kept with its
+    reason. Rolling back is `{"percentage": 0}` from any stage: the plan follows to its
+    first stage."""
     state = rollout.set_rollout(json.percentage, json.reason, g.identity.email)
     return RolloutOut.model_validate(state, from_attributes=True)
 
@@ -86,7 +90,7 @@ GUARD_ERRORS = {**WRITE_ERRORS, 409: ErrorOut}  # a guard rule, or rollout_busy
 @operation("getRolloutPlan", "admin", {200: RolloutPlanOut, **ERRORS})
 def get_rollout_plan() -> RolloutPlanOut:
     """The rollout guard's plan: stages, evidence needed, what a failure does, where it is."""
-    return RolloutPlanOut.model_validate(guard.current_plan(), from_attributes=True)
+    return _plan_out(guard.current_plan())
 
 
 @bp.put("/rollout/plan")
@@ -95,7 +99,12 @@ def put_rollout_plan(json: RolloutPlanIn) -> RolloutPlanOut:
     """Change the plan: only the fields sent change; `paused: false` resumes it."""
     changes = json.model_dump(exclude_none=True, by_alias=False)  # the plan's own names
     plan = guard.update_plan(changes, g.identity.email)
-    return RolloutPlanOut.model_validate(plan, from_attributes=True)
+    return _plan_out(plan)
+
+
+def _plan_out(plan: RolloutPlan) -> RolloutPlanOut:
+    """The plan with the guard's status and what each margin costs at today's traffic."""
+    return RolloutPlanOut.model_validate(guard.PlanView(plan), from_attributes=True)
 
 
 @bp.get("/rollout/evaluations")
@@ -116,11 +125,12 @@ def get_rollout_evaluations(query: GuardEvaluationsQuery) -> GuardEvaluationsOut
 
 
 @bp.post("/rollout/advance")
-@operation("advanceRollout", "admin", {200: RolloutPlanOut, **GUARD_ERRORS})
-def post_rollout_advance() -> RolloutPlanOut:
-    """Product's click: move to the next stage once the guard marked this one ready."""
-    plan = guard.advance_stage(g.identity.email)
-    return RolloutPlanOut.model_validate(plan, from_attributes=True)
+@operation("advanceRollout", "admin", {200: RolloutPlanOut, **GUARD_ERRORS}, json=AdvanceIn)
+def post_rollout_advance(json: AdvanceIn) -> RolloutPlanOut:
+    """Product's click: move to the next stage once the guard marked this one ready; the
+    reason is kept in the history with the change."""
+    plan = guard.advance_stage(g.identity.email, json.reason)
+    return _plan_out(plan)
 
 
 # -- the page's pictures ------------------------------------------------------------------------

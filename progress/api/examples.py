@@ -51,6 +51,29 @@ PLAN = {
     "ready": False,
     "updatedAt": WHEN,
     "updatedBy": ADMIN,
+    "guard": {"running": True, "source": "prometheus", "reason": None, "warnings": []},
+    "marginCosts": [
+        {
+            "margin": 0.001,
+            "etaSeconds": 450422,
+            "text": "with a margin of 0.1 point, a healthy stage decides in about 5.2 days",
+        },
+        {
+            "margin": 0.002,
+            "etaSeconds": 103260,
+            "text": "with a margin of 0.2 point, a healthy stage decides in about 29 h",
+        },
+        {
+            "margin": 0.005,
+            "etaSeconds": 15021,
+            "text": "with a margin of 0.5 point, a healthy stage decides in about 4.2 h",
+        },
+        {
+            "margin": 0.01,
+            "etaSeconds": 3880,
+            "text": "with a margin of 1 point, a healthy stage decides in about 65 min",
+        },
+    ],
 }
 
 # A sequential test at one evaluation of the guard (docs/guard.md).
@@ -64,6 +87,17 @@ SEQUENTIAL_TEST = {
     "confidence": 0.99,
     "evidence": 10000.0,
     "verdict": "inconclusive",
+    "needed": 108398,
+}
+# The guard's estimate at that evaluation (progress/guard/eta.py).
+ETA = {
+    "seconds": 390233,
+    "reason": None,
+    "limitedBy": "completion_success_rate",
+    "ratePerMinute": 16.67,
+    "needed": 108398,
+    "text": "decides in about 4.5 days (likely 1.5 days to 14 days), at 17 verified "
+    "completions a minute; needs about 110,000 more",
 }
 SUCCESS_RATE_DETAIL = (
     "verified success rate 98% vs 99.5% after 10,000 completions: inconclusive, holding (with "
@@ -157,6 +191,10 @@ EXAMPLES: dict[type[BaseModel], dict[str, Any]] = {
     s.RolloutPlanIn: {"stages": [0, 10, 50, 100], "minStageSeconds": 1800, "autoAdvance": True},
     s.GuardEvaluationsQuery: {"limit": 20},
     s.SequentialTestOut: SEQUENTIAL_TEST,
+    s.GuardEtaOut: ETA,
+    s.GuardStatusOut: PLAN["guard"],
+    s.MarginCostOut: PLAN["marginCosts"][0],
+    s.AdvanceIn: {"reason": "10% held a day within the margin; product signs off"},
     s.GuardEvaluationsOut: {
         "evaluations": [
             {
@@ -200,6 +238,8 @@ EXAMPLES: dict[type[BaseModel], dict[str, Any]] = {
                 "reason": SUCCESS_RATE_DETAIL,
                 "acted": False,
                 "instance": "web-1:4242",
+                "etaSeconds": 390233,
+                "eta": ETA,
             }
         ]
     },

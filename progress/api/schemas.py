@@ -18,6 +18,7 @@ from .. import receipts
 from ..guard import validate_stages
 from ..guard.checks import CheckStatus
 from ..guard.decision import Decision, OnFailure
+from ..guard.eta import unknown
 from ..guard.sequential import Verdict
 from ..json_model import JsonModel
 from ..path_names import PathName
@@ -180,6 +181,12 @@ class RolloutIn(Strict):
     reason: StorableText = Field(min_length=1, max_length=500)
 
 
+class AdvanceIn(Strict):
+    """Why the stage moves on: kept in the history with the change."""
+
+    reason: StorableText = Field(min_length=1, max_length=500)
+
+
 class RolloutChangeOut(Answer):
     percentage: int
     previous_percentage: int | None
@@ -225,7 +232,24 @@ Count = Annotated[int, Field(ge=0, le=10**7), BeforeValidator(_whole_number)]
 Seconds = Annotated[int, Field(ge=0, le=30 * 86400), BeforeValidator(_whole_number)]
 
 
-# Built from the plan (progress.models.RolloutPlan) by its attributes.
+class GuardStatusOut(Answer):
+    """Whether the guard evaluates by itself, from which figures, and why not."""
+
+    running: bool
+    source: Literal["prometheus", "instance"] | None
+    reason: str | None  # in plain words, when not running
+    warnings: list[str]
+
+
+class MarginCostOut(Answer):
+    """How long a healthy stage takes to decide with this margin at the current traffic."""
+
+    margin: float
+    eta_seconds: int | None
+    text: str
+
+
+# Built from the plan (progress.models.RolloutPlan) and `guard.plan_view` by attributes.
 class RolloutPlanOut(Answer):
     flag: str
     stages: list[int]
@@ -246,6 +270,8 @@ class RolloutPlanOut(Answer):
     ready: bool
     updated_at: Timestamp | None  # None while the plan is not stored
     updated_by: str | None
+    guard: GuardStatusOut
+    margin_costs: list[MarginCostOut]
 
 
 class RolloutPlanIn(Strict):
@@ -282,6 +308,9 @@ class SequentialTestOut(Answer):
     confidence: float
     evidence: float  # outcomes counted on both paths so far
     verdict: Verdict
+    # Verified outcomes still to count before the test decides, at today's shares (0 once
+    # decided; None when it cannot tell). Evaluations kept before it have none.
+    needed: int | None = None
 
 
 class GuardCheckOut(Answer):
@@ -292,6 +321,22 @@ class GuardCheckOut(Answer):
     threshold: dict[str, Any]
     # Only a check with a sequential test has one: the others' JSON has no `test`.
     test: SequentialTestOut | None = Field(default=None, exclude_if=lambda test: test is None)
+
+
+class GuardEtaOut(Answer):
+    """When the guard expects to be able to advance or act, at the current traffic."""
+
+    seconds: int | None
+    reason: str | None  # why it cannot tell, when seconds is None
+    limited_by: str | None  # "min_stage_time", a check's name, or None
+    rate_per_minute: float | None  # the limiting check's verified outcomes a minute
+    needed: int | None  # outcomes the limiting check still needs
+    text: str  # one sentence
+
+
+def _eta_kept(value: Any) -> Any:
+    # Evaluations kept before the estimate existed have none: "cannot tell".
+    return value if value is not None else unknown("kept before the guard made estimates").as_json()
 
 
 # Built from a kept evaluation (progress.models.GuardEvaluation) by its attributes.
@@ -307,6 +352,8 @@ class GuardEvaluationOut(Answer):
     reason: str
     acted: bool
     instance: str
+    eta_seconds: int | None  # eta.seconds
+    eta: Annotated[GuardEtaOut, BeforeValidator(_eta_kept)]
 
 
 class GuardEvaluationsOut(Answer):

@@ -41,14 +41,17 @@ from .keeping import exposition
 from .lock import GuardBusy
 from .plan import StageNotReady, advance_stage, current_plan, update_plan, validate_stages
 from .schedule import init_app
+from .status import PlanView, guard_status
 
 __all__ = [
     "GuardBusy",
+    "PlanView",
     "StageNotReady",
     "advance_stage",
     "current_plan",
     "evaluate",
     "exposition",
+    "guard_status",
     "init_app",
     "recent_evaluations",
     "update_plan",

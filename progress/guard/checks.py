@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from ..models import PlanSettings, RolloutPlan
 from .figures import PATHS, Figures
-from .sequential import Comparison, compare
+from .sequential import Comparison, compare, needed
 
 CheckStatus = Literal["pass", "fail", "inconclusive", "no_data"]
 # A failure asks for the plan's on_failure ("plan": rollback or pause) or for a pause.
@@ -122,6 +122,8 @@ def false_lock_screens(figures: Figures, limits: Thresholds, percentage: int) ->
         "audit": _n(audit),
         "caughtByDoubleCheck": _n(caught),
     }
+    if figures.legacy_false_locks is not None:  # beside verified's, for the page's charts
+        lock_figures["legacyShown"] = _n(figures.legacy_false_locks)
     if shown > 0:
         detail = (
             f"false lock screens shown on the verified path: {_n(shown):g} in {w} s "
@@ -265,7 +267,7 @@ def _sequential_finding(
         explain(result, describe(), unit),
         check_figures,
         threshold,
-        sequential_json(result, bad_name),
+        sequential_json(result, bad_name, needed(result, taus)),
     )
 
 
@@ -356,8 +358,11 @@ def _no_comparison(percentage: int, v_total: float, l_total: float, what: str) -
     return None
 
 
-def sequential_json(result: Comparison, counting: str) -> dict[str, Any]:
-    """What an evaluation keeps of a sequential test: enough to chart the bound over time."""
+def sequential_json(
+    result: Comparison, counting: str, still_needed: float | None = None
+) -> dict[str, Any]:
+    """What an evaluation keeps of a sequential test: enough to chart the bound over time,
+    and the verified outcomes it still needs to decide (`sequential.needed`)."""
     return {
         "method": "mSPRT",
         "counting": counting,
@@ -368,6 +373,7 @@ def sequential_json(result: Comparison, counting: str) -> dict[str, Any]:
         "confidence": round(result.confidence, 6),
         "evidence": _n(result.evidence),
         "verdict": result.verdict,
+        "needed": None if still_needed is None else math.ceil(still_needed),
     }
 
 

@@ -16,13 +16,17 @@ from .. import rollout
 from ..extensions import db
 from ..flags import flag_gate
 from ..models import GuardEvaluation, RolloutPlan, utcnow
-from . import keeping
+from ..per_process import PerProcess
+from . import keeping, own_counters
 from .checks import Thresholds, judge, unmeasured
 from .decision import Decision, Situation, Verdict, decide
+from .eta import estimate, unknown
 from .figures import Prometheus, PrometheusUnavailable, read_figures
 from .lock import guarded_transaction
 
 log = logging.getLogger(__name__)
+# Without PROMETHEUS_URL: the totals at the first look at a stage, kept between looks.
+_own_counters = PerProcess(own_counters.OwnCounters)
 
 
 @dataclass(frozen=True)
@@ -68,8 +72,6 @@ def evaluate(*, scheduled: bool = False) -> GuardRun:
     most of an interval (every worker wakes; one evaluation per interval is made).
     """
     config = current_app.config
-    if not config["PROMETHEUS_URL"]:
-        return GuardRun("disabled", "PROMETHEUS_URL is not set: the guard has no figures")
     flag = flag_gate().flag
     with guarded_transaction(flag) as held:
         if not held:
@@ -102,11 +104,16 @@ def _evaluate_locked(
     on_plan = plan.follow_percentage(state.percentage, now)
     elapsed = (now - plan.stage_started_at).total_seconds()
     window = max(int(elapsed), config["PROGRESS_GUARD_MIN_WINDOW_S"])
+    instance = instance_id()
     prometheus = Prometheus(config["PROMETHEUS_URL"], config["PROGRESS_GUARD_QUERY_TIMEOUT_S"])
     try:
-        figures = read_figures(
-            prometheus, window, now.timestamp(), config["PROGRESS_GUARD_SELECTOR"]
-        )
+        if config["PROMETHEUS_URL"]:
+            figures = read_figures(
+                prometheus, window, now.timestamp(), config["PROGRESS_GUARD_SELECTOR"]
+            )
+        else:  # the embedded default: this instance's own counters
+            figures = _own_counters.get().read(plan.flag, plan.stage_started_at, now)
+            window, instance = figures.window_s, own_counters.source_id()
     except PrometheusUnavailable as exc:
         log.warning(
             "rollout guard: Prometheus unavailable; holding, nothing changed",
@@ -114,6 +121,7 @@ def _evaluate_locked(
         )
         checks = unmeasured(f"Prometheus {exc}")
         verdict = Verdict("hold", f"Prometheus {exc}: holding, nothing changed")
+        eta = unknown(f"no figures: Prometheus {exc}")
     else:
         checks = judge(figures, Thresholds.of(plan), state.percentage)
         has_next = on_plan and plan.stage_index + 1 < len(plan.stages)
@@ -130,6 +138,16 @@ def _evaluate_locked(
                 off_plan=not on_plan,
             ),
         )
+        eta = estimate(
+            [c.as_json() for c in checks],
+            decision=verdict.decision,
+            window_s=window,
+            stage_elapsed_s=elapsed,
+            min_stage_seconds=plan.min_stage_seconds,
+            waiting_for_person=_waiting_for_person(plan, state.percentage, on_plan, has_next),
+        )
+        if window == 0:  # own counters: the first look at the stage counts from now on
+            eta = unknown("the guard starts counting this stage at this look")
     evaluation = GuardEvaluation(
         at=now,
         flag=plan.flag,
@@ -140,11 +158,27 @@ def _evaluate_locked(
         decision=verdict.decision,
         reason=verdict.reason,
         acted=False,
-        instance=instance_id(),
+        instance=instance,
+        eta=eta.as_json(),
     )
     db.session.add(evaluation)
     db.session.flush()  # its id goes into the history's reason
     return _act(plan, verdict, state.percentage, evaluation), verdict.decision
+
+
+def _waiting_for_person(
+    plan: RolloutPlan, percentage: int, on_plan: bool, has_next: bool
+) -> str | None:
+    """Why only a person moves this stage on, if only a person does."""
+    if percentage == 0:
+        return "at 0% the guard judges nothing; a person starts the first stage"
+    if plan.paused:
+        return "the plan is paused; nothing advances until a person resumes it"
+    if not on_plan:
+        return f"{percentage}% is not a stage of the plan"
+    if not has_next:
+        return "the last stage: nothing to advance to"
+    return None
 
 
 def _act(
@@ -182,7 +216,16 @@ def _act(
     # What to keep if the change fails: the rollback below discards the pending row.
     kept = {
         name: getattr(evaluation, name)
-        for name in ("at", "flag", "stage", "percentage", "window_seconds", "checks", "instance")
+        for name in (
+            "at",
+            "flag",
+            "stage",
+            "percentage",
+            "window_seconds",
+            "checks",
+            "instance",
+            "eta",
+        )
     }
     try:
         rollout.set_rollout(target, reason[:500], "guard")

@@ -28,6 +28,9 @@ class Figures:
     cache_update_buckets: dict[str, dict[float, float]] = field(default_factory=dict)
     breaker_open_share: float | None = None  # worst instance's share of the window open
     breaker_trips: float | None = None
+    # The legacy path's false lock screens shown (not judged: legacy is the baseline), for
+    # the page's charts beside verified's.
+    legacy_false_locks: float | None = None
 
 
 class Prometheus:
@@ -88,6 +91,11 @@ def read_figures(prometheus: Prometheus, window_s: int, at: float, selector: str
         f"sum by (detected_by) (increase(progress_false_lock_screens_total{verified}[{w}]))",
         "detected_by",
     )
+    legacy = _selector(selector, path="legacy")
+    legacy_locks = by(
+        "sum(increase(progress_false_lock_screens_total"
+        f'{legacy[:-1]},detected_by!="double_check"}}[{w}]))'
+    )
     completions = by(
         f"sum by (path, outcome) (increase(progress_completions_total{_selector(selector)}[{w}]))",
         "path",
@@ -126,6 +134,7 @@ def read_figures(prometheus: Prometheus, window_s: int, at: float, selector: str
         cache_update_buckets=_buckets(buckets or {}),
         breaker_open_share=_finite((breaker or {}).get(())),
         breaker_trips=_finite((trips or {}).get(())),
+        legacy_false_locks=_finite((legacy_locks or {}).get(())),
     )
 
 

@@ -4,6 +4,7 @@ in a `flask rollout guard --loop` sidecar), and the pruning of old evaluations."
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import get_args
 
@@ -39,8 +40,10 @@ class RolloutCollector(Collector):
     and how many times each decision was made. Every instance exports the same values, so
     dashboards and alerts take max() across instances, never sum()."""
 
-    def __init__(self, plan: RolloutPlan, counts: dict[str, int]) -> None:
-        self._plan, self._counts = plan, counts
+    def __init__(
+        self, plan: RolloutPlan, counts: dict[str, int], eta_seconds: int | None = None
+    ) -> None:
+        self._plan, self._counts, self._eta_seconds = plan, counts, eta_seconds
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         plan = self._plan
@@ -64,6 +67,13 @@ class RolloutCollector(Collector):
             "1 while the rollout guard's plan is paused (after a pause or a rollback)",
             value=int(bool(plan.paused)),
         )
+        eta = self._eta_seconds
+        yield GaugeMetricFamily(
+            "progress_guard_eta_seconds",
+            "The rollout guard's estimate, at its latest evaluation, of the seconds until "
+            "it can advance or act at the current traffic; NaN while it cannot tell",
+            value=math.nan if eta is None else eta,
+        )
         decisions = CounterMetricFamily(
             "progress_rollout_guard_decisions",
             "Rollout guard decisions, wherever the guard ran",
@@ -83,6 +93,12 @@ def exposition(plan: RolloutPlan) -> bytes:
             )
         ).all()
     )
+    latest = db.session.scalar(
+        sa.select(GuardEvaluation)
+        .where(GuardEvaluation.flag == plan.flag)
+        .order_by(GuardEvaluation.id.desc())
+        .limit(1)
+    )
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(RolloutCollector(plan, counts))
+    registry.register(RolloutCollector(plan, counts, latest.eta_seconds if latest else None))
     return generate_latest(registry)

@@ -123,7 +123,7 @@ def update_plan(changes: dict[str, Any], actor: str) -> RolloutPlan:
     return plan
 
 
-def advance_stage(actor: str) -> RolloutPlan:
+def advance_stage(actor: str, reason: str) -> RolloutPlan:
     """Product's click: move to the next stage when the guard marked this one ready (or
     from 0%, where there is nothing to judge). StageNotReady says why not."""
     with _plan_locked() as plan:
@@ -144,5 +144,6 @@ def advance_stage(actor: str) -> RolloutPlan:
         plan.stage_index += 1
         plan.stage_started_at, plan.ready = now, False
         plan.updated_at, plan.updated_by = now, actor
-        rollout.set_rollout(target, f"advance: stage {percentage}% → {target}%", actor)
+        why = f"advance: stage {percentage}% → {target}%: {reason}"
+        rollout.set_rollout(target, why[:500], actor)
     return plan

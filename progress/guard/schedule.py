@@ -1,5 +1,6 @@
-"""The guard's schedule in each worker process: with PROMETHEUS_URL and an interval, a
-daemon thread that evaluates every PROGRESS_GUARD_INTERVAL_S. Every worker of every
+"""The guard's schedule in each worker process: with an interval, a daemon thread that
+evaluates every PROGRESS_GUARD_INTERVAL_S (on Prometheus' figures with PROMETHEUS_URL, on
+this instance's own counters without). Every worker of every
 instance runs one; the lock and the "evaluated moments ago" rule make it one evaluation per
 interval."""
 
@@ -47,9 +48,9 @@ class Schedule:
 
 def init_app(app: Flask) -> None:
     """Start the schedule from each worker's first request (threads do not survive
-    gunicorn's fork); nothing at all without PROMETHEUS_URL or with an interval of 0."""
+    gunicorn's fork); nothing at all with an interval of 0."""
     interval_s = app.config["PROGRESS_GUARD_INTERVAL_S"]
-    if not app.config["PROMETHEUS_URL"] or interval_s <= 0:
+    if interval_s <= 0:
         return
     schedule = PerProcess(lambda: Schedule(app, interval_s), close=Schedule.stop)
 

@@ -28,9 +28,11 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ..models import PLAN_DEFAULTS
-from .checks import Thresholds, judge
+from .checks import SUCCESS_RATE_TAUS, Thresholds, judge
 from .decision import Situation, decide
+from .eta import duration, estimate
 from .figures import PATHS, Figures
+from .sequential import compare
 
 Kind = Literal["success_rate", "latency"]
 Rule = Callable[[Figures, float], str]  # (figures, seconds into the stage) -> decision
@@ -209,6 +211,146 @@ def monte_carlo_error(rate: float, stages: int) -> float:
     return 3 * math.sqrt(max(rate * (1 - rate), 1e-9) / stages)
 
 
+# -- the estimate: when the guard will decide ----------------------------------------------
+
+ETA_ERROR_RATES = (0.001, 0.005, 0.01, 0.02)  # healthy stages: both paths alike
+ETA_HORIZON_MIN = 400 * 24 * 60  # a stage still holding after this counts as never decided
+
+
+def _next_look(minute: int) -> int:
+    """Every minute for two hours, then every 1/64th of the time run (to 1.6%), so a stage
+    of weeks takes hundreds of looks rather than tens of thousands; a decision time is
+    then up to 1.6% late, far inside the factor of 2 measured."""
+    return minute + (1 if minute < 128 else 2 ** int(math.log2(minute / 64)))
+
+
+@dataclass(frozen=True)
+class EtaSample:
+    """One healthy stage: the estimate at the first look with the minimum sample, and the
+    time from that look to the decision (None: never decided within the horizon)."""
+
+    estimate_s: int | None
+    actual_s: int | None
+
+    def within(self, factor: float = 2.0) -> bool:
+        if self.estimate_s is None or self.actual_s is None:
+            return False
+        actual = max(self.actual_s, INTERVAL_S)  # one look is as soon as a decision comes
+        return actual / factor <= max(self.estimate_s, INTERVAL_S) <= actual * factor
+
+
+def eta_stage(rng: random.Random, traffic: int, error_rate: float) -> EtaSample:
+    """A healthy stage of the default plan at 10%: the estimate as the guard makes it
+    (`eta.estimate` on `judge`'s checks) and the decision as `decide` makes it."""
+    rule = current_rule()
+    n_verified = round(traffic * SHARE)
+    per_minute = {"verified": n_verified, "legacy": traffic - n_verified}
+    counts = {p: [0.0, 0.0, 0.0] for p in PATHS}
+    first: tuple[int, int | None] | None = None  # (minute, estimate)
+    minute = 0
+    while minute < ETA_HORIZON_MIN:
+        step = _next_look(minute) - minute
+        minute += step
+        for path, n in per_minute.items():
+            counts[path][0] += n * step
+            counts[path][1] += binomial(rng, n * step, error_rate)
+        v, lg = counts["verified"], counts["legacy"]
+        if first is None and min(v[0], lg[0]) >= LIMITS.min_completions:
+            figures = _figures(minute, counts)
+            checks = judge(figures, LIMITS, int(SHARE * 100))
+            now = Situation(
+                int(SHARE * 100), 100, minute * INTERVAL_S, MIN_STAGE_S, True, "rollback", False
+            )
+            decision = decide(checks, now).decision
+            found = estimate(
+                [c.as_json() for c in checks],
+                decision=decision,
+                window_s=minute * INTERVAL_S,
+                stage_elapsed_s=minute * INTERVAL_S,
+                min_stage_seconds=MIN_STAGE_S,
+            )
+            first = (minute, found.seconds)
+        if first is None:
+            continue
+        # The rule cannot advance while the success-rate test holds: skip it until then.
+        quick = compare(
+            v[1],
+            v[0],
+            lg[1],
+            lg[0],
+            margin=LIMITS.success_rate_margin,
+            alpha=LIMITS.false_rollback_rate,
+            taus=SUCCESS_RATE_TAUS,
+        )
+        if quick.verdict == "inconclusive":
+            continue
+        decision = rule(_figures(minute, counts), minute * INTERVAL_S)
+        if decision != "hold":
+            return EtaSample(first[1], (minute - first[0]) * INTERVAL_S)
+    return EtaSample(None if first is None else first[1], None)
+
+
+@dataclass(frozen=True)
+class EtaCell:
+    traffic: int
+    error_rate: float
+    samples: tuple[EtaSample, ...]
+
+    @property
+    def within_2x(self) -> float:
+        return sum(s.within() for s in self.samples) / len(self.samples)
+
+    @property
+    def best_possible(self) -> float:
+        """The share within 2x of the best single figure anyone could have named for this
+        cell, knowing every stage's actual time: what the spread of the decision time
+        itself allows."""
+        actual = sorted(max(s.actual_s, INTERVAL_S) for s in self.samples if s.actual_s)
+        best = 0
+        for i, low in enumerate(actual):  # a window [e/2, 2e] starting at each actual time
+            best = max(best, bisect.bisect_right(actual, low * 4) - i)
+        return best / len(self.samples)
+
+    def ratio(self, q: float) -> float | None:
+        """The q-quantile of actual / estimated time."""
+        ratios = sorted(
+            max(s.actual_s, INTERVAL_S) / max(s.estimate_s, INTERVAL_S)
+            for s in self.samples
+            if s.actual_s and s.estimate_s is not None
+        )
+        return ratios[min(int(q * len(ratios)), len(ratios) - 1)] if ratios else None
+
+
+def measure_eta(traffic: int, error_rate: float, stages: int, seed: int) -> EtaCell:
+    rng = random.Random(f"eta:{seed}:{traffic}:{error_rate}")  # noqa: S311 - reproducible
+    return EtaCell(
+        traffic, error_rate, tuple(eta_stage(rng, traffic, error_rate) for _ in range(stages))
+    )
+
+
+def _measure_eta_cell(args: tuple[int, float, int, int]) -> EtaCell:
+    return measure_eta(*args)
+
+
+def eta_table(cells: Sequence[EtaCell]) -> str:
+    lines = [
+        "| traffic | errors, both paths | estimate within 2x | best any one figure could do "
+        "| actual / estimate: 10th, 50th, 90th percentile | median time to decide |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for cell in cells:
+        quantiles = ", ".join(
+            "-" if r is None else f"{r:.2g}" for r in (cell.ratio(q) for q in (0.1, 0.5, 0.9))
+        )
+        actual = [s.actual_s for s in cell.samples if s.actual_s is not None]
+        median = duration(statistics.median(actual)) if actual else "-"
+        lines.append(
+            f"| {cell.traffic:,}/min | {_rate(cell.error_rate)} | {_pct(cell.within_2x)} "
+            f"| {_pct(cell.best_possible)} | {quantiles} | {median} |"
+        )
+    return "\n".join(lines)
+
+
 # -- the tables ----------------------------------------------------------------------------------
 
 RULES: dict[str, Callable[[], Rule]] = {"previous": previous_rule, "current": current_rule}
@@ -318,8 +460,33 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--minutes", type=int, default=60, help="the horizon of a stage")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument(
+        "--eta-stages", type=int, default=200, help="healthy stages a cell, for the estimate"
+    )
+    parser.add_argument("--eta-only", action="store_true", help="only the estimate's table")
     options = parser.parse_args(argv)
     started = time.monotonic()
+    todo_eta = [
+        (traffic, rate, options.eta_stages, options.seed)
+        for traffic in TRAFFIC
+        for rate in ETA_ERROR_RATES
+    ]
+    with multiprocessing.Pool(options.processes) as pool:
+        eta_cells = pool.map(_measure_eta_cell, todo_eta)
+    print("\n### When the guard will decide: its estimate against the decision\n")
+    print(
+        "Healthy stages (both paths alike) of the default plan at 10%: the estimate at the "
+        "first look with the minimum sample, against the time from that look to the "
+        "decision.\n"
+    )
+    print(eta_table(eta_cells))
+    every = [sample for cell in eta_cells for sample in cell.samples]
+    print(
+        f"\nAll cells: {_pct(sum(s.within() for s in every) / len(every))} within 2x, "
+        f"{_pct(sum(s.within(3) for s in every) / len(every))} within 3x."
+    )
+    if options.eta_only:
+        return
     for rule, title in (
         ("previous", "the previous rule (point estimates)"),
         ("current", "the sequential test"),

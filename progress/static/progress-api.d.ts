@@ -132,7 +132,7 @@ export interface paths {
         };
         /** The flag's current percentage and its last change. */
         get: operations["getRollout"];
-        /** Move the rollout (0, 10, 100 or any value); the change is kept with its reason. */
+        /** Move the rollout (0, 10, 100 or any value) in one step; the change is kept with its reason. Rolling back is `{"percentage": 0}` from any stage: the plan follows to its first stage. */
         put: operations["setRollout"];
         post?: never;
         delete?: never;
@@ -219,7 +219,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Product's click: move to the next stage once the guard marked this one ready. */
+        /** Product's click: move to the next stage once the guard marked this one ready; the reason is kept in the history with the change. */
         post: operations["advanceRollout"];
         delete?: never;
         options?: never;
@@ -390,7 +390,35 @@ export interface components {
          *       "paused": false,
          *       "ready": false,
          *       "updatedAt": "2026-03-02T09:15:27.418000+00:00",
-         *       "updatedBy": "ana@example.com"
+         *       "updatedBy": "ana@example.com",
+         *       "guard": {
+         *         "running": true,
+         *         "source": "prometheus",
+         *         "reason": null,
+         *         "warnings": []
+         *       },
+         *       "marginCosts": [
+         *         {
+         *           "margin": 0.001,
+         *           "etaSeconds": 450422,
+         *           "text": "with a margin of 0.1 point, a healthy stage decides in about 5.2 days"
+         *         },
+         *         {
+         *           "margin": 0.002,
+         *           "etaSeconds": 103260,
+         *           "text": "with a margin of 0.2 point, a healthy stage decides in about 29 h"
+         *         },
+         *         {
+         *           "margin": 0.005,
+         *           "etaSeconds": 15021,
+         *           "text": "with a margin of 0.5 point, a healthy stage decides in about 4.2 h"
+         *         },
+         *         {
+         *           "margin": 0.01,
+         *           "etaSeconds": 3880,
+         *           "text": "with a margin of 1 point, a healthy stage decides in about 65 min"
+         *         }
+         *       ]
          *     }
          */
         RolloutPlanOut: {
@@ -435,6 +463,9 @@ export interface components {
             updatedAt: string | null;
             /** Updatedby */
             updatedBy: string | null;
+            guard: components["schemas"]["GuardStatusOut"];
+            /** Margincosts */
+            marginCosts: components["schemas"]["MarginCostOut"][];
         };
         /**
          * RolloutPlanIn
@@ -576,14 +607,24 @@ export interface components {
          *                 "margin": 0.001,
          *                 "confidence": 0.99,
          *                 "evidence": 10000,
-         *                 "verdict": "inconclusive"
+         *                 "verdict": "inconclusive",
+         *                 "needed": 108398
          *               }
          *             }
          *           ],
          *           "decision": "hold",
          *           "reason": "verified success rate 98% vs 99.5% after 10,000 completions: inconclusive, holding (with 99% confidence verified is between 0.27 point better and 3.27 points worse; the margin is 0.1 point)",
          *           "acted": false,
-         *           "instance": "web-1:4242"
+         *           "instance": "web-1:4242",
+         *           "etaSeconds": 390233,
+         *           "eta": {
+         *             "seconds": 390233,
+         *             "reason": null,
+         *             "limitedBy": "completion_success_rate",
+         *             "ratePerMinute": 16.67,
+         *             "needed": 108398,
+         *             "text": "decides in about 4.5 days (likely 1.5 days to 14 days), at 17 verified completions a minute; needs about 110,000 more"
+         *           }
          *         }
          *       ]
          *     }
@@ -591,6 +632,17 @@ export interface components {
         GuardEvaluationsOut: {
             /** Evaluations */
             evaluations: components["schemas"]["GuardEvaluationOut"][];
+        };
+        /**
+         * AdvanceIn
+         * @description Why the stage moves on: kept in the history with the change.
+         * @example {
+         *       "reason": "10% held a day within the margin; product signs off"
+         *     }
+         */
+        AdvanceIn: {
+            /** Reason */
+            reason: string;
         };
         /**
          * RolloutChartsQuery
@@ -1063,6 +1115,43 @@ export interface components {
             /** Accesschecks */
             accessChecks: number;
         };
+        /**
+         * GuardStatusOut
+         * @description Whether the guard evaluates by itself, from which figures, and why not.
+         * @example {
+         *       "running": true,
+         *       "source": "prometheus",
+         *       "reason": null,
+         *       "warnings": []
+         *     }
+         */
+        GuardStatusOut: {
+            /** Running */
+            running: boolean;
+            /** Source */
+            source: ("prometheus" | "instance") | null;
+            /** Reason */
+            reason: string | null;
+            /** Warnings */
+            warnings: string[];
+        };
+        /**
+         * MarginCostOut
+         * @description How long a healthy stage takes to decide with this margin at the current traffic.
+         * @example {
+         *       "margin": 0.001,
+         *       "etaSeconds": 450422,
+         *       "text": "with a margin of 0.1 point, a healthy stage decides in about 5.2 days"
+         *     }
+         */
+        MarginCostOut: {
+            /** Margin */
+            margin: number;
+            /** Etaseconds */
+            etaSeconds: number | null;
+            /** Text */
+            text: string;
+        };
         /** GuardCheckOut */
         GuardCheckOut: {
             /** Name */
@@ -1084,6 +1173,32 @@ export interface components {
             };
             /** @default null */
             test: components["schemas"]["SequentialTestOut"] | null;
+        };
+        /**
+         * GuardEtaOut
+         * @description When the guard expects to be able to advance or act, at the current traffic.
+         * @example {
+         *       "seconds": 390233,
+         *       "reason": null,
+         *       "limitedBy": "completion_success_rate",
+         *       "ratePerMinute": 16.67,
+         *       "needed": 108398,
+         *       "text": "decides in about 4.5 days (likely 1.5 days to 14 days), at 17 verified completions a minute; needs about 110,000 more"
+         *     }
+         */
+        GuardEtaOut: {
+            /** Seconds */
+            seconds: number | null;
+            /** Reason */
+            reason: string | null;
+            /** Limitedby */
+            limitedBy: string | null;
+            /** Rateperminute */
+            ratePerMinute: number | null;
+            /** Needed */
+            needed: number | null;
+            /** Text */
+            text: string;
         };
         /** GuardEvaluationOut */
         GuardEvaluationOut: {
@@ -1115,6 +1230,9 @@ export interface components {
             acted: boolean;
             /** Instance */
             instance: string;
+            /** Etaseconds */
+            etaSeconds: number | null;
+            eta: components["schemas"]["GuardEtaOut"];
         };
         /**
          * SequentialTestOut
@@ -1129,7 +1247,8 @@ export interface components {
          *       "margin": 0.001,
          *       "confidence": 0.99,
          *       "evidence": 10000,
-         *       "verdict": "inconclusive"
+         *       "verdict": "inconclusive",
+         *       "needed": 108398
          *     }
          */
         SequentialTestOut: {
@@ -1157,6 +1276,11 @@ export interface components {
              * @enum {string}
              */
             verdict: "worse" | "not_worse" | "inconclusive";
+            /**
+             * Needed
+             * @default null
+             */
+            needed: number | null;
         };
         /** ChartMarkerOut */
         ChartMarkerOut: {
@@ -2203,7 +2327,11 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        requestBody?: never;
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AdvanceIn"];
+            };
+        };
         responses: {
             /** @description OK */
             200: {
@@ -2243,6 +2371,15 @@ export interface operations {
             };
             /** @description Conflict */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };

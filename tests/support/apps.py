@@ -52,6 +52,9 @@ def build_app(database_url: str, tmp: Path, **overrides: object) -> Flask:
             "PROGRESS_JWT_SECRET": SECRET,
             **token_minter(SECRET).settings(),  # TEST_TOKEN_MODE's
             "PROGRESS_LOG_LEVEL": "WARNING",
+            # No schedule: a test evaluates when it means to (the guard runs without
+            # Prometheus too, on the instance's own counters).
+            "PROGRESS_GUARD_INTERVAL_S": 0,
             **overrides,
         }
     )

@@ -39,6 +39,7 @@ from .service import service_env
 PLAN = "/api/v1/admin/rollout/plan"
 EVALUATIONS = "/api/v1/admin/rollout/evaluations"
 ADVANCE = "/api/v1/admin/rollout/advance"
+GO = {"reason": "tests: the stage is ready"}  # advance needs a reason
 BASE = "/api/v1/modules/basics/lessons/"
 LESSONS = ["greetings", "introductions", "numbers-1-10", "colours", "polite-phrases"]
 
