@@ -1,7 +1,7 @@
 """guard eta: each evaluation keeps its estimate of when the guard will decide
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-07 07:25:00.000000
 
 """
