@@ -352,7 +352,8 @@ def test_the_rollout_page_for_people(page, pg_app, pg_database, tmp_path, viewpo
         expect(latest.locator(".unmet")).not_to_contain_text("sample size")  # met
         expect(latest.locator("details.met summary")).to_contain_text("sample size")
         expect(latest).not_to_contain_text("412.37")
-        expect(page.locator("#guard-eta")).to_be_hidden()  # no estimate sent: nothing shown
+        # Kept without an estimate (as before the guard made them): it says it can't tell, and why.
+        expect(page.locator("#guard-eta")).to_contain_text("kept before the guard made estimates")
 
         # Earlier evaluations: runs of the same decision, newest first, collapsed.
         runs = page.locator("#guard-earlier .run")
@@ -410,10 +411,9 @@ ETA = {
 def test_the_guards_estimate_status_and_margin_costs_on_the_page(
     page, pg_app, pg_database, tmp_path, viewport
 ):
-    """Needs the guard's side of issue 22 (an evaluation's kept `eta`, the plan's `guard` and
-    `marginCosts`): the estimate in the "Now" card and in the latest evaluation, within the
-    first two screens; why the guard cannot run (no Prometheus here); what each margin costs,
-    the plan's own marked, in the plan form."""
+    """The estimate in the "Now" card and in the latest evaluation, within the first two
+    screens; why the guard cannot run (its schedule is off here); what each margin costs, the
+    plan's own marked, in the plan form."""
     set_rollout(pg_app, 10)
     with pg_app.app_context():
         guard.update_plan({"enabled": True, "success_rate_margin": 0.005}, "t")
@@ -436,7 +436,7 @@ def test_the_guards_estimate_status_and_margin_costs_on_the_page(
         expect(page.locator("#guard-latest .eta")).to_have_text("When: " + ETA["text"])
         expect(page.locator("#guard-status")).to_contain_text("on, but it cannot run")
         expect(page.locator("#guard-cannot-text")).to_contain_text("The guard cannot run: ")
-        expect(page.locator("#guard-cannot-text")).to_contain_text("PROMETHEUS_URL")
+        expect(page.locator("#guard-cannot-text")).to_contain_text("PROGRESS_GUARD_INTERVAL_S")
         page.get_by_text("Plan: stages, evidence, what a failure does").click()
         costs = page.locator("#guard-margin-costs-list li")
         expect(costs).to_have_count(4)  # 0.1, 0.2, 0.5 (the plan's) and 1 point
