@@ -1,8 +1,6 @@
 """LISTEN/NOTIFY: a completion committed by one worker raises the learner's floor in every
 other worker; a reconnect clears the cache, since announcements made meanwhile are lost."""
 
-import time
-
 import psycopg
 from prometheus_client import REGISTRY
 
@@ -10,6 +8,7 @@ from harness import databases
 from progress.worker import worker_state
 
 from .support.apps import set_rollout
+from .support.waiting import wait_until
 
 ACCESS = "/api/v1/modules/basics/lessons/introductions/access"
 COMPLETE = "/api/v1/modules/basics/lessons/greetings/complete"
@@ -17,15 +16,6 @@ COMPLETE = "/api/v1/modules/basics/lessons/greetings/complete"
 
 def counter(name, **labels) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
-def wait_until(condition, timeout=5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def test_a_completion_in_one_worker_makes_another_worker_drop_its_older_copy(make_pg_app, auth):
@@ -42,7 +32,7 @@ def test_a_completion_in_one_worker_makes_another_worker_drop_its_older_copy(mak
 
     with worker_b.app_context():
         cache = worker_state().cache
-        assert wait_until(lambda: cache.floor(learner.id) == 1), "no announcement arrived"
+        wait_until(lambda: cache.floor(learner.id) == 1, 5, "the announcement", interval=0.02)
     incidents = counter("progress_cache_staleness_incidents_total", path="verified")
     caught = counter(
         "progress_false_lock_screens_total", path="verified", detected_by="double_check"
@@ -70,7 +60,7 @@ def test_a_lost_listen_connection_reconnects_and_clears_the_cache(make_pg_app, a
         assert state.cache.get(learner.id) is not None
         with psycopg.connect(databases.ADMIN_URL, autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", (listener.backend_pid,))
-        assert wait_until(lambda: listener.connections == 2, timeout=10), "no reconnect"
+        wait_until(lambda: listener.connections == 2, 10, "the reconnect", interval=0.02)
         assert state.cache.get(learner.id) is None
     assert client.get("/readyz").get_json()["checks"]["invalidation"] == "ok (listening)"
 

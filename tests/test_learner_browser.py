@@ -286,7 +286,8 @@ def test_on_a_3g_network_five_lessons_in_a_row_and_a_clear_timeout(
         took_ms = page.evaluate("performance.now()") - started
         assert lock_screens(page) == []
         assert set(paths) == {"verified"}
-        # The emulation was real: at least one 400 ms round trip per call (2 per lesson).
+        # The emulation was real: at least one 400 ms round trip per call (2 per lesson). A
+        # lower bound the emulation itself guarantees, so a busy machine only adds to it.
         assert took_ms >= 2 * ROW * 400, took_ms
 
         # Lesson ROW+1 is open; its completion never gets an answer.
