@@ -61,8 +61,7 @@ def instance(
         tmp / "metrics",
         **{"PROGRESS_FAULTS": "", "PROGRESS_GUARD_INTERVAL_S": "0", **env},
     )
-    # 60 s: on a shared 2-core machine under load, booting two workers can take over 30 s.
-    with running_service(settings, tmp, workers=workers, timeout=60) as service:
+    with running_service(settings, tmp, workers=workers) as service:
         wait_until_both_workers_listen(service)
         yield service
 
