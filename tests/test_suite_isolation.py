@@ -46,15 +46,18 @@ def test_a_killed_runs_databases_are_dropped_and_a_live_runs_are_kept():
             databases.drop(name)
 
 
-def test_the_end_of_a_run_drops_every_database_named_after_it():
+def test_the_end_of_a_run_drops_every_database_named_after_it(pg_database):
     require_postgres()
-    made = [isolation.PG_TEST_DB + "_for_the_end", isolation.PG_TEST_DB + "x_not_ours"]
+    ending = f"{isolation.DB_PREFIX}_fedcba_{os.getpid()}"  # a run other than this one
+    made = [ending, f"{ending}_unleash", f"{ending}0_another_run"]
     try:
         for name in made:
             databases.recreate(name)
-        assert made[0] in isolation.drop_run_databases()
-        assert made[0] not in databases.names()
-        assert made[1] in databases.names()  # a prefix alone is not a name of the run's
+        assert sorted(isolation.drop_run_databases(ending)) == made[:2]
+        left = databases.names()
+        assert not set(made[:2]) & set(left)
+        assert made[2] in left  # a name that merely starts like the run's is another's
+        assert isolation.PG_TEST_DB in left  # this run's own are dropped only at its end
     finally:
         for name in made:
             databases.drop(name)

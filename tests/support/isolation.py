@@ -24,12 +24,16 @@ PG_TEST_DB = f"{DB_PREFIX}_{RUN_ID}"
 _RUN_DATABASE = re.compile(rf"^{re.escape(DB_PREFIX)}_[0-9a-f]{{6}}_(\d+)(?:_|$)")
 
 
-def drop_run_databases() -> list[str]:
-    """Drop every database this run made: the session's and those named after it."""
-    mine = [n for n in databases.names() if n == PG_TEST_DB or n.startswith(PG_TEST_DB + "_")]
-    for name in mine:
+def drop_run_databases(session_database: str = PG_TEST_DB) -> list[str]:
+    """Drop every database a run made, at its end: its session's and those named after it."""
+    made = [
+        name
+        for name in databases.names()
+        if name == session_database or name.startswith(session_database + "_")
+    ]
+    for name in made:
         databases.drop(name)
-    return mine
+    return made
 
 
 def drop_stale_databases() -> list[str]:
