@@ -10,7 +10,7 @@ MONITOR_DATA ?= instance/monitor
 
 TS_TOOLS := devtools/typescript
 
-.PHONY: install run serve demo migrate seed test lint format clean bench lab monitor types typescript-tools fuzz guard-sim profile pg-capacity prove
+.PHONY: install run serve demo migrate seed test test-under-load lint format clean bench lab monitor types typescript-tools fuzz guard-sim profile pg-capacity prove
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -76,8 +76,16 @@ serve: seed
 demo: install
 	$(BIN)/python -m lab.demo --host $(HOST) --port $(PORT) $(DEMO_ARGS)
 
+# The suite, then its 15 slowest tests (docs/testing.md keeps the times of its parts);
+# PYTEST_ARGS='--junitxml=report.xml' and the like are passed on.
 test: lint typescript-tools
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=15 $(PYTEST_ARGS)
+
+# `make test` with two CPU-bound processes beside it for the whole run, as on a machine other
+# suites keep busy (docs/testing.md); UNDER_LOAD_PROCESSES=N for another number.
+UNDER_LOAD_PROCESSES ?= 2
+test-under-load: install
+	$(BIN)/python -m devtools.under_load --processes $(UNDER_LOAD_PROCESSES) -- $(MAKE) test
 
 # ruff, and the import contracts of pyproject.toml (the package's layers)
 lint: install

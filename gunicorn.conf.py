@@ -20,6 +20,9 @@ preload_app = False
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = 10
 keepalive = 5
+# Nothing here uses gunicorn's control interface, and its socket is one fixed path per user
+# by default, which every instance on a host would share (and remove as it stops).
+control_socket_disable = True
 accesslog = None  # the app writes one JSON line per request
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")

@@ -37,6 +37,13 @@ def recreate(name: str, admin_url: str = ADMIN_URL) -> str:
     return database_url(name, admin_url)
 
 
+def names(admin_url: str = ADMIN_URL) -> list[str]:
+    """The databases on the server, templates left out."""
+    with psycopg.connect(admin_url, connect_timeout=5) as conn:
+        rows = conn.execute("SELECT datname FROM pg_database WHERE NOT datistemplate").fetchall()
+    return [name for (name,) in rows]
+
+
 def drop(name: str, admin_url: str = ADMIN_URL) -> None:
     _admin(admin_url, "DROP DATABASE IF EXISTS {} WITH (FORCE)", name)
 

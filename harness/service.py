@@ -13,6 +13,10 @@ from pathlib import Path
 
 from .processes import REPO, free_port, on_tree, stop_group, tail, wait_until_ready
 
+# A bound on a start, not a figure: a few seconds on a quiet machine, over 30 s seen on a
+# 2-core machine busy with other suites.
+READY_TIMEOUT_S = 90
+
 
 @dataclass
 class RunningService:
@@ -34,7 +38,7 @@ class RunningService:
         except OSError:
             return []
 
-    def wait_ready(self, timeout: float = 30) -> None:
+    def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
         """Until the ready path answers 200; RuntimeError (with the log's tail) otherwise."""
         wait_until_ready(
             self.url + self.ready_path, self.process, timeout, self.log_path, "gunicorn"
@@ -119,7 +123,7 @@ def running_service(
     tmp: Path,
     workers: int = 2,
     threads: int = 4,
-    timeout: float = 30,
+    timeout: float = READY_TIMEOUT_S,
     base_env: Mapping[str, str] | None = None,
     *,
     port: int | None = None,

@@ -15,8 +15,8 @@ from harness import databases
 from progress import faults
 from progress.flags import flag_gate
 
+from .support import isolation
 from .support.apps import (
-    PG_TEST_DB,
     SECRET,
     build_app,
     dispose,
@@ -31,10 +31,22 @@ from .support.guard import emptied_guard_tables
 from .support.learners import AuthActions
 
 
+@pytest.fixture(scope="session", autouse=True)
+def run_databases() -> Iterator[None]:
+    """The databases of runs killed before their end go at the start; this run's own go at
+    its end, whatever happened (tests/support/isolation.py names them)."""
+    if not databases.reachable():
+        yield
+        return
+    isolation.drop_stale_databases()
+    yield
+    isolation.drop_run_databases()
+
+
 @pytest.fixture(scope="session")
 def pg_database() -> str:
     require_postgres()
-    return databases.recreate(PG_TEST_DB)
+    return databases.recreate(isolation.PG_TEST_DB)
 
 
 @pytest.fixture(scope="session")

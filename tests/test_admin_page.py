@@ -29,6 +29,7 @@ from .support.browser import SCREENSHOTS
 from .support.guard import guarded_services
 from .support.learners import AuthActions
 from .support.service import service_env
+from .support.waiting import wait_until
 
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
@@ -179,8 +180,19 @@ def test_the_admin_page_at_0_then_10_percent_then_after_a_guard_rollback(
         expect(page.locator("#stage-now")).to_contain_text("Stage 2 of 3 (10%) since")
         with pg_app.app_context():
             assert rollout.rollout_state().percentage == 10
-        time.sleep(1.5)  # each instance's flag refresh (1 s)
         traffic = learners_by_path(pg_app, {"legacy": 6, "verified": 3})
+        probe = traffic["verified"][0].headers
+        for instance in (x, y):  # each instance's flag refresh (1 s) brings 10% to it
+            wait_until(
+                lambda url=instance.url: (
+                    requests.get(
+                        url + BASE + "greetings/access", headers=probe, timeout=10
+                    ).headers["X-Progress-Path"]
+                    == "verified"
+                ),
+                15,
+                "10% to reach each instance",
+            )
         for group in traffic.values():
             for learner in group:
                 walk(x.url, learner)

@@ -30,8 +30,14 @@ BASE = "/api/v1/modules/basics/lessons/"
 LESSONS = ["greetings", "introductions", "numbers-1-10", "colours", "polite-phrases"]
 TIMEOUT_MS = 3000  # PROGRESS_DB_TIMEOUT_MS' default: the figures are the default's
 # A hung call: the deadline, then at most a fresh connection's connect_timeout (libpq
-# counts whole seconds), then the answer.
+# counts whole seconds), then the answer: 7.5 s by design.
 BOUND_S = 2 * TIMEOUT_MS / 1000 + 1.5
+# The test allows 3x the design's bound; a call with no bound runs into the client's 30 s
+# timeout and fails as an exception.
+ALLOWED_S = 3 * BOUND_S
+# /healthz touches no database: tens of ms even during the hang. 1.5 s allowed: over 10x
+# that, and half the 3 s deadline a /healthz queued behind the hung calls would take.
+HEALTHZ_ALLOWED_S = 1.5
 
 pytestmark = pytest.mark.slow
 
@@ -128,13 +134,13 @@ def test_a_hung_primary_is_a_bounded_503_healthz_answers_and_nothing_acknowledge
                 continue
             assert answer.status_code == 503, answer.text
             assert answer.json()["error"]["code"] == "database_unavailable"
-            assert took < BOUND_S, f"{took:.2f} s to a 503 (bound {BOUND_S} s)"
+            assert took < ALLOWED_S, f"{took:.2f} s to a 503 (bound {BOUND_S} s)"
         assert any(answer.status_code == 503 for _, answer in completions)
         for learner, (_, answer) in zip(learners, completions, strict=True):
             if answer.status_code == 200:
                 acknowledged[str(learner.id)].append("introductions")
         assert healthz, "no /healthz answer during the hang"
-        assert max(healthz) < 1.0, f"/healthz took {max(healthz):.3f} s during the hang"
+        assert max(healthz) < HEALTHZ_ALLOWED_S, f"/healthz took {max(healthz):.3f} s in the hang"
 
         proxy.resume()
         recovered_at = time.monotonic()
@@ -167,7 +173,7 @@ def test_a_hung_primary_is_a_bounded_503_healthz_answers_and_nothing_acknowledge
         assert not isinstance(refused, Exception), refused
         assert refused.status_code == 503, refused.text
         assert refused.json()["error"]["code"] == "database_unavailable"
-        assert refused_s < BOUND_S
+        assert refused_s < BOUND_S  # refused at once: well under a second, 7.5 s allowed
         assert requests.get(url + "/healthz", timeout=5).status_code == 200
 
     direct = databases.database_url(pg_database.rsplit("/", 1)[1])

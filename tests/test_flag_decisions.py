@@ -12,6 +12,9 @@ from progress.paths import path_for_learner
 
 from .support.apps import set_rollout
 
+# Time passing is the behaviour here: decisions are memoised only once the document has
+# been unchanged for SETTLE_S, so the tests let that window pass (a sleep is never shorter).
+PAST_SETTLE_S = flags.SETTLE_S + 0.2
 LEARNERS = [uuid.uuid5(uuid.NAMESPACE_URL, f"memo-learner-{n}") for n in range(200)]
 
 
@@ -23,14 +26,14 @@ def paths(app) -> list[str]:
 def test_memoised_decisions_follow_a_rollout_change_at_once(pg_app, make_pg_app):
     other = make_pg_app(PROGRESS_FLAG_REFRESH_S=1)  # learns of changes by its refresh only
     set_rollout(pg_app, 0)
-    time.sleep(flags.SETTLE_S + 0.2)
+    time.sleep(PAST_SETTLE_S)
     for _ in range(2):  # the second round answers from the memo
         assert set(paths(pg_app)) == {"legacy"}
     deadline = time.monotonic() + 10
     while set(paths(other)) != {"legacy"}:
         assert time.monotonic() < deadline, "the other instance never saw 0%"
         time.sleep(0.2)
-    time.sleep(flags.SETTLE_S + 0.2)
+    time.sleep(PAST_SETTLE_S)
     assert set(paths(other)) == {"legacy"}  # memoised there too
 
     set_rollout(pg_app, 100)
@@ -39,13 +42,13 @@ def test_memoised_decisions_follow_a_rollout_change_at_once(pg_app, make_pg_app)
     while set(paths(other)) != {"verified"}:  # the other: by its next refresh
         assert time.monotonic() < deadline, "a memoised decision outlived the change"
         time.sleep(0.2)
-    time.sleep(flags.SETTLE_S + 0.2)
+    time.sleep(PAST_SETTLE_S)
     assert set(paths(other)) == {"verified"}
 
     set_rollout(pg_app, 50)
     split = paths(pg_app)
     assert 0 < split.count("verified") < len(split)
-    time.sleep(flags.SETTLE_S + 0.2)
+    time.sleep(PAST_SETTLE_S)
     assert paths(pg_app) == split  # memoised answers are the flag's answers
 
 
@@ -53,7 +56,7 @@ def test_the_memo_is_bounded(make_pg_app, monkeypatch):
     monkeypatch.setattr(flags, "DECISIONS_MAXSIZE", 16)
     app = make_pg_app()
     set_rollout(app, 50)
-    time.sleep(flags.SETTLE_S + 0.2)
+    time.sleep(PAST_SETTLE_S)
     first = paths(app)
     with app.app_context():
         held = flag_gate().decisions_held

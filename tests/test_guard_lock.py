@@ -19,7 +19,7 @@ from progress.guard import evaluation, lock
 from progress.guard import plan as guard_plan
 from progress.models import RolloutPlan
 
-from .support.apps import PG_TEST_DB, SECRET, throwaway_app
+from .support.apps import SECRET, throwaway_app
 from .support.availability import require_postgres
 from .support.guard import (
     PLAN,
@@ -28,6 +28,7 @@ from .support.guard import (
     figures,
     prometheus_at,
 )
+from .support.isolation import PG_TEST_DB
 from .support.learners import AuthActions
 
 

@@ -1,7 +1,6 @@
 """LISTEN/NOTIFY: a completion committed by one worker raises the learner's floor in every
 other worker; a reconnect clears the cache, since announcements made meanwhile are lost."""
 
-import time
 import uuid
 
 import psycopg
@@ -14,6 +13,7 @@ from progress.worker import worker_state
 
 from .support.apps import set_rollout
 from .support.tcp_proxy import TcpProxy
+from .support.waiting import wait_until
 
 ACCESS = "/api/v1/modules/basics/lessons/introductions/access"
 COMPLETE = "/api/v1/modules/basics/lessons/greetings/complete"
@@ -21,15 +21,6 @@ COMPLETE = "/api/v1/modules/basics/lessons/greetings/complete"
 
 def counter(name, **labels) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
-def wait_until(condition, timeout=5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def test_a_completion_in_one_worker_makes_another_worker_drop_its_older_copy(make_pg_app, auth):
@@ -46,7 +37,7 @@ def test_a_completion_in_one_worker_makes_another_worker_drop_its_older_copy(mak
 
     with worker_b.app_context():
         cache = worker_state().cache
-        assert wait_until(lambda: cache.floor(learner.id) == 1), "no announcement arrived"
+        wait_until(lambda: cache.floor(learner.id) == 1, 5, "the announcement", interval=0.02)
     incidents = counter("progress_cache_staleness_incidents_total", path="verified")
     caught = counter(
         "progress_false_lock_screens_total", path="verified", detected_by="double_check"
@@ -74,7 +65,7 @@ def test_a_lost_listen_connection_reconnects_and_clears_the_cache(make_pg_app, a
         assert state.cache.get(learner.id) is not None
         with psycopg.connect(databases.ADMIN_URL, autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", (listener.backend_pid,))
-        assert wait_until(lambda: listener.connections == 2, timeout=10), "no reconnect"
+        wait_until(lambda: listener.connections == 2, 10, "the reconnect", interval=0.02)
         assert state.cache.get(learner.id) is None
     assert client.get("/readyz").get_json()["checks"]["invalidation"] == "ok (listening)"
 
@@ -91,16 +82,19 @@ def test_a_hung_listen_connection_is_cut_at_the_deadline_and_the_cache_cleared(p
         listener = VersionListener(dsn, cache, timeout_ms=1000, quiet_s=0.5)
         listener.start()
         try:
-            assert wait_until(listener.connected.is_set, timeout=10), "never listened"
+            wait_until(listener.connected.is_set, 10, "the listener to listen", interval=0.02)
             cache.raise_floor(learner, 3)
             proxy.pause()
             # Noticed within a quiet 0.5 s plus the 1 s deadline: waited for 3x that.
-            assert wait_until(lambda: not listener.connected.is_set(), timeout=4.5), (
-                "a hung LISTEN connection went unnoticed"
+            wait_until(
+                lambda: not listener.connected.is_set(),
+                4.5,
+                "the hung LISTEN connection to be noticed",
+                interval=0.02,
             )
             assert listener.deadline_cuts >= 1  # cut by the deadline, not by the server
             proxy.resume()
-            assert wait_until(lambda: listener.connections == 2, timeout=15), "no reconnect"
+            wait_until(lambda: listener.connections == 2, 15, "the reconnect", interval=0.02)
             assert cache.floor(learner) == 0  # cleared on the new connection
         finally:
             listener.stop()

@@ -61,8 +61,7 @@ def instance(
         tmp / "metrics",
         **{"PROGRESS_FAULTS": "", "PROGRESS_GUARD_INTERVAL_S": "0", **env},
     )
-    # 60 s: on a shared 2-core machine under load, booting two workers can take over 30 s.
-    with running_service(settings, tmp, workers=workers, timeout=60) as service:
+    with running_service(settings, tmp, workers=workers) as service:
         wait_until_both_workers_listen(service)
         yield service
 
@@ -286,7 +285,8 @@ def test_on_a_3g_network_five_lessons_in_a_row_and_a_clear_timeout(
         took_ms = page.evaluate("performance.now()") - started
         assert lock_screens(page) == []
         assert set(paths) == {"verified"}
-        # The emulation was real: at least one 400 ms round trip per call (2 per lesson).
+        # The emulation was real: at least one 400 ms round trip per call (2 per lesson). A
+        # lower bound the emulation itself guarantees, so a busy machine only adds to it.
         assert took_ms >= 2 * ROW * 400, took_ms
 
         # Lesson ROW+1 is open; its completion never gets an answer.

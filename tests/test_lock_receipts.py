@@ -92,7 +92,7 @@ def test_a_true_lock_reported_is_kept_as_true_and_counts_nothing(app, client, au
 def test_a_lesson_completed_after_the_lock_was_shown_makes_no_false_lock(app, client, auth):
     learner = auth.learner()
     receipt = locked_answer(client, learner)["lockReceipt"]
-    time.sleep(0.01)
+    time.sleep(0.01)  # the completion's time is after the lock's, whatever the clock's grain
     client.post(COMPLETE.format("basics", "greetings"), headers=learner.headers)
     before = all_false_locks()
     answer = client.post(REPORT, headers=learner.headers, json={**INTRO, "lockReceipt": receipt})

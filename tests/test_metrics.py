@@ -3,7 +3,6 @@
 import os
 import re
 import signal
-import time
 
 import requests
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -14,6 +13,7 @@ from harness.service import running_service
 from .support.apps import SECRET, set_rollout
 from .support.learners import AuthActions
 from .support.service import service_env
+from .support.waiting import wait_until
 
 FAMILIES = {
     "progress_completions": "counter",
@@ -103,8 +103,13 @@ def test_under_gunicorn_metrics_sum_every_worker_and_survive_a_killed_worker(
             ) == len(learners)
             assert value(samples, "progress_rollout_percentage") == 100
 
-        os.kill(service.worker_pids()[0], signal.SIGKILL)
-        time.sleep(2)  # gunicorn replaces it
+        killed = service.worker_pids()[0]
+        os.kill(killed, signal.SIGKILL)
+        wait_until(
+            lambda: len(pids := service.worker_pids()) == 2 and killed not in pids,
+            30,
+            "gunicorn to replace the killed worker",
+        )
         samples = parse(requests.get(service.url + "/metrics", timeout=10).text)
         assert value(
             samples, "progress_completions_total", path="verified", outcome="success"

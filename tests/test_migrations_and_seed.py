@@ -14,8 +14,9 @@ from harness import databases
 from progress.extensions import db
 from progress.models import Lesson, Module
 
-from .support.apps import PG_TEST_DB, build_app
+from .support.apps import build_app
 from .support.availability import require_postgres
+from .support.isolation import PG_TEST_DB
 
 TABLES = {"users", "modules", "lessons", "lesson_progress", "progress_versions"}
 

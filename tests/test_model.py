@@ -26,8 +26,8 @@ from .model.profiles import (
     run_seed,
 )
 from .model.world import World, build_world
-from .support.apps import PG_TEST_DB
 from .support.availability import require_postgres
+from .support.isolation import PG_TEST_DB
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ import json
 import re
 import shutil
 import subprocess
-import tempfile
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -386,9 +385,9 @@ def schema_compiler() -> Path:
         npm = shutil.which("npm")
         if npm is None:
             unavailable("npm is not installed")
-        lock = Path(tempfile.gettempdir()) / "grafana-schema-npm-ci.lock"
+        lock = SCHEMA_DIR / ".npm-ci.lock"
         with open(lock, "w") as held:
-            fcntl.flock(held, fcntl.LOCK_EX)  # parallel checkouts install one at a time
+            fcntl.flock(held, fcntl.LOCK_EX)  # two runs of this checkout install one at a time
             if not tsc.exists():
                 subprocess.run(
                     [npm, "ci", "--no-audit", "--no-fund"],

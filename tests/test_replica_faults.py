@@ -59,7 +59,7 @@ def test_a_hung_then_down_replica_is_set_aside_and_the_primary_answers(
             assert client.get("/readyz").get_json()["checks"]["replica"] == "ok"
 
             proxy.stop()  # down: refused at once
-            time.sleep(2.2)
+            time.sleep(2.2)  # the interval again
             progress = client.get("/api/v1/progress", headers=learner.headers)
             assert progress.status_code == 200
             assert progress.get_json()["version"] == 1

@@ -17,8 +17,9 @@ import pytest
 from harness import databases
 from harness.service import UNREACHED_RATE_LIMITS, running_service
 
-from .support.apps import PG_TEST_DB, SECRET, build_app, dispose, migrate_and_seed
+from .support.apps import SECRET, build_app, dispose, migrate_and_seed
 from .support.availability import require_postgres
+from .support.isolation import PG_TEST_DB
 from .support.learners import AuthActions
 from .support.service import service_env
 

@@ -28,8 +28,6 @@ from progress.worker import worker_state
 from .tokens import token_minter
 
 SECRET = "test-secret-" + "x" * 40
-# The session's database; other databases a test makes are named after it.
-PG_TEST_DB = os.environ.get("TEST_POSTGRES_DB", "progress_test")
 LEARNER_TABLES = (
     "lesson_progress",
     "progress_versions",

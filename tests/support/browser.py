@@ -12,9 +12,13 @@ from harness.processes import REPO
 from .availability import unavailable
 
 try:
-    from playwright.sync_api import Browser, sync_playwright
+    from playwright.sync_api import Browser, expect, sync_playwright
 except ImportError:  # only a dev dependency: skip locally, fail under CI
     sync_playwright = None
+else:
+    # How long expect() waits for the page: a bound, not a figure (a page answers in well under
+    # a second on a quiet machine); Playwright's default 5 s leaves a busy machine little room.
+    expect.set_options(timeout=15_000)
 
 CHROMIUM = Path(os.environ.get("PROGRESS_TEST_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [

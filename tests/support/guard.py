@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -35,6 +34,7 @@ from .apps import SECRET
 from .availability import unavailable
 from .learners import AuthActions
 from .service import service_env
+from .waiting import wait_until
 
 PLAN = "/api/v1/admin/rollout/plan"
 EVALUATIONS = "/api/v1/admin/rollout/evaluations"
@@ -205,16 +205,6 @@ def drive_healthy_traffic(url: str, learners: dict[str, list]) -> None:
         }
     for job, path in jobs.items():
         assert job.result() == path  # the flag picked the path we expected
-
-
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.3):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(interval)
 
 
 def evaluations_oldest_first(app) -> list[dict]:

@@ -49,10 +49,12 @@ from psycopg.conninfo import conninfo_to_dict
 from harness import databases
 from harness.processes import free_port, stop_group, tail
 
+from .isolation import PG_TEST_DB
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 UNLEASH_DIR = REPO_ROOT / "devtools" / "unleash"
 DEFAULT_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
-DEFAULT_DATABASE = os.environ.get("TEST_POSTGRES_DB", "progress_test") + "_unleash"
+DEFAULT_DATABASE = PG_TEST_DB + "_unleash"
 STARTUP_TIMEOUT_S = 120.0
 HTTP_TIMEOUT_S = 10.0
 
@@ -122,7 +124,7 @@ def ensure_unleash_installed() -> None:
         raise UnleashHarnessError(
             "npm not found on PATH; Node.js >= 20 is required for the Unleash harness"
         )
-    lock_path = Path(tempfile.gettempdir()) / "unleash-harness-npm-ci.lock"
+    lock_path = UNLEASH_DIR / ".npm-ci.lock"  # this checkout's install, one at a time
     with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # serialise parallel test workers
         try:
