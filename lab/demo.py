@@ -20,6 +20,7 @@ import aiohttp
 import requests
 
 from harness.flask_cli import flask, migrate_and_seed
+from harness.identity import TokenMinter
 from harness.processes import REPO
 from harness.service import start_service
 from progress.auth import issue_token
@@ -79,13 +80,14 @@ async def learners(
     new learner takes its place."""
     rng = random.Random(7)  # noqa: S311 - think times, not secrets
     think = think_time(think_s, rng)
+    minter = TokenMinter(secret=secret)
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(base_url=url, timeout=timeout) as session:
 
         async def seat(index: int) -> None:
             await asyncio.sleep(index * think_s / count)  # arrive spread out
             while time.monotonic() < until:
-                learner = Learner([session], 0, steps, secret, timeline, think)
+                learner = Learner([session], 0, steps, minter, timeline, think)
                 timeline.learner_started(count)
                 walk = learner.run(len(steps) - 1)
                 try:
