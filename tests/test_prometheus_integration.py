@@ -70,12 +70,19 @@ def learners_by_path(pg_app):
 
 def drive(url: str, learner) -> tuple[str, bool]:
     """Open lesson 2 (locked) a few times so both workers cache it, complete lesson 1,
-    open lesson 2 at once, and report the lock screen if one shows."""
+    open lesson 2 at once with the completion's version (as the reference client does), and
+    report the lock screen if one shows: the learner held the acknowledgement, so a lock is
+    false however soon it came."""
     headers = learner.headers
     for _ in range(4):
         requests.get(url + BASE + "introductions/access", headers=headers, timeout=10)
     done = requests.post(url + BASE + "greetings/complete", headers=headers, timeout=10).json()
-    access = requests.get(url + BASE + "introductions/access", headers=headers, timeout=10)
+    access = requests.get(
+        url + BASE + "introductions/access",
+        headers=headers,
+        params={"minVersion": done["version"]},
+        timeout=10,
+    )
     false_lock = access.json()["accessible"] is False
     if false_lock:
         requests.post(

@@ -11,6 +11,7 @@ from flask import Flask
 
 from harness.service import running_service
 from tests.support.service import service_env
+from tests.support.waiting import wait_until
 
 
 def test_the_ready_message_comes_last_once_and_requests_write_no_lines(
@@ -29,6 +30,10 @@ def test_the_ready_message_comes_last_once_and_requests_write_no_lines(
         GUNICORN_READY_MESSAGE_FILE=str(message),
     )
     with running_service(env, tmp_path, workers=2) as service:
+        # The first worker prints it; the other may be the one that answered ready.
+        wait_until(
+            lambda: "Ready on the test port" in service.log_path.read_text(), 60, "the message"
+        )
         for _ in range(5):
             assert requests.get(service.url + "/api/v1/curriculum", timeout=10).ok
         log = service.log_path.read_text()

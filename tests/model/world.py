@@ -24,6 +24,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from harness import databases
+from harness.service import UNREACHED_RATE_LIMITS
 from progress import rollout
 from progress.breaker import CircuitBreaker
 from progress.curriculum import LessonRef
@@ -43,6 +44,8 @@ WORKER_SETTINGS = {
     # a lagging replica is retried, then the primary answers: keep the real sleeps short
     "PROGRESS_RETRY_BASE_MS": 1,
     "PROGRESS_RETRY_MAX_MS": 4,
+    # The model's learners complete far faster than a person: limits it never reaches.
+    **UNREACHED_RATE_LIMITS,
 }
 ANNOUNCEMENT_WAIT_S = 5.0
 
