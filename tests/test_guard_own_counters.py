@@ -37,7 +37,9 @@ def test_one_instance_advances_on_its_own_counters(pg_guarded, pg_database, tmp_
         guard.update_plan(
             {
                 "min_stage_seconds": 3,
-                "min_completions": 10,
+                # Every completion the traffic makes: the guard can't act before it has
+                # counted them all, from both workers.
+                "min_completions": 20,
                 "min_access_checks": 20,
                 "success_rate_margin": 0.5,  # twenty completions a path can show this much
                 "latency_margin": 0.5,
