@@ -37,6 +37,7 @@ from tests.support.learner_page import (
 )
 from tests.support.learners import AuthActions, Learner
 from tests.support.service import service_env
+from tests.support.tokens import MODE as TOKEN_MODE
 
 DESKTOP = {"width": 1100, "height": 900}
 PHONE = {"width": 390, "height": 844}
@@ -608,7 +609,12 @@ def test_start_as_a_new_learner_never_shows_over_a_learner_this_browser_keeps(
     second tab opened by URL is that learner with that progress, and offers no "Start as a new
     learner"; a tab still on the sign-in form follows the sign-in instead of starting anew."""
     set_rollout(pg_app, 100)
-    with instance(pg_database, tmp_path, "dev", workers=1, PROGRESS_ENV="development") as service:
+    # The button signs the service's own HS256 tokens: with the suite's tokens from a JWKS,
+    # the service accepts them beside the provider's, as a project moving off its secret does.
+    own_tokens = {"PROGRESS_JWT_ALGORITHMS": "ES256,RS256,HS256"} if TOKEN_MODE == "jwks" else {}
+    with instance(
+        pg_database, tmp_path, "dev", workers=1, PROGRESS_ENV="development", **own_tokens
+    ) as service:
         order = course_order(service)
         context = browser.new_context(viewport=PHONE)
         context.set_default_timeout(10_000)

@@ -31,10 +31,10 @@ from hypothesis import currently_in_test_context, note
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from progress.auth import issue_token
 from progress.curriculum import LessonRef
 
 from ..support.apps import SECRET
+from ..support.tokens import token_minter
 from .scheduler import ParkedUpdate
 from .world import BREAKER_COOLDOWN_S, BREAKER_THRESHOLD, Completed, PrimaryState, World
 
@@ -107,7 +107,7 @@ class Learner:
 def new_learner() -> Learner:
     learner_id = uuid.uuid4()
     email = f"{learner_id.hex[:8]}@example.com"
-    token = issue_token(learner_id, email, secret=SECRET, email_verified=True)
+    token = token_minter(SECRET).mint(learner_id, email, email_verified=True)  # the suite's mode
     return Learner(learner_id, email, {"Authorization": f"Bearer {token}"})
 
 
