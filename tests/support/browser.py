@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
+from harness.browser import CHROMIUM, CHROMIUM_ARGS
 from harness.processes import REPO
 
 from .availability import unavailable
@@ -20,15 +20,6 @@ else:
     # a second on a quiet machine); Playwright's default 5 s leaves a busy machine little room.
     expect.set_options(timeout=15_000)
 
-CHROMIUM = Path(os.environ.get("PROGRESS_TEST_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
 
 
