@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import random
 import shutil
 import time
@@ -77,7 +78,10 @@ async def learners(
     timeline: Timeline,
 ) -> None:
     """`count` learners at a time until `until` (monotonic): each walks the course, then a
-    new learner takes its place."""
+    new learner takes its place. Learners are numbered, and each number is the same learner
+    id in every run, so which of them the 10% stage sends to the verified path is the same
+    every run (of the first twelve, learners 5 and 11)."""
+    numbers = itertools.count()
     rng = random.Random(7)  # noqa: S311 - think times, not secrets
     think = think_time(think_s, rng)
     minter = TokenMinter(secret=secret)
@@ -87,7 +91,8 @@ async def learners(
         async def seat(index: int) -> None:
             await asyncio.sleep(index * think_s / count)  # arrive spread out
             while time.monotonic() < until:
-                learner = Learner([session], 0, steps, minter, timeline, think)
+                learner_id = uuid.uuid5(DEMO_NAMESPACE, f"learner-{next(numbers)}")
+                learner = Learner([session], 0, steps, minter, timeline, think, True, learner_id)
                 timeline.learner_started(count)
                 walk = learner.run(len(steps) - 1)
                 try:

@@ -133,8 +133,9 @@ class Learner:
         timeline: Timeline,
         think: Callable[[], float] = lambda: 0.0,
         send_min_version: bool = True,
+        learner_id: uuid.UUID | None = None,
     ) -> None:
-        self.id = uuid.uuid4()
+        self.id = learner_id or uuid.uuid4()
         self.send_min_version = send_min_version
         token = minter.mint(self.id, f"lab-{self.id.hex[:12]}@example.com", ttl_s=4 * 3600)
         self.headers = {"Authorization": f"Bearer {token}"}
