@@ -76,10 +76,12 @@ serve: seed
 demo: install
 	$(BIN)/python -m lab.demo --host $(HOST) --port $(PORT) $(DEMO_ARGS)
 
-# The suite, then its 15 slowest tests (docs/testing.md keeps the times of its parts);
+# The suite on TEST_WORKERS pytest-xdist workers (a file stays on one worker; 0: no workers),
+# then its 15 slowest tests (docs/testing.md keeps the times of its parts);
 # PYTEST_ARGS='--junitxml=report.xml' and the like are passed on.
+TEST_WORKERS ?= 2
 test: lint typescript-tools
-	$(BIN)/pytest --durations=15 $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --durations=15 $(PYTEST_ARGS)
 
 # `make test` with two CPU-bound processes beside it for the whole run, as on a machine other
 # suites keep busy (docs/testing.md); UNDER_LOAD_PROCESSES=N for another number.

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 from harness import databases
+from harness.processes import REPO
 
 from .support import isolation
 from .support.availability import require_postgres
@@ -61,3 +62,21 @@ def test_the_end_of_a_run_drops_every_database_named_after_it(pg_database):
     finally:
         for name in made:
             databases.drop(name)
+
+
+def test_each_xdist_worker_of_a_run_has_an_id_of_its_own():
+    """`make test` runs two pytest-xdist workers: they share the run's id and add their names,
+    so their databases, Unleash servers and store keys stay apart."""
+    ids = {}
+    for worker in ("gw0", "gw1"):
+        env = {**os.environ, "TEST_RUN_ID": "abcdef_12345", "PYTEST_XDIST_WORKER": worker}
+        shown = subprocess.run(
+            [sys.executable, "-c", "import os; from tests.support import isolation; "
+             "print(isolation.RUN_ID, isolation.PG_TEST_DB, os.environ['TEST_RUN_ID'])"],
+            capture_output=True, text=True, timeout=30, check=True, env=env, cwd=REPO,
+        )  # fmt: skip
+        ids[worker] = shown.stdout.split()
+    assert ids["gw0"][0] == ids["gw0"][2] == "abcdef_12345_gw0"
+    assert ids["gw1"][0] == "abcdef_12345_gw1"
+    assert ids["gw0"][1] != ids["gw1"][1]
+    assert isolation._RUN_DATABASE.match(ids["gw1"][1])  # a killed run's are found as stale

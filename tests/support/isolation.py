@@ -2,7 +2,8 @@
 checkouts, or one checkout twice) never share a database, a store key or a directory.
 
 `TEST_RUN_ID` is set here once, for the run and every process it starts: the checkout's
-path hashed, then this pytest's pid. Given in the environment, it is used as it is.
+path hashed, then this pytest's pid. Given in the environment, it is used as it is. Each
+pytest-xdist worker adds its name (`_gw0`), so the workers of one run stay apart too.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from harness.processes import REPO
 
 _CHECKOUT = hashlib.sha1(str(REPO).encode()).hexdigest()[:6]
 RUN_ID = os.environ.setdefault("TEST_RUN_ID", f"{_CHECKOUT}_{os.getpid()}")
+# Under pytest-xdist each worker is a run of its own inside the run: gw0, gw1, ...
+if (_WORKER := os.environ.get("PYTEST_XDIST_WORKER")) and not RUN_ID.endswith(f"_{_WORKER}"):
+    RUN_ID = os.environ["TEST_RUN_ID"] = f"{RUN_ID}_{_WORKER}"
 # TEST_POSTGRES_DB is the prefix; the run's id keeps two runs with the same prefix apart.
 DB_PREFIX = os.environ.get("TEST_POSTGRES_DB", "progress_test")
 # The session's database; every other database a test makes is named after it.
