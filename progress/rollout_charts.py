@@ -40,12 +40,13 @@ class ChartsUnavailable(RuntimeError):
 
 
 # Each figure: what Prometheus computes per path over a window `w` ending at each step.
-# False lock screens shown: every detection but the verified path's own double check (which
-# caught the stale answer and said "accessible" instead: no learner saw it).
+# False lock screens shown: the larger of the client's reports and the audit (both find the
+# same lock screens, so their sum would count one twice), never the verified path's own
+# double check (which caught the stale answer and said "accessible": no learner saw it).
 QUERIES: dict[str, str] = {
     "falseLockScreens": (
-        "sum by (path) (increase(progress_false_lock_screens_total"
-        '{{{sel}detected_by!="double_check"}}[{w}]))'
+        "max by (path) (sum by (path, detected_by) (increase(progress_false_lock_screens_total"
+        '{{{sel}detected_by!="double_check"}}[{w}])))'
     ),
     "completionSuccessRate": (
         'sum by (path) (increase(progress_completions_total{{{sel}outcome="success"}}[{w}]))'
@@ -178,9 +179,31 @@ def evaluation_series(window: Window) -> tuple[list[float], dict[str, dict[str, 
                     None if v is None or not row.window_seconds else v * 60 / row.window_seconds
                     for v, row in zip(values, rows, strict=True)
                 ]
+            elif name == "falseLockScreens":
+                values = _between_looks(values, rows)
             per_path[path] = values
         figures[name] = per_path
     return times, figures
+
+
+def _between_looks(totals: list[float | None], rows: Sequence[GuardEvaluation]) -> list:
+    """Counts since the stage began, as each look judged them, turned into counts since the
+    look before, as the Prometheus charts show them. A look at another stage, or with a
+    shorter window (the stage began again), starts from its own count."""
+    values: list[float | None] = []
+    before: tuple[float, GuardEvaluation] | None = None
+    for total, row in zip(totals, rows, strict=True):
+        if total is None:
+            values.append(None)
+            continue
+        same_stage = (
+            before is not None
+            and (before[1].stage, before[1].percentage) == (row.stage, row.percentage)
+            and row.window_seconds >= before[1].window_seconds
+        )
+        values.append(max(total - before[0], 0.0) if same_stage and before else total)
+        before = (total, row)
+    return values
 
 
 TEST_FIGURES = ("statistic", "lower", "upper", "margin")

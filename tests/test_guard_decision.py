@@ -229,3 +229,13 @@ def test_stages_are_kept_rising_from_zero(given, kept):
 def test_bad_stages_are_refused(bad):
     with pytest.raises(ValueError, match=r"stage|percent|0\.\.100"):
         guard.validate_stages(bad)
+
+
+def test_a_lock_screen_both_reported_and_audited_counts_once():
+    """The client's report and the audit find the same lock screens from either side: the
+    check counts the larger of the two, never their sum."""
+    seen = figures()
+    seen.false_locks.update(client_report=2.0, audit=3.0)
+    locks = {c.name: c for c in judge(seen, LIMITS, 10)}["false_lock_screens"].as_json()
+    assert (locks["status"], locks["figures"]["shown"]) == ("fail", 3.0)
+    assert "shown on the verified path: 3 in" in locks["detail"]

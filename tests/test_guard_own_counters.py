@@ -85,6 +85,7 @@ def test_figures_from_counters_read_as_the_prometheus_queries_do():
         key("progress_completions_total", path="legacy", outcome="success"): 900.0,
         key("progress_false_lock_screens_total", path="verified", detected_by="audit"): 1.0,
         key("progress_false_lock_screens_total", path="legacy", detected_by="audit"): 7.0,
+        key("progress_false_lock_screens_total", path="legacy", detected_by="client_report"): 5.0,
         key(
             "progress_access_checks_total", path="verified", source="db", result="accessible"
         ): 40.0,
@@ -96,6 +97,8 @@ def test_figures_from_counters_read_as_the_prometheus_queries_do():
     assert found.completions["verified"] == {"success": 98.0, "error": 2.0}
     assert found.completions["legacy"] == {"success": 900.0, "error": 0.0}
     assert found.false_locks == {"client_report": 0.0, "audit": 1.0, "double_check": 0.0}
+    # Reported lock screens are the audit's too: the larger count, never the sum (5 + 7).
+    assert found.legacy_false_locks == 7.0
     assert found.access_checks == {"verified": 40.0, "legacy": 0.0}
     assert found.cache_update_buckets["verified"][0.25] == 100.0
     assert found.cache_update_p95_s["verified"] == pytest.approx(0.1 + 0.15 * 0.9)

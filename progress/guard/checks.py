@@ -99,10 +99,11 @@ def false_lock_screens(figures: Figures, limits: Thresholds, percentage: int) ->
     """False lock screens shown on the verified path: one is enough, whatever the sample.
 
     Counted: `client_report` (the client showed it) and `audit` (a "locked" answer given,
-    then contradicted by the primary). Not counted: `double_check`, a stale "locked" that
-    the verified path's own double check caught and answered "accessible" instead: no
-    learner saw it, and counting it would roll back the very layer that prevents false lock
-    screens. It is shown among the figures."""
+    then contradicted by the primary), the larger of the two: both find the same lock
+    screens from either side, so their sum would count one twice. Not counted:
+    `double_check`, a stale "locked" that the verified path's own double check caught and
+    answered "accessible" instead: no learner saw it, and counting it would roll back the
+    very layer that prevents false lock screens. It is shown among the figures."""
     w = figures.window_s
     threshold = {"maxShown": 0}
     if figures.false_locks is None:
@@ -115,7 +116,7 @@ def false_lock_screens(figures: Figures, limits: Thresholds, percentage: int) ->
     report = figures.false_locks.get("client_report", 0.0)
     audit = figures.false_locks.get("audit", 0.0)
     caught = figures.false_locks.get("double_check", 0.0)
-    shown = report + audit
+    shown = max(report, audit)
     lock_figures = {
         "shown": _n(shown),
         "clientReport": _n(report),

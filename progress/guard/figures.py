@@ -83,9 +83,9 @@ def read_figures(prometheus: Prometheus, window_s: int, at: float, selector: str
             return None
         return {tuple(metric.get(label, "") for label in labels): v for metric, v in result}
 
-    # All three detections are read; the false-lock check counts client_report + audit as
-    # shown, i.e. sum(increase(progress_false_lock_screens_total{path="verified",
-    # detected_by!="double_check"}[w])), and reports double_check catches beside it.
+    # All three detections are read; the false-lock check counts the larger of client_report
+    # and audit as shown (the same lock screens found from either side), and reports
+    # double_check catches beside it. Legacy's shown: the larger of its two, as well.
     verified = _selector(selector, path="verified")
     false_locks = by(
         f"sum by (detected_by) (increase(progress_false_lock_screens_total{verified}[{w}]))",
@@ -93,8 +93,8 @@ def read_figures(prometheus: Prometheus, window_s: int, at: float, selector: str
     )
     legacy = _selector(selector, path="legacy")
     legacy_locks = by(
-        "sum(increase(progress_false_lock_screens_total"
-        f'{legacy[:-1]},detected_by!="double_check"}}[{w}]))'
+        "max(sum by (detected_by) (increase(progress_false_lock_screens_total"
+        f'{legacy[:-1]},detected_by!="double_check"}}[{w}])))'
     )
     completions = by(
         f"sum by (path, outcome) (increase(progress_completions_total{_selector(selector)}[{w}]))",

@@ -93,7 +93,7 @@ def figures_from(increase: Samples, current: Samples, window_s: int) -> Figures:
         cache_update_buckets=buckets,
         breaker_open_share=1.0 if open_now > 0 else 0.0,  # open now: the look's share
         breaker_trips=total("progress_circuit_breaker_trips_total"),
-        legacy_false_locks=sum(
+        legacy_false_locks=max(  # one lock found from both sides counts once
             total("progress_false_lock_screens_total", path="legacy", detected_by=by)
             for by in ("client_report", "audit")
         ),
