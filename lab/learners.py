@@ -8,7 +8,9 @@ For lesson k a learner
 3. works through lesson k (the think time) and completes it,
 4. at once opens lesson k+1 on another instance: "locked" here is a false lock screen as
    the learner saw it (lesson k was just acknowledged), reported with
-   POST /api/v1/events/lock-screen and the answer's `lockReceipt`, as a real client would.
+   POST /api/v1/events/lock-screen and the answer's `lockReceipt`, as a real client would,
+5. opens review: a review set missing a word of any lesson acknowledged so far is a stale
+   review set as the learner saw it.
 
 Requests rotate round robin over the instances, so step 4 lands on an instance that
 answered an earlier step: one that may hold an older copy of the learner's progress.
@@ -39,13 +41,14 @@ from harness.identity import TokenMinter
 
 REQUEST_TIMEOUT_S = 30
 RETRY_DELAY_S = 1.0
-KINDS = ("access", "complete", "report")
+KINDS = ("access", "complete", "report", "review")
 
 
 @dataclass(frozen=True)
 class LessonStep:
     module_id: str
     lesson_id: str
+    words: tuple[str, ...] = ()  # its words' terms, as the curriculum route lists them
 
     def url(self, suffix: str) -> str:
         return f"/api/v1/modules/{self.module_id}/lessons/{self.lesson_id}/{suffix}"
@@ -59,6 +62,9 @@ class LearnerResult:
     false_locks_seen: int = 0
     false_locks_by_path: dict[str, int] = field(default_factory=dict)  # by the answering path
     false_unlocks_seen: int = 0  # lesson k+1 said accessible before k was completed
+    stale_reviews_seen: int = 0  # review sets missing a word of an acknowledged lesson
+    stale_reviews_by_path: dict[str, int] = field(default_factory=dict)  # by answering path
+    reviews: int = 0
     reports_acknowledged: int = 0  # lock-screen reports answered 202
     reports_confirmed_false: int = 0  # ... that the service judged false
     reports_uncertain: int = 0  # a report whose first try failed on the network
@@ -212,6 +218,26 @@ class Learner:
         self.result.reports_acknowledged += 1
         self.result.reports_confirmed_false += bool(answer.get("falseLock"))
 
+    async def _review(self) -> None:
+        """Open review; count the set stale if it lacks a word of a lesson acknowledged."""
+        path = "/api/v1/review"
+        if self.send_min_version and self.version:
+            path += f"?minVersion={self.version}"
+        answer = self._json(await self._call("GET", path, "review"), 200, "review")
+        self.version = max(self.version, answer["version"])
+        self.result.reviews += 1
+        terms = {(w["moduleId"], w["lessonId"], w["term"]) for w in answer["words"]}
+        wanted = {
+            (lesson.module_id, lesson.lesson_id, term)
+            for lesson in self.lessons
+            if (lesson.module_id, lesson.lesson_id) in self.result.acknowledged
+            for term in lesson.words
+        }
+        if not wanted <= terms:
+            self.result.stale_reviews_seen += 1
+            by_path = self.result.stale_reviews_by_path
+            by_path[answer["path"]] = by_path.get(answer["path"], 0) + 1
+
     # -- the walk ------------------------------------------------------------------------
 
     async def run(self, lessons: int) -> LearnerResult:
@@ -233,6 +259,7 @@ class Learner:
                     by_path[shown_by] = by_path.get(shown_by, 0) + 1
                     self.timeline.false_locks.append((self.timeline.now(), shown_by))
                     await self._report_lock_screen(following, answer["lockReceipt"])
+                await self._review()  # the words of lesson k must be there
         except RequestFailed as exc:
             self.result.aborted = str(exc)
         return self.result

@@ -50,7 +50,12 @@ def path_metrics(samples: Samples, path: str) -> dict[str, int]:
             samples, "progress_cache_staleness_incidents_total", path=path
         ),
         "cache_mismatches": metric(samples, "progress_cache_mismatches_total", path=path),
+        "review_sets": metric(samples, "progress_review_sets_total", path=path),
     }
+    for detector in ("audit", "double_check"):
+        figures[f"stale_reviews_{detector}"] = metric(
+            samples, "progress_stale_review_sets_total", path=path, detected_by=detector
+        )
     for detector in DETECTORS:
         figures[f"false_locks_{detector}"] = metric(
             samples, "progress_false_lock_screens_total", path=path, detected_by=detector
@@ -78,6 +83,8 @@ class PathView:
     acknowledged: int = 0
     false_locks_seen: int = 0
     false_unlocks_seen: int = 0
+    reviews: int = 0
+    stale_reviews_seen: int = 0  # by the path that answered the review
     reports_acknowledged: int = 0
     reports_confirmed_false: int = 0
     reports_uncertain: int = 0
@@ -106,6 +113,9 @@ def learners_by_path(results: Sequence[LearnerResult]) -> dict[str, PathView]:
         for shown_by, count in result.false_locks_by_path.items():
             views.setdefault(shown_by, PathView()).false_locks_seen += count
         view.false_unlocks_seen += result.false_unlocks_seen
+        view.reviews += result.reviews
+        for shown_by, count in result.stale_reviews_by_path.items():
+            views.setdefault(shown_by, PathView()).stale_reviews_seen += count
         view.reports_acknowledged += result.reports_acknowledged
         view.reports_confirmed_false += result.reports_confirmed_false
         view.reports_uncertain += result.reports_uncertain
@@ -207,6 +217,13 @@ def verdict(
                 "showing the race happened",
             )
         )
+    checks.append(
+        Check(
+            "verified stale review sets seen by learners == 0",
+            verified.stale_reviews_seen == 0,
+            f"{verified.stale_reviews_seen} seen in {verified.reviews} verified reviews",
+        )
+    )
     for path in PATHS:
         ok, detail = counts_agree(views[path], metrics_by_path[path]["false_locks_client_report"])
         checks.append(Check(f"{path}: learners' count == metrics' client_report count", ok, detail))
@@ -274,10 +291,17 @@ def markdown_table(
         "false lock screens: double_check (caught, answered open)",
         lambda p: metrics_by_path[p]["false_locks_double_check"],
     )
+    row("**stale review sets seen by learners**", lambda p: f"**{views[p].stale_reviews_seen}**")
+    row("stale review sets: audit", lambda p: metrics_by_path[p]["stale_reviews_audit"])
+    row(
+        "stale review sets: double_check (caught, answered current)",
+        lambda p: metrics_by_path[p]["stale_reviews_double_check"],
+    )
     row("staleness incidents", lambda p: metrics_by_path[p]["staleness_incidents"])
     row("cache mismatches", lambda p: metrics_by_path[p]["cache_mismatches"])
     row("access check ms: p50 / p95 / p99 (n)", lambda p: _latency_cell(views[p], "access"))
     row("completion ms: p50 / p95 / p99 (n)", lambda p: _latency_cell(views[p], "complete"))
+    row("review ms: p50 / p95 / p99 (n)", lambda p: _latency_cell(views[p], "review"))
     row(
         "request retries (network errors)",
         lambda p: f"{views[p].retries} ({views[p].connection_errors})",
@@ -301,8 +325,8 @@ def rates(timeline: Timeline, args: Any) -> dict[str, float | None]:
     window = max(stop - start, 1e-9)
     sent = sum(1 for t in timeline.sent if start <= t < stop)
     served = sum(1 for t, *_ in timeline.requests if start <= t < stop)
-    # After the first request: 3 requests per lesson over 2 think times per lesson.
-    planned = 1.5 * args.learners / args.think_time_s if args.think_time_s > 0 else None
+    # After the first request: 4 requests per lesson over 2 think times per lesson.
+    planned = 2 * args.learners / args.think_time_s if args.think_time_s > 0 else None
     return {
         "window_s": round(window, 1),
         "offered_per_s": round(sent / window, 1),

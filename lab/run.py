@@ -121,7 +121,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--think-time-s",
         type=float,
         help="mean seconds a learner reads a lesson, and again works through it (uniform "
-        "0.75x..1.25x; 0: none) (default: 1.5 x learners / --offered-rate)",
+        "0.75x..1.25x; 0: none) (default: 2 x learners / --offered-rate)",
     )
     add(
         "--ramp-s",
@@ -173,10 +173,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.lessons is None:
         args.lessons = 3 if args.learners <= 2000 else 1
-    # After its first request a learner makes 3 per lesson over 2 think times per lesson:
-    # 1.5 / think time requests per second; the ramp offers the first requests at the rate.
+    # After its first request a learner makes 4 per lesson (access, access, complete, review)
+    # over 2 think times per lesson: 2 / think time requests per second; the ramp offers the
+    # first requests at the rate.
     if args.think_time_s is None:
-        args.think_time_s = round(1.5 * args.learners / args.offered_rate, 1)
+        args.think_time_s = round(2 * args.learners / args.offered_rate, 1)
     if args.ramp_s is None:
         args.ramp_s = round(args.learners / args.offered_rate, 1)
     return args
@@ -305,7 +306,7 @@ def curriculum_steps(url: str) -> list[LessonStep]:
     answer = requests.get(url + "/api/v1/curriculum", timeout=30)
     answer.raise_for_status()
     return [
-        LessonStep(module["id"], lesson["id"])
+        LessonStep(module["id"], lesson["id"], tuple(w["term"] for w in lesson.get("words", [])))
         for module in answer.json()["modules"]
         for lesson in module["lessons"]
     ]
@@ -519,6 +520,8 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
         "paths": {
             path: {
                 "falseLockScreensSeen": view.false_locks_seen,
+                "staleReviewSetsSeen": view.stale_reviews_seen,
+                "reviewMs": view.latency_ms("review"),
                 "completionsAcknowledged": view.acknowledged,
                 "completionsLost": lost_by_path.get(path, 0),
                 "metricsAgree": agreement[path][0] if path in agreement else None,

@@ -181,7 +181,7 @@ def register_cors(app: Flask) -> None:
     cors.init_app(
         app,
         resources={f"{browser_policy.CROSS_ORIGIN_PREFIX}*": {"origins": origins}},
-        allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+        allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
         expose_headers=["X-Progress-Path", "X-Request-ID"],
         methods=["GET", "POST", "PUT", "OPTIONS"],
         max_age=600,

@@ -27,14 +27,16 @@ class ProgressSnapshot:
     # True when it is the database's state at `version`: read in one statement, or derived
     # from such a snapshot by the one completion that made version + 1.
     exact: bool = True
+    xp_total: int = 0  # the learner's XP at `version`
 
     def age_ms(self, now: float | None = None) -> int:
         return int(((time.monotonic() if now is None else now) - self.loaded_at) * 1000)
 
     def with_completion(
-        self, lesson_id: int, completed_at: datetime, version: int
+        self, lesson_id: int, completed_at: datetime, version: int, xp_total: int = 0
     ) -> ProgressSnapshot:
-        """The optimistic copy after one more completion (progress only grows).
+        """The optimistic copy after one more completion (progress only grows, and so does
+        XP: `xp_total` is the total that completion's transaction wrote).
 
         Exact only when this copy was exact and `version` is the very next one: nothing else
         can have been committed in between (the store bumps versions one at a time)."""
@@ -47,6 +49,7 @@ class ProgressSnapshot:
             self,
             completed=MappingProxyType(completed),
             version=max(self.version, version),
+            xp_total=max(self.xp_total, xp_total),
             exact=exact,
             loaded_at=time.monotonic() if exact else self.loaded_at,
         )
@@ -127,3 +130,28 @@ class ProgressCache:
         with self._lock:
             self._entries.clear()
             self._floors.clear()
+
+
+class SnapshotMemo:
+    """Snapshots per learner kept as they were put, with no version rule and no floor: the
+    legacy path's review cache, as the old app kept its learners' vocabulary progress."""
+
+    def __init__(self, maxsize: int, ttl_s: float) -> None:
+        self._entries: TTLCache[uuid.UUID, ProgressSnapshot] = TTLCache(maxsize=maxsize, ttl=ttl_s)
+        self._lock = threading.Lock()
+
+    def get(self, learner_id: uuid.UUID) -> ProgressSnapshot | None:
+        with self._lock:
+            return self._entries.get(learner_id)
+
+    def put(self, snapshot: ProgressSnapshot) -> None:
+        with self._lock:
+            self._entries[snapshot.learner_id] = snapshot
+
+    def forget(self, learner_id: uuid.UUID) -> bool:
+        with self._lock:
+            return self._entries.pop(learner_id, None) is not None
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()

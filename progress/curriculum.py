@@ -1,4 +1,5 @@
-"""The ordered curriculum: loading, seeding, and the unlock rule (the only copy of it)."""
+"""The ordered curriculum with each lesson's words and XP: loading, seeding, the unlock rule
+and the review set (the only copy of each)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,17 @@ from typing import Any
 import sqlalchemy as sa
 
 from .extensions import db
-from .models import Lesson, Module
+from .models import DEFAULT_LESSON_XP, Lesson, LessonWord, Module
 
 SAMPLE_CURRICULUM = "spanish-a1.json"
+MAX_LESSON_XP = 1000
+MAX_WORDS = 50  # per lesson
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    term: str  # in the course's language
+    translation: str  # in the learner's
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +33,8 @@ class LessonRef:
     slug: str
     title: str
     index: int  # position in the whole course, modules in order
+    xp: int = DEFAULT_LESSON_XP
+    words: tuple[Word, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,18 +87,51 @@ def accessible_lessons(
         yield lesson, is_lesson_accessible(curriculum, completed, lesson)
 
 
+@dataclass(frozen=True, slots=True)
+class ReviewWord:
+    word: Word
+    lesson: LessonRef
+
+
+def review_words(curriculum: Curriculum, completed: Collection[int]) -> list[ReviewWord]:
+    """The review set: the words of every completed lesson, in the course's order. Derived
+    from a progress snapshot, so it is exactly as current as that snapshot."""
+    return [
+        ReviewWord(word, lesson)
+        for lesson in curriculum.lessons
+        if lesson.id in completed
+        for word in lesson.words
+    ]
+
+
 def load_curriculum() -> Curriculum:
-    """Read the curriculum from the database, in order."""
+    """Read the curriculum from the database, in order, with each lesson's words."""
     rows = db.session.execute(
-        sa.select(Module.slug, Module.title, Lesson.id, Lesson.slug, Lesson.title)
+        sa.select(Module.slug, Module.title, Lesson.id, Lesson.slug, Lesson.title, Lesson.xp)
         .join(Lesson, Lesson.module_id == Module.id)
         .order_by(Module.position, Module.id, Lesson.position, Lesson.id)
     ).all()
+    words: dict[int, list[Word]] = {}
+    for lesson_id, term, translation in db.session.execute(
+        sa.select(LessonWord.lesson_id, LessonWord.term, LessonWord.translation).order_by(
+            LessonWord.lesson_id, LessonWord.position
+        )
+    ):
+        words.setdefault(lesson_id, []).append(Word(term, translation))
     modules: list[ModuleRef] = []
-    for index, (module_slug, module_title, lesson_id, lesson_slug, lesson_title) in enumerate(rows):
+    for index, row in enumerate(rows):
+        module_slug, module_title, lesson_id, lesson_slug, lesson_title, xp = row
         if not modules or modules[-1].slug != module_slug:
             modules.append(ModuleRef(module_slug, module_title, ()))
-        lesson = LessonRef(lesson_id, module_slug, lesson_slug, lesson_title, index)
+        lesson = LessonRef(
+            lesson_id,
+            module_slug,
+            lesson_slug,
+            lesson_title,
+            index,
+            xp,
+            tuple(words.get(lesson_id, ())),
+        )
         modules[-1] = ModuleRef(module_slug, module_title, (*modules[-1].lessons, lesson))
     db.session.rollback()  # end the read transaction; nothing was written
     return Curriculum(tuple(modules))
@@ -125,7 +169,32 @@ def read_curriculum_file(path: Path | None = None) -> dict[str, Any]:
             if lesson["id"] in seen_lessons:
                 raise CurriculumFileError(f"modules[{m}].lessons[{i}].id is repeated")
             seen_lessons.add(lesson["id"])
+            _check_xp_and_words(lesson, f"modules[{m}].lessons[{i}]")
     return data
+
+
+def _check_xp_and_words(lesson: dict[str, Any], where: str) -> None:
+    """`xp` (optional, a whole number 0-MAX_LESSON_XP) and `words` (optional, a list of
+    {term, translation})."""
+    xp = lesson.get("xp", DEFAULT_LESSON_XP)
+    if isinstance(xp, bool) or not isinstance(xp, int) or not 0 <= xp <= MAX_LESSON_XP:
+        raise CurriculumFileError(f"{where}.xp must be a whole number 0-{MAX_LESSON_XP}")
+    words = lesson.get("words", [])
+    if not isinstance(words, list) or len(words) > MAX_WORDS:
+        raise CurriculumFileError(f"{where}.words must be a list of at most {MAX_WORDS}")
+    for w, word in enumerate(words):
+        if not isinstance(word, dict):
+            raise CurriculumFileError(f"{where}.words[{w}] must be an object")
+        for key in ("term", "translation"):
+            value = word.get(key)
+            if not isinstance(value, str) or not value.strip() or len(value) > 200:
+                raise CurriculumFileError(
+                    f"{where}.words[{w}].{key} must be a string of 1-200 characters"
+                )
+
+
+def _file_words(lesson_item: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(word["term"], word["translation"]) for word in lesson_item.get("words", [])]
 
 
 def _check_item(item: Any, where: str) -> None:
@@ -140,7 +209,8 @@ def _check_item(item: Any, where: str) -> None:
 
 
 def seed_curriculum(data: dict[str, Any]) -> dict[str, int]:
-    """Insert or update modules and lessons by id; running it twice changes nothing.
+    """Insert or update modules and lessons (their XP and words too) by id; running it twice
+    changes nothing. XP already granted stays as it was granted.
 
     Lessons missing from the file are kept (learners' completions point at them).
     """
@@ -159,19 +229,33 @@ def seed_curriculum(data: dict[str, Any]) -> dict[str, int]:
         lessons = {lesson.slug: lesson for lesson in module.lessons}
         for lesson_position, lesson_item in enumerate(item["lessons"]):
             lesson = lessons.get(lesson_item["id"])
+            xp = lesson_item.get("xp", DEFAULT_LESSON_XP)
+            words = _file_words(lesson_item)
             if lesson is None:
-                db.session.add(
-                    Lesson(
-                        module_id=module.id,
-                        slug=lesson_item["id"],
-                        title=lesson_item["title"],
-                        position=lesson_position,
-                    )
+                lesson = Lesson(
+                    module_id=module.id,
+                    slug=lesson_item["id"],
+                    title=lesson_item["title"],
+                    position=lesson_position,
+                    xp=xp,
                 )
+                db.session.add(lesson)
                 counts["changed"] += 1
-            elif (lesson.title, lesson.position) != (lesson_item["title"], lesson_position):
-                lesson.title, lesson.position = lesson_item["title"], lesson_position
+            elif (lesson.title, lesson.position, lesson.xp) != (
+                lesson_item["title"],
+                lesson_position,
+                xp,
+            ) or [(w.term, w.translation) for w in lesson.words] != words:
+                lesson.title, lesson.position, lesson.xp = lesson_item["title"], lesson_position, xp
                 counts["changed"] += 1
+            if [(w.term, w.translation) for w in lesson.words] != words:
+                # Replaced whole: a word's position is its identity within the lesson.
+                lesson.words.clear()
+                db.session.flush()
+                lesson.words.extend(
+                    LessonWord(position=n, term=term, translation=translation)
+                    for n, (term, translation) in enumerate(words)
+                )
             counts["lessons"] += 1
         counts["modules"] += 1
     db.session.commit()

@@ -71,6 +71,12 @@ cache_mismatches = Counter(
     "The cache said locked, the DB said accessible, and the DB answer was used",
     ["path"],
 )
+review_sets = Counter("progress_review_sets", "Review sets answered", ["path", "source"])
+stale_review_sets = Counter(
+    "progress_stale_review_sets",
+    "Review sets missing the words of a lesson the primary holds completed",
+    ["path", "detected_by"],
+)
 circuit_breaker_open = Gauge(
     "progress_circuit_breaker_open",
     "1 while the cache is bypassed (in any live worker)",
@@ -111,6 +117,8 @@ LABEL_VALUES = {
     ],
     false_lock_screens: [(p, d) for p in PATHS for d in ("double_check", "audit", "client_report")],
     cache_mismatches: [(p,) for p in PATHS],
+    review_sets: [(p, s) for p in PATHS for s in ("cache", "db")],
+    stale_review_sets: [(p, d) for p in PATHS for d in ("double_check", "audit")],
     db_retries: [(r,) for r in ("replica_lag", "db_error")],
 }
 
@@ -132,7 +140,7 @@ if os.environ.get("PROGRESS_METRICS", "on").lower() == "off":
     staleness_incidents = access_checks = false_lock_screens = cache_mismatches = _Off()  # type: ignore[assignment]
     circuit_breaker_open = circuit_breaker_trips = db_retries = _Off()  # type: ignore[assignment]
     rollout_percentage = http_requests = http_request_seconds = _Off()  # type: ignore[assignment]
-    rate_limited = _Off()  # type: ignore[assignment]
+    rate_limited = review_sets = stale_review_sets = _Off()  # type: ignore[assignment]
 
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -213,5 +221,7 @@ def path_figures() -> dict[str, dict[str, float | None]]:
             "cache_hit_rate": hits / lookups if lookups else None,
             "cache_mismatches": total("progress_cache_mismatches_total", path=path),
             "access_checks": total("progress_access_checks_total", path=path),
+            "review_sets": total("progress_review_sets_total", path=path),
+            "stale_review_sets": total("progress_stale_review_sets_total", path=path),
         }
     return figures

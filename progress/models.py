@@ -1,4 +1,5 @@
-"""Tables: learners (users), the ordered curriculum, completions, progress versions."""
+"""Tables: learners (users), the ordered curriculum with its words, completions, progress
+versions and XP."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .extensions import db
+
+DEFAULT_LESSON_XP = 10  # a lesson whose course file names no XP
 
 
 def utcnow() -> datetime:
@@ -67,8 +70,29 @@ class Lesson(db.Model):
     slug: Mapped[str] = mapped_column(sa.String(64))
     title: Mapped[str] = mapped_column(sa.String(200))
     position: Mapped[int] = mapped_column(sa.Integer)
+    # What completing it grants, once per learner.
+    xp: Mapped[int] = mapped_column(sa.Integer, default=DEFAULT_LESSON_XP)
 
     module: Mapped[Module] = relationship(back_populates="lessons")
+    words: Mapped[list[LessonWord]] = relationship(
+        back_populates="lesson", order_by="LessonWord.position", cascade="all, delete-orphan"
+    )
+
+
+class LessonWord(db.Model):
+    """A word a lesson teaches, in the course's language with its translation: a completed
+    lesson's words are in the learner's review set."""
+
+    __tablename__ = "lesson_words"
+    __table_args__ = (sa.UniqueConstraint("lesson_id", "position"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lesson_id: Mapped[int] = mapped_column(sa.ForeignKey("lessons.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(sa.Integer)
+    term: Mapped[str] = mapped_column(sa.String(200))
+    translation: Mapped[str] = mapped_column(sa.String(200))
+
+    lesson: Mapped[Lesson] = relationship(back_populates="words")
 
 
 class LessonProgress(db.Model):
@@ -87,10 +111,17 @@ class LessonProgress(db.Model):
     # Stamped once the commit returned (None until then, or if the stamp failed): no client
     # can have been told of the completion before it.
     acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The XP this completion granted, written in its transaction (the learner's total is
+    # progress_versions.xp_total, bumped by the same transaction).
+    xp_earned: Mapped[int] = mapped_column(sa.Integer, default=0)
+    # The client's Idempotency-Key for this completion, if it sent one: a retry with the
+    # same key is answered as the first was (the XP it earned), a later repeat earns 0.
+    idempotency_key: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
 
 
 class ProgressVersion(db.Model):
-    """Bumped in the same transaction as every change to a learner's progress."""
+    """Bumped in the same transaction as every change to a learner's progress, with the
+    learner's XP total (the sum of their completions' xp_earned)."""
 
     __tablename__ = "progress_versions"
 
@@ -98,6 +129,7 @@ class ProgressVersion(db.Model):
         sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
     )
     version: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    xp_total: Mapped[int] = mapped_column(sa.BigInteger, default=0)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -39,6 +39,8 @@ class LessonLocked(ProgressError):
 class Completion:
     version: int
     completed_at: datetime
+    xp_earned: int  # granted by this request: 0 for a repeat (unless a retry of the same key)
+    xp_total: int  # the learner's total as this answer's transaction (or read) saw it
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +92,12 @@ def ensure_user(user_id: uuid.UUID, email: str, email_verified: bool) -> None:
 
 # Built once: constructing the select on every cold check cost more CPU than running it.
 _PROGRESS = (
-    sa.select(ProgressVersion.version, LessonProgress.lesson_id, LessonProgress.completed_at)
+    sa.select(
+        ProgressVersion.version,
+        ProgressVersion.xp_total,
+        LessonProgress.lesson_id,
+        LessonProgress.completed_at,
+    )
     .select_from(ProgressVersion)
     .outerjoin(LessonProgress, LessonProgress.user_id == ProgressVersion.user_id)
     .where(ProgressVersion.user_id == sa.bindparam("learner_id"))
@@ -115,8 +122,9 @@ def load_progress(learner_id: uuid.UUID, *, replica: bool = False) -> ProgressSn
     if rows is None:
         rows = _read(db.engine, learner_id)
     version = rows[0].version if rows else 0
+    xp_total = rows[0].xp_total if rows else 0
     completed = {row.lesson_id: row.completed_at for row in rows if row.lesson_id is not None}
-    return ProgressSnapshot(learner_id, version, MappingProxyType(completed))
+    return ProgressSnapshot(learner_id, version, MappingProxyType(completed), xp_total=xp_total)
 
 
 def _read(engine: sa.Engine, learner_id: uuid.UUID) -> Sequence[sa.Row]:
@@ -127,9 +135,18 @@ def _read(engine: sa.Engine, learner_id: uuid.UUID) -> Sequence[sa.Row]:
 
 
 def mark_lesson_completed(
-    learner_id: uuid.UUID, lesson: LessonRef, curriculum: Curriculum
+    learner_id: uuid.UUID,
+    lesson: LessonRef,
+    curriculum: Curriculum,
+    idempotency_key: str | None = None,
 ) -> Completion:
-    """Record a completion and bump the version in one transaction; idempotent.
+    """Record a completion, grant its XP and bump the version in one transaction;
+    idempotent: a lesson already completed grants nothing again.
+
+    XP is not a second write after the completion (the old app's "flush"): the XP earned
+    goes on the completion's row and into the learner's total in the same transaction, so
+    the two can never disagree, and the row lock (PostgreSQL) or the unique completion
+    (SQLite) that makes the completion happen once makes the grant happen once.
 
     Raises LessonLocked (and writes nothing) when the lesson is not yet open.
     """
@@ -155,38 +172,48 @@ def mark_lesson_completed(
             session.rollback()
             # Read again, in one statement: on SQLite (no row lock) the version read above
             # can predate the concurrent completion that the second read already sees.
-            return _existing_completion(learner_id, lesson)
+            return _existing_completion(learner_id, lesson, idempotency_key)
         if not is_lesson_accessible(curriculum, completed, lesson):
             session.rollback()
             raise LessonLocked
 
         completed_at = utcnow()
-        # The version first, so the completion row keeps the version it made.
-        version = session.scalar(
+        # The version first, so the completion row keeps the version it made; the XP total
+        # in the same statement, so it is the total at exactly that version.
+        version, xp_total = session.execute(
             sa.update(ProgressVersion)
             .where(ProgressVersion.user_id == learner_id)
-            .values(version=ProgressVersion.version + 1, updated_at=completed_at)
-            .returning(ProgressVersion.version)
-        )
+            .values(
+                version=ProgressVersion.version + 1,
+                xp_total=ProgressVersion.xp_total + lesson.xp,
+                updated_at=completed_at,
+            )
+            .returning(ProgressVersion.version, ProgressVersion.xp_total)
+        ).one()
         # RETURNING, not rowcount: an ORM insert's rowcount is -1 on some drivers.
         inserted = session.scalar(
             insert(LessonProgress)
             .values(
-                user_id=learner_id, lesson_id=lesson.id, completed_at=completed_at, version=version
+                user_id=learner_id,
+                lesson_id=lesson.id,
+                completed_at=completed_at,
+                version=version,
+                xp_earned=lesson.xp,
+                idempotency_key=idempotency_key,
             )
             .on_conflict_do_nothing(index_elements=["user_id", "lesson_id"])
             .returning(LessonProgress.id)
         )
         if inserted is None:  # a concurrent request won the race (SQLite has no row lock)
-            session.rollback()
-            return _existing_completion(learner_id, lesson)
+            session.rollback()  # the version and the XP with it: nothing granted twice
+            return _existing_completion(learner_id, lesson, idempotency_key)
         invalidation.announce(session, learner_id, version)  # delivered on commit
         session.commit()
     except BaseException:
         session.rollback()
         raise
     _stamp_acknowledged(inserted, utcnow())  # after the commit returned, before anyone is told
-    return Completion(version, completed_at)
+    return Completion(version, completed_at, lesson.xp, xp_total)
 
 
 def _stamp_acknowledged(completion_id: int, at: datetime) -> None:
@@ -217,6 +244,29 @@ def completion_of(learner_id: uuid.UUID, lesson_id: int) -> CompletionRecord | N
     return None if row is None else CompletionRecord(*row)
 
 
-def _existing_completion(learner_id: uuid.UUID, lesson: LessonRef) -> Completion:
-    snapshot = load_progress(learner_id)
-    return Completion(snapshot.version, snapshot.completed[lesson.id])
+_EXISTING = (
+    sa.select(
+        ProgressVersion.version,
+        ProgressVersion.xp_total,
+        LessonProgress.completed_at,
+        LessonProgress.xp_earned,
+        LessonProgress.idempotency_key,
+    )
+    .join(LessonProgress, LessonProgress.user_id == ProgressVersion.user_id)
+    .where(
+        ProgressVersion.user_id == sa.bindparam("learner_id"),
+        LessonProgress.lesson_id == sa.bindparam("lesson_id"),
+    )
+)
+
+
+def _existing_completion(
+    learner_id: uuid.UUID, lesson: LessonRef, idempotency_key: str | None
+) -> Completion:
+    """A repeat grants nothing. A retry of the request that completed the lesson (the same
+    Idempotency-Key) is answered with the XP that request earned, as its lost answer was;
+    any other repeat earned 0."""
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        row = conn.execute(_EXISTING, {"learner_id": learner_id, "lesson_id": lesson.id}).one()
+    retry = idempotency_key is not None and idempotency_key == row.idempotency_key
+    return Completion(row.version, row.completed_at, row.xp_earned if retry else 0, row.xp_total)

@@ -1,5 +1,6 @@
-"""State that belongs to one worker process: the progress cache, the loaded curriculum,
-identities already created, and a background thread pool (made after gunicorn's fork)."""
+"""State that belongs to one worker process: the progress cache, the legacy path's review
+cache, the loaded curriculum, identities already created, and a background thread pool
+(made after gunicorn's fork)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from cachetools import LRUCache
 from flask import Flask, current_app
 
 from .breaker import CircuitBreaker
-from .cache import ProgressCache
+from .cache import ProgressCache, SnapshotMemo
 from .curriculum import Curriculum, load_curriculum
 from .extensions import start_with_requests
 from .invalidation import ListenerHandle
@@ -50,6 +51,7 @@ class WorkerState:
     verified_tokens: RecentlySeen  # token -> (identity, expiry)
     breaker: CircuitBreaker
     listener: ListenerHandle
+    review_cache: SnapshotMemo  # the legacy path's; the verified path derives review sets
     _curriculum: Curriculum | None = None
     # A thread pool per path, made in the process that uses it (threads do not survive fork).
     _executors: PerProcess[dict[str, Executor]] = field(
@@ -94,6 +96,7 @@ class WorkerState:
     def reset(self) -> None:
         """Forget everything this process holds (tests; a re-seeded curriculum)."""
         self.cache.clear()
+        self.review_cache.clear()
         self.known_identities.clear()
         self.verified_tokens.clear()
         self.breaker.record_success()
@@ -116,6 +119,9 @@ def init_app(app: Flask) -> None:
     app.extensions[STATE_KEY] = state = WorkerState(
         cache=cache,
         listener=ListenerHandle(app, cache),
+        review_cache=SnapshotMemo(
+            maxsize=app.config["PROGRESS_CACHE_MAXSIZE"], ttl_s=app.config["PROGRESS_CACHE_TTL_S"]
+        ),
         known_identities=RecentlySeen(maxsize=100_000),
         verified_tokens=RecentlySeen(maxsize=10_000),
         breaker=CircuitBreaker(

@@ -1,7 +1,8 @@
 """The consistency lab, small: real gunicorn instances on a throwaway PostgreSQL primary
 with a standby lagging 300 ms, cache faults, a worker killed with SIGKILL mid-run, every
 learner active at once with a short think time. The verified path shows no false lock
-screen, the legacy path does (so the race really happened), the learners' reports match
+screen and no stale review set, the legacy path shows both (so the races really happened),
+the learners' reports match
 the metrics, every acknowledged completion is on the primary, and the report and its
 picture are written."""
 
@@ -69,6 +70,12 @@ def test_the_lab_proves_zero_false_locks_on_the_verified_path(tmp_path: Path):
     assert report["peakConcurrentLearners"] == 60, output  # all of them at once
     assert report["paths"]["verified"]["falseLockScreensSeen"] == 0
     assert report["paths"]["legacy"]["falseLockScreensSeen"] > 0
+    # Every learner opened review after each completion: never stale on verified; on legacy
+    # the first review of each learner reads the replica 300 ms behind its completion.
+    assert verified["reviews"] == verified["acknowledged"], output
+    assert report["paths"]["verified"]["staleReviewSetsSeen"] == 0, output
+    assert report["paths"]["legacy"]["staleReviewSetsSeen"] > 0, output
+    assert legacy["metrics"]["stale_reviews_audit"] > 0, output
     for name in ("legacy", "verified"):
         figures = report["paths"][name]
         assert figures["completionsLost"] == 0

@@ -51,6 +51,8 @@ def test_a_new_learner_completes_the_first_lesson_and_the_next_opens(app, client
         "cacheUpdated": False,
         "version": 1,
         "path": "legacy",
+        "xpEarned": 10,
+        "xpTotal": 10,
     }
     assert done.headers["X-Progress-Path"] == "legacy"
 

@@ -117,6 +117,24 @@ def complete_current_lesson(page: Page, lesson: str) -> None:
     expect(page.locator(f'.completion-view[data-lesson="{lesson}"]')).to_be_visible()
 
 
+def lesson_words(service: RunningService) -> dict[str, list[str]]:
+    """Each lesson's words (terms) as the curriculum route gives them, by lesson id."""
+    modules = requests.get(service.url + "/api/v1/curriculum", timeout=5).json()["modules"]
+    return {
+        lesson["id"]: [word["term"] for word in lesson["words"]]
+        for module in modules
+        for lesson in module["lessons"]
+    }
+
+
+def open_review(page: Page) -> list[str]:
+    """Open the Review view at once (by its URL) and read the terms it lists."""
+    page.evaluate("location.hash = '#/review'")
+    view = page.locator("#review")
+    expect(view).to_be_visible()
+    return page.locator("#review .review-term").all_text_contents()
+
+
 def shoot(page: Page, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / name), full_page=True)
@@ -163,7 +181,9 @@ def test_a_completion_in_one_tab_is_honoured_at_once_by_another_tab_on_another_i
     """Seed matrix "Browser tab switch": tabs A and B of one learner share localStorage; A's
     calls reach instance A, B's reach instance B (as behind a load balancer), and B's copy
     of the learner's progress is older. B honours A's completion at once: its next call
-    carries A's version, and its map follows A without a reload (the storage event)."""
+    carries A's version, and its map follows A without a reload (the storage event). The
+    review set too, in both orders: completed on A, reviewed on B at once, and completed on
+    B, reviewed on A at once, every word is there; each completion view shows its XP."""
     learner = AuthActions(SECRET).learner()
     set_rollout(pg_app, 100)
     with (
@@ -181,9 +201,18 @@ def test_a_completion_in_one_tab_is_honoured_at_once_by_another_tab_on_another_i
             sign_in(tab_b, a, learner)  # instance B now holds the learner's progress, version 0
             assert reached_b, "tab B's calls did not go to instance B"
 
+            words = lesson_words(a)
+            assert open_review(tab_b) == []  # instance B now derives it from version 0
+            tab_b.get_by_role("link", name="Back to the lesson map").click()
             tab_a.locator(f'li[data-lesson="{order[0][1]}"] a').click()
             complete_current_lesson(tab_a, order[0][1])
+            expect(tab_a.locator("#xp-earned")).to_contain_text("+10 XP")
             written = stored_version(tab_a, learner)
+            # Completed on A, review opened on B at once: the words are there.
+            b_review = requests_to(tab_b, "/review")
+            assert open_review(tab_b) == words[order[0][1]]
+            assert [min_version(url) for url in b_review] == [written]
+            tab_b.get_by_role("link", name="Back to the lesson map").click()
 
             b_access = requests_to(tab_b, "/access")
             checks_before = access_checks(a), access_checks(b)
@@ -204,6 +233,13 @@ def test_a_completion_in_one_tab_is_honoured_at_once_by_another_tab_on_another_i
             complete_current_lesson(tab_a, order[1][1])
             expect(after).to_have_attribute("data-state", "open")
             expect(after).to_have_attribute("aria-current", "step")
+
+            # The other order: completed on B, review opened on A at once.
+            tab_b.locator(f'li[data-lesson="{order[2][1]}"] a').click()
+            complete_current_lesson(tab_b, order[2][1])
+            expect(tab_b.locator("#xp-earned")).to_contain_text("+10 XP")
+            expect(tab_b.locator("#xp-earned")).to_contain_text("30 XP in all")
+            assert open_review(tab_a) == [t for _, lesson in order[:3] for t in words[lesson]]
             assert lock_screens(tab_a) == lock_screens(tab_b) == []
         finally:
             context.close()
@@ -217,7 +253,8 @@ def test_on_the_legacy_path_the_other_instance_still_shows_its_false_lock(
     browser: Browser,
 ):
     """The baseline of the tab switch: the legacy path believes instance B's older copy
-    (a delayed cache update, no invalidation), whatever version the tab sends."""
+    (a delayed cache update, no invalidation), whatever version the tab sends: its lock
+    screen, and a review set without the words of the lesson just completed."""
     learner = AuthActions(SECRET).learner()
     set_rollout(pg_app, 0)
     slow = {"PROGRESS_FAULTS": "cache_update_delay_ms=1500"}
@@ -234,8 +271,12 @@ def test_on_the_legacy_path_the_other_instance_still_shows_its_false_lock(
             route_api_to(tab_b, a, b)
             sign_in(tab_a, a, learner)
             sign_in(tab_b, a, learner)
+            assert open_review(tab_b) == []  # instance B's review cache keeps version 0
+            tab_b.get_by_role("link", name="Back to the lesson map").click()
             tab_a.locator(f'li[data-lesson="{order[0][1]}"] a').click()
             complete_current_lesson(tab_a, order[0][1])
+            # Nothing clears B's review cache: its old set is what the learner sees.
+            assert open_review(tab_b) == []
 
             checks_on_a = access_checks(a)
             tab_b.evaluate(f"location.hash = '#/lesson/{order[1][0]}/{order[1][1]}'")

@@ -130,6 +130,14 @@ SHORTEST = {
         ("complete", {"worker": 0, "learner": 0, "offset": 0, "update": "finish"}),
         ("announcement_delivered", {"worker": 0, "newest": False}),
     ],
+    "legacy_review": [  # a2 reads its review set from the lagging replica
+        ("complete", {"worker": 0, "learner": 0, "offset": 0, "update": "finish"}),
+        ("read_review", {"worker": 1, "learner": 0, "send_version": False}),
+    ],
+    "no_review_double_check": [  # the same read, unconfirmed
+        ("complete", {"worker": 0, "learner": 0, "offset": 0, "update": "finish"}),
+        ("read_review", {"worker": 1, "learner": 0, "send_version": False}),
+    ],
 }
 
 

@@ -54,6 +54,8 @@ DESIGN_FAMILIES = (
     "progress_rollout_stage_percentage",
     "progress_http_requests_total",
     "progress_http_request_duration_seconds",
+    "progress_review_sets_total",
+    "progress_stale_review_sets_total",
 )
 
 METRIC_NAME = re.compile(r"\bprogress_[a-z_]+")

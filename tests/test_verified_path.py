@@ -75,6 +75,8 @@ def test_normal_completion_opens_the_next_lesson_at_once_from_the_cache(verified
         "cacheUpdated": True,
         "version": 1,
         "path": "verified",
+        "xpEarned": 10,
+        "xpTotal": 10,
     }
     assert done.headers["X-Progress-Path"] == "verified"
     access = client.get(ACCESS.format("introductions"), headers=learner.headers).get_json()

@@ -31,7 +31,10 @@ export async function finishLesson(token: string): Promise<number> {
   try {
     const done: CompleteAnswer = await client.complete(modules[0].id, first.id);
     const path: "legacy" | "verified" = done.path;
-    console.info(path, done.cacheUpdated);
+    console.info(path, done.cacheUpdated, `+${done.xpEarned} XP (${done.xpTotal} in all)`);
+    const review: ProgressClient.Review = await client.review();
+    const terms: string[] = review.words.map((word) => `${word.term}: ${word.translation}`);
+    console.info(terms);
   } catch (error) {
     if (error instanceof ProgressClient.ProgressError && error.status === 0) {
       console.warn("not saved, no answer:", error.code);

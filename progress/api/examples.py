@@ -30,6 +30,8 @@ PATH_FIGURES = {
     "cacheHitRate": 0.94,
     "cacheMismatches": 0.0,
     "accessChecks": 9120.0,
+    "reviewSets": 410.0,
+    "staleReviewSets": 0.0,
 }
 PLAN = {
     "flag": "verified-progress-path",
@@ -118,8 +120,21 @@ EXAMPLES: dict[type[BaseModel], dict[str, Any]] = {
                 "id": "basics",
                 "title": "Basics",
                 "lessons": [
-                    {"id": "greetings", "title": "Greetings"},
-                    {"id": "introductions", "title": "Introductions"},
+                    {
+                        "id": "greetings",
+                        "title": "Greetings",
+                        "xp": 10,
+                        "words": [
+                            {"term": "hola", "translation": "hello"},
+                            {"term": "adiós", "translation": "goodbye"},
+                        ],
+                    },
+                    {
+                        "id": "introductions",
+                        "title": "Introductions",
+                        "xp": 10,
+                        "words": [{"term": "me llamo", "translation": "my name is"}],
+                    },
                 ],
             }
         ]
@@ -133,12 +148,31 @@ EXAMPLES: dict[type[BaseModel], dict[str, Any]] = {
             {"moduleId": "basics", "lessonId": "introductions", "accessible": True},
             {"moduleId": "basics", "lessonId": "numbers", "accessible": False},
         ],
+        "xpTotal": 20,
     },
+    s.CompletionHeaders: {"Idempotency-Key": "5b0c7d1e-8f0a-4f7e-9d8c-2a6b1e3f4c5d"},
     s.CompletionOut: {
         "success": True,
         "dbUpdated": True,
         "cacheUpdated": True,
         "version": 4,
+        "path": "verified",
+        "xpEarned": 10,
+        "xpTotal": 30,
+    },
+    s.ReviewQuery: {"minVersion": 4},
+    s.ReviewOut: {
+        "version": 4,
+        "words": [
+            {"term": "hola", "translation": "hello", "moduleId": "basics", "lessonId": "greetings"},
+            {
+                "term": "adiós",
+                "translation": "goodbye",
+                "moduleId": "basics",
+                "lessonId": "greetings",
+            },
+        ],
+        "source": "cache",
         "path": "verified",
     },
     s.AccessQuery: {"minVersion": 4},

@@ -9,7 +9,7 @@ from flask import Blueprint, Response
 
 from .. import lock_reports, logs
 from ..auth import Identity, authenticate
-from ..curriculum import LessonRef, accessible_lessons
+from ..curriculum import LessonRef, accessible_lessons, review_words
 from ..errors import ApiError
 from ..paths import serving_path
 from ..worker import worker_state
@@ -17,6 +17,7 @@ from .schemas import (
     AccessOut,
     AccessQuery,
     CompletedLessonOut,
+    CompletionHeaders,
     CompletionOut,
     CurriculumOut,
     ErrorOut,
@@ -27,6 +28,10 @@ from .schemas import (
     ModuleOut,
     ProgressOut,
     ProgressQuery,
+    ReviewOut,
+    ReviewQuery,
+    ReviewWordOut,
+    WordOut,
 )
 from .spec import operation
 
@@ -59,7 +64,7 @@ def tag_path(response: Response) -> Response:
 @bp.get("/curriculum")
 @operation("getCurriculum", "curriculum", {200: CurriculumOut, 503: ErrorOut}, secured=False)
 def get_curriculum() -> CurriculumOut:
-    """Modules in order, each with its lessons in order."""
+    """Modules in order, each with its lessons in order, their XP and their words."""
     curriculum = worker_state().curriculum()
     return CurriculumOut(
         modules=[
@@ -67,7 +72,15 @@ def get_curriculum() -> CurriculumOut:
                 id=module.slug,
                 title=module.title,
                 lessons=[
-                    LessonOut(id=lesson.slug, title=lesson.title) for lesson in module.lessons
+                    LessonOut(
+                        id=lesson.slug,
+                        title=lesson.title,
+                        xp=lesson.xp,
+                        words=[
+                            WordOut(term=w.term, translation=w.translation) for w in lesson.words
+                        ],
+                    )
+                    for lesson in module.lessons
                 ],
             )
             for module in curriculum.modules
@@ -101,25 +114,56 @@ def get_progress(query: ProgressQuery) -> ProgressOut:
             )
             for lesson, accessible in accessible_lessons(curriculum, snapshot.completed)
         ],
+        xp_total=snapshot.xp_total,
+    )
+
+
+@bp.get("/review")
+@operation("getReview", "progress", {200: ReviewOut, **ERRORS}, query=ReviewQuery)
+def get_review(query: ReviewQuery) -> ReviewOut:
+    """The learner's review set: the words of every completed lesson. Send the last version
+    seen as minVersion, as for the access check."""
+    identity = authenticate()
+    path = serving_path(identity.user_id)
+    answer = path.read_review(identity.user_id, query.min_version)
+    return ReviewOut(
+        version=answer.snapshot.version,
+        words=[
+            ReviewWordOut(
+                term=item.word.term,
+                translation=item.word.translation,
+                module_id=item.lesson.module_slug,
+                lesson_id=item.lesson.slug,
+            )
+            for item in review_words(worker_state().curriculum(), answer.snapshot.completed)
+        ],
+        source=answer.source,
+        path=path.name,
     )
 
 
 @bp.post("/modules/<moduleId>/lessons/<lessonId>/complete")
 @operation(
-    "completeLesson", "progress", {200: CompletionOut, 409: ErrorOut, **ERRORS, **RATE_LIMITED}
+    "completeLesson",
+    "progress",
+    {200: CompletionOut, 400: ErrorOut, 409: ErrorOut, **ERRORS, **RATE_LIMITED},
+    headers=CompletionHeaders,
 )
-def complete_lesson(moduleId: str, lessonId: str) -> CompletionOut:  # noqa: N803 - path names
-    """Mark a lesson complete; completing it again changes nothing."""
+def complete_lesson(moduleId: str, lessonId: str, headers: CompletionHeaders) -> CompletionOut:  # noqa: N803 - path names
+    """Mark a lesson complete and grant its XP; completing it again changes nothing and
+    grants nothing (a retry with the same `Idempotency-Key` gets the first answer's XP)."""
     identity = authenticate(write=True)
     lesson = find_lesson(moduleId, lessonId)
     path = serving_path(identity.user_id)
-    answer = path.complete_lesson(identity.user_id, lesson)
+    answer = path.complete_lesson(identity.user_id, lesson, headers.idempotency_key)
     return CompletionOut(
         success=answer.success,
         db_updated=answer.db_updated,
         cache_updated=answer.cache_updated,
         version=answer.version,
         path=path.name,
+        xp_earned=answer.xp_earned,
+        xp_total=answer.xp_total,
     )
 
 

@@ -81,9 +81,16 @@ class ErrorOut(Answer):
     error: ErrorBody
 
 
+class WordOut(Answer):
+    term: str  # in the course's language
+    translation: str
+
+
 class LessonOut(Answer):
     id: str
     title: str
+    xp: int  # what completing it grants, once
+    words: list[WordOut]
 
 
 class ModuleOut(Answer):
@@ -112,6 +119,22 @@ class ProgressOut(Answer):
     version: int
     completed: list[CompletedLessonOut]
     lessons: list[LessonAccessOut]
+    xp_total: int  # the learner's XP at `version`
+
+
+class CompletionHeaders(JsonModel):
+    """A client names each completion attempt (a UUID, say) and sends the same key when it
+    retries it: the retry is answered with the XP the attempt earned. Optional."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    idempotency_key: str | None = Field(
+        default=None,
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9._:-]+$",
+    )
 
 
 class CompletionOut(Answer):
@@ -119,6 +142,26 @@ class CompletionOut(Answer):
     db_updated: bool
     cache_updated: bool
     version: int
+    path: PathName
+    # Granted by this request: the lesson's XP the first time, 0 for a lesson already
+    # completed, except a retry with the first attempt's Idempotency-Key (its XP again).
+    xp_earned: int
+    xp_total: int  # the learner's total, this completion included
+
+
+class ReviewWordOut(Answer):
+    term: str
+    translation: str
+    module_id: str
+    lesson_id: str  # the completed lesson that taught it
+
+
+class ReviewOut(Answer):
+    """The words of every completed lesson, in the course's order, as of `version`."""
+
+    version: int
+    words: list[ReviewWordOut]
+    source: Literal["cache", "db"]
     path: PathName
 
 
@@ -142,6 +185,10 @@ class AccessOut(Answer):
 
 
 class ProgressQuery(AccessQuery):
+    pass
+
+
+class ReviewQuery(AccessQuery):
     pass
 
 
@@ -209,6 +256,8 @@ class PathFigures(Answer):
     cache_hit_rate: float | None
     cache_mismatches: float
     access_checks: float
+    review_sets: float
+    stale_review_sets: float  # caught by the double check (verified) or the audit (legacy)
 
 
 class PathFiguresOut(Answer):

@@ -164,6 +164,7 @@ def operation(
     query: Any = None,
     json: Any = None,
     secured: bool = True,
+    headers: Any = None,
 ) -> Any:
     """A route's validation and its operation in the document: `answers` maps each status
     to its model; a secured route takes the bearer token. A route that takes a body may
@@ -173,6 +174,7 @@ def operation(
     return api_spec.validate(
         query=query,
         json=json,
+        headers=headers,
         resp=ResponseSpec(**{f"HTTP_{status}": model for status, model in answers.items()}),
         operation_id=operation_id,
         tags=[tag],

@@ -11,7 +11,7 @@ from flask import Flask, current_app
 
 from .. import logs, metrics, store
 from ..cache import ProgressSnapshot
-from ..curriculum import LessonRef, is_lesson_accessible
+from ..curriculum import Curriculum, LessonRef, is_lesson_accessible
 from ..flags import verified_path_on
 from ..path_names import PathName
 from ..worker import worker_state
@@ -26,6 +26,8 @@ class CompletionAnswer:
     db_updated: bool
     cache_updated: bool
     version: int
+    xp_earned: int
+    xp_total: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,19 +38,29 @@ class AccessAnswer:
     version: int
 
 
+@dataclass(frozen=True, slots=True)
+class ReviewAnswer:
+    snapshot: ProgressSnapshot  # the review set is its completed lessons' words
+    source: Literal["cache", "db"]
+
+
 class ProgressPath(Protocol):
     name: PathName
     # Whether its answers are read at the request's minVersion or later (or from the primary
     # when no copy holds it), so a "locked" below the minVersion shows the claim was not held.
     reads_min_version: bool
 
-    def complete_lesson(self, learner_id: uuid.UUID, lesson: LessonRef) -> CompletionAnswer: ...
+    def complete_lesson(
+        self, learner_id: uuid.UUID, lesson: LessonRef, idempotency_key: str | None
+    ) -> CompletionAnswer: ...
 
     def check_access(
         self, learner_id: uuid.UUID, lesson: LessonRef, min_version: int
     ) -> AccessAnswer: ...
 
     def read_progress(self, learner_id: uuid.UUID, min_version: int) -> ProgressSnapshot: ...
+
+    def read_review(self, learner_id: uuid.UUID, min_version: int) -> ReviewAnswer: ...
 
 
 def install_path(app: Flask, path: ProgressPath) -> None:
@@ -77,10 +89,15 @@ def primary_confirms_locked(learner_id: uuid.UUID, lesson: LessonRef) -> bool:
     return not is_lesson_accessible(worker_state().curriculum(), snapshot.completed, lesson)
 
 
-def record_completion(path: PathName, learner_id: uuid.UUID, lesson: LessonRef) -> store.Completion:
-    """Write the completion and count its outcome; a locked lesson is the client's error."""
+def record_completion(
+    path: PathName, learner_id: uuid.UUID, lesson: LessonRef, idempotency_key: str | None
+) -> store.Completion:
+    """Write the completion (and its XP) and count its outcome; a locked lesson is the
+    client's error."""
     try:
-        completion = store.mark_lesson_completed(learner_id, lesson, worker_state().curriculum())
+        completion = store.mark_lesson_completed(
+            learner_id, lesson, worker_state().curriculum(), idempotency_key
+        )
     except store.LessonLocked:
         raise
     except Exception:
@@ -108,5 +125,35 @@ def record_false_lock(
             "detected_by": detected_by,
             "module_id": lesson.module_slug,
             "lesson_id": lesson.slug,
+        },
+    )
+
+
+def missing_review_lessons(
+    curriculum: Curriculum, served: ProgressSnapshot, primary: ProgressSnapshot
+) -> list[LessonRef]:
+    """The lessons with words that `primary` holds completed and `served` lacks: a review
+    set derived from `served` misses their words."""
+    missing = []
+    for lesson_id in primary.completed:
+        lesson = curriculum.by_id(lesson_id)
+        if lesson is not None and lesson.words and lesson_id not in served.completed:
+            missing.append(lesson)
+    return missing
+
+
+def count_review(path: PathName, answer: ReviewAnswer) -> ReviewAnswer:
+    metrics.review_sets.labels(path, answer.source).inc()
+    return answer
+
+
+def record_stale_review(path: PathName, missing: list[LessonRef], detected_by: str) -> None:
+    metrics.stale_review_sets.labels(path, detected_by).inc()
+    log.warning(
+        "stale review set",
+        extra={
+            "progress_path": path,
+            "detected_by": detected_by,
+            "missing_lessons": [f"{lesson.module_slug}/{lesson.slug}" for lesson in missing],
         },
     )

@@ -1,7 +1,9 @@
 """The legacy path: the old app's behaviour, kept faithfully as the rollout's baseline.
 
-Completion writes the DB, then patches the cache in the background (fire-and-forget,
-errors swallowed). The access check trusts any cache entry the TTL has kept.
+Completion writes the DB, then patches the cache and clears the learner's review cache in
+the background (fire-and-forget, errors swallowed). The access check trusts any cache entry
+the TTL has kept; the review set is served from the review cache the same way. Audits count
+the false locks and stale review sets this shows.
 """
 
 from __future__ import annotations
@@ -9,23 +11,26 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from datetime import datetime
 
 from flask import Blueprint
 from flask.blueprints import BlueprintSetupState
 
 from .. import faults, metrics, store
-from ..cache import ProgressCache, ProgressSnapshot
+from ..cache import ProgressCache, ProgressSnapshot, SnapshotMemo
 from ..curriculum import LessonRef, is_lesson_accessible
 from ..worker import worker_state
 from . import (
     AccessAnswer,
     CompletionAnswer,
+    ReviewAnswer,
     count_access,
+    count_review,
     install_path,
+    missing_review_lessons,
     primary_confirms_locked,
     record_completion,
     record_false_lock,
+    record_stale_review,
 )
 
 bp = Blueprint("legacy_path", __name__)
@@ -36,9 +41,11 @@ class LegacyPath:
     name = "legacy"
     reads_min_version = False  # the old app had no navigation guard
 
-    def complete_lesson(self, learner_id: uuid.UUID, lesson: LessonRef) -> CompletionAnswer:
+    def complete_lesson(
+        self, learner_id: uuid.UUID, lesson: LessonRef, idempotency_key: str | None
+    ) -> CompletionAnswer:
         state = worker_state()
-        completion = record_completion(self.name, learner_id, lesson)
+        completion = record_completion(self.name, learner_id, lesson, idempotency_key)
         committed = time.perf_counter()
         state.submit(
             self.name,
@@ -46,13 +53,20 @@ class LegacyPath:
             state.cache,
             learner_id,
             lesson.id,
-            completion.completed_at,
-            completion.version,
+            completion,
             committed,
         )
+        # The old app's phase 2 "critical for review mode": clear the vocabulary cache, in
+        # the background too, in this worker only.
+        state.submit(self.name, _clear_review_cache, state.review_cache, learner_id)
         # The old app never knew whether its cache update landed.
         return CompletionAnswer(
-            success=True, db_updated=True, cache_updated=False, version=completion.version
+            success=True,
+            db_updated=True,
+            cache_updated=False,
+            version=completion.version,
+            xp_earned=completion.xp_earned,
+            xp_total=completion.xp_total,
         )
 
     def check_access(
@@ -75,6 +89,19 @@ class LegacyPath:
     def read_progress(self, learner_id: uuid.UUID, min_version: int) -> ProgressSnapshot:
         return self._snapshot(learner_id)[0]
 
+    def read_review(self, learner_id: uuid.UUID, min_version: int) -> ReviewAnswer:
+        """From the review cache while the TTL keeps it (min_version is ignored, as the old
+        app had no navigation guard); otherwise from the database (the replica, believed)."""
+        review_cache = worker_state().review_cache
+        snapshot = review_cache.get(learner_id)
+        answer = ReviewAnswer(snapshot, "cache") if snapshot is not None else None
+        if answer is None:
+            answer = ReviewAnswer(store.load_progress(learner_id, replica=True), "db")
+            review_cache.put(answer.snapshot)
+        if answer.source == "cache" or store.has_replica():
+            self._audit_review(learner_id, answer.snapshot)
+        return count_review(self.name, answer)
+
     def _snapshot(self, learner_id: uuid.UUID) -> tuple[ProgressSnapshot, str]:
         cache = worker_state().cache
         snapshot = cache.get(learner_id)
@@ -95,19 +122,32 @@ class LegacyPath:
         except Exception:
             log.warning("legacy audit could not read the primary", exc_info=True)
 
+    def _audit_review(self, learner_id: uuid.UUID, served: ProgressSnapshot) -> None:
+        """The same audit for the review set: compare the set served (not from the primary)
+        with the primary's, without changing it, and count one that misses words."""
+        try:
+            primary = store.load_progress(learner_id)
+            missing = missing_review_lessons(worker_state().curriculum(), served, primary)
+            if missing:
+                record_stale_review(self.name, missing, "audit")
+        except Exception:
+            log.warning("legacy audit could not read the primary", exc_info=True)
+
 
 def _patch_cache(
     cache: ProgressCache,
     learner_id: uuid.UUID,
     lesson_id: int,
-    completed_at: datetime,
-    version: int,
+    completion: store.Completion,
     committed: float,
 ) -> None:
     try:
         faults.before_cache_update()
         patched = cache.apply(
-            learner_id, lambda entry: entry.with_completion(lesson_id, completed_at, version)
+            learner_id,
+            lambda entry: entry.with_completion(
+                lesson_id, completion.completed_at, completion.version, completion.xp_total
+            ),
         )
         metrics.cache_updates.labels(
             LegacyPath.name, "skipped" if patched is None else "applied"
@@ -119,6 +159,14 @@ def _patch_cache(
         metrics.cache_update_seconds.labels(LegacyPath.name).observe(
             time.perf_counter() - committed
         )
+
+
+def _clear_review_cache(review_cache: SnapshotMemo, learner_id: uuid.UUID) -> None:
+    try:
+        faults.before_cache_update()  # the same slow or failing background work
+        review_cache.forget(learner_id)
+    except Exception:  # the old app swallowed these
+        log.debug("legacy review cache clear failed", exc_info=True)
 
 
 @bp.record_once

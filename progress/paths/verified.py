@@ -13,7 +13,9 @@
    newer state replaces the entry;
 5. smart retry: a replica read older than the known version is retried with backoff,
    then the primary answers.
-Plus the circuit breaker around the cache.
+Plus the circuit breaker around the cache. The review set is derived from the same read as
+the access check (3 to 5), and a set not read from the primary is confirmed there as a
+cached "locked" is: it can never be behind a version the learner holds.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from datetime import datetime
 
 from flask import Blueprint, Flask, current_app
 from flask.blueprints import BlueprintSetupState
@@ -37,10 +38,14 @@ from ..worker import STATE_KEY, worker_state
 from . import (
     AccessAnswer,
     CompletionAnswer,
+    ReviewAnswer,
     count_access,
+    count_review,
     install_path,
+    missing_review_lessons,
     record_completion,
     record_false_lock,
+    record_stale_review,
 )
 
 bp = Blueprint("verified_path", __name__)
@@ -83,17 +88,21 @@ class VerifiedPath:
 
     # -- completion ---------------------------------------------------------------------
 
-    def complete_lesson(self, learner_id: uuid.UUID, lesson: LessonRef) -> CompletionAnswer:
+    def complete_lesson(
+        self, learner_id: uuid.UUID, lesson: LessonRef, idempotency_key: str | None
+    ) -> CompletionAnswer:
         state = worker_state()
-        completion = record_completion(NAME, learner_id, lesson)  # a DB failure: cache nothing
+        # A DB failure: cache nothing.
+        completion = record_completion(NAME, learner_id, lesson, idempotency_key)
         version = completion.version
         state.cache.raise_floor(learner_id, version)  # older entries are now behind
+        xp = (completion.xp_earned, completion.xp_total)
         if not state.breaker.allows_cache():
             metrics.cache_updates.labels(NAME, "skipped").inc()
-            return CompletionAnswer(True, True, False, version)
+            return CompletionAnswer(True, True, False, version, *xp)
 
         cache_updated = self._verified_update(learner_id, lesson, completion)
-        return CompletionAnswer(True, True, cache_updated, version)
+        return CompletionAnswer(True, True, cache_updated, version, *xp)
 
     def _verified_update(
         self, learner_id: uuid.UUID, lesson: LessonRef, completion: store.Completion
@@ -108,8 +117,7 @@ class VerifiedPath:
             app,
             learner_id,
             lesson.id,
-            completion.completed_at,
-            completion.version,
+            completion,
         )
         try:
             result = "verified" if future.result(self.settings.cache_update_timeout_s) else "failed"
@@ -163,6 +171,20 @@ class VerifiedPath:
         if state.breaker.allows_cache():
             state.cache.put(snapshot)
         return snapshot
+
+    def read_review(self, learner_id: uuid.UUID, min_version: int) -> ReviewAnswer:
+        """The review set from the access check's read (at least the version known), never
+        a copy of its own. Any copy can lack a completion, so a set not read from the
+        primary is confirmed there as a cached "locked" is (the double check); one the
+        primary contradicts is counted and the primary's set is answered."""
+        read = self._read(learner_id, min_version)
+        if not read.from_primary and self._needs_confirmation(read):
+            primary = self._confirm_on_primary(learner_id, read)
+            missing = missing_review_lessons(worker_state().curriculum(), read.snapshot, primary)
+            if missing:
+                record_stale_review(NAME, missing, "double_check")
+            read = Read(primary, "db", from_primary=True)
+        return count_review(NAME, ReviewAnswer(read.snapshot, read.source))  # type: ignore[arg-type]
 
     def _needs_confirmation(self, read: Read) -> bool:
         """Whether a "locked" not read from the primary is confirmed there."""
@@ -250,17 +272,18 @@ class VerifiedPath:
 
 
 def _update_entry(
-    app: Flask, learner_id: uuid.UUID, lesson_id: int, completed_at: datetime, version: int
+    app: Flask, learner_id: uuid.UUID, lesson_id: int, completion: store.Completion
 ) -> bool:
     """Runs on the background pool. 1: patch the entry if it is the state just before this
     write; an exact entry at this version that holds the lesson is proof by construction.
     2: otherwise re-read from the primary, replace the entry, and check it holds the lesson."""
     faults.before_cache_update()
     cache = app.extensions[STATE_KEY].cache
+    version = completion.version
     patched = cache.apply(
         learner_id,
         lambda entry: (
-            entry.with_completion(lesson_id, completed_at, version)
+            entry.with_completion(lesson_id, completion.completed_at, version, completion.xp_total)
             if entry.version >= version - 1
             else entry
         ),

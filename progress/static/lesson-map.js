@@ -5,6 +5,7 @@
 // Views are addressed by the URL's hash, so the back button works:
 //   #/               the lesson map
 //   #/lesson/M/L     lesson L of module M (the navigation guard decides: lesson or lock screen)
+//   #/review         the words of every completed lesson (sent with the last version seen)
 // The completion view follows a completion in place; "next" goes through the guard again.
 (function () {
   "use strict";
@@ -23,6 +24,7 @@
   const states = new Map(); // "module/lesson" -> "locked" | "open" | "complete"
   let target = null; // the lesson we are navigating to; older answers are ignored
   let signedInAs = null; // the token this tab uses
+  let xpTotal = 0; // the learner's XP as the last answer that carried it said (it only grows)
 
   const key = (moduleId, lessonId) => moduleId + "/" + lessonId;
   const find = (moduleId, lessonId) => lessons.find((l) => l.moduleId === moduleId && l.lessonId === lessonId);
@@ -115,7 +117,7 @@
     $("signin").hidden = name !== "signin";
     $("account").hidden = name === "signin";
     $("map").hidden = name !== "map";
-    $("view").hidden = !["lesson", "lock", "done"].includes(name);
+    $("view").hidden = !["lesson", "lock", "done", "review"].includes(name);
   }
 
   function focusHeading(container) {
@@ -225,13 +227,14 @@
     const progress = await api(() => client.progress());
     progress.lessons.forEach((l) => raise(l.moduleId, l.lessonId, l.accessible ? "open" : "locked"));
     progress.completed.forEach((c) => raise(c.moduleId, c.lessonId, "complete"));
+    xpTotal = Math.max(xpTotal, progress.xpTotal);
     renderMap();
   }
 
   function renderMap() {
     const next = upNext();
     const total = lessons.filter((l) => stateOf(l) === "complete").length;
-    $("course-progress").textContent = total + " of " + lessons.length + " lessons complete";
+    $("course-progress").textContent = total + " of " + lessons.length + " lessons complete · " + xpTotal + " XP";
     $("modules").replaceChildren(
       ...modules.map((m) =>
         el(
@@ -331,8 +334,9 @@
     button.disabled = true;
     button.setAttribute("aria-busy", "true");
     say("Saving…");
+    let done;
     try {
-      await api(() => client.complete(lesson.moduleId, lesson.lessonId)); // one retry inside
+      done = await api(() => client.complete(lesson.moduleId, lesson.lessonId)); // one retry inside
     } catch (error) {
       button.disabled = false;
       button.removeAttribute("aria-busy");
@@ -344,8 +348,9 @@
     raise(lesson.moduleId, lesson.lessonId, "complete");
     const next = lessons[lesson.index + 1];
     if (next) raise(next.moduleId, next.lessonId, "open"); // the server's rule; the guard still decides
+    xpTotal = Math.max(xpTotal, done.xpTotal);
     say("");
-    if (target === key(lesson.moduleId, lesson.lessonId)) showCompletion(lesson);
+    if (target === key(lesson.moduleId, lesson.lessonId)) showCompletion(lesson, done);
   }
 
   // Saving failed after the client's one retry: say so plainly, stay on the lesson.
@@ -373,8 +378,9 @@
   }
 
   // The seed's LessonRunner: after a verified completion, a completion screen (what was
-  // done, what opens next) before the learner moves on; "next" asks the guard again.
-  function showCompletion(lesson) {
+  // done, the XP it earned, what opens next) before the learner moves on; "next" asks the
+  // guard again. The XP came with the completion's answer: there is nothing to flush.
+  function showCompletion(lesson, done) {
     const module = moduleOf(lesson);
     const next = lessons[lesson.index + 1];
     const moduleDone = doneIn(module) === module.lessons.length;
@@ -384,6 +390,13 @@
       el("div", { class: "completion-badge", "aria-hidden": "true" }, checkIcon()),
       lessonHeader(lesson),
       el("h2", { tabindex: "-1" }, "Lesson complete: " + lesson.title),
+      el(
+        "p",
+        { class: "completion-xp", id: "xp-earned", dataset: { xpEarned: done.xpEarned, xpTotal: done.xpTotal } },
+        el("strong", {}, "+" + done.xpEarned + " XP"),
+        done.xpEarned ? "" : " (you had completed this lesson before)",
+        " · " + done.xpTotal + " XP in all"
+      ),
       el("div", { class: "completion-module" }, el("span", {}, module.title), moduleProgress(module)),
       moduleDone && el("p", { class: "completion-note" }, "You finished the module “" + module.title + "”."),
       next
@@ -391,6 +404,7 @@
         : el("p", { class: "completion-next" }, "You have finished the course!"),
       actions(
         next && el("button", { type: "button", id: "next", class: "primary", onclick: () => go(next) }, "Continue: " + next.title),
+        el("a", { href: "#/review", id: "review-link" }, "Review the words"),
         el("a", { href: "#/", class: "back" }, "Back to the lesson map")
       )
     );
@@ -398,6 +412,55 @@
     setView("done");
     if (next) $("next").focus();
     else focusHeading(view);
+  }
+
+  // Review: the words of every completed lesson, grouped by lesson in course order. The
+  // request carries the last version this learner saw (in any tab), so a lesson just
+  // completed is in it, whichever server answers.
+  async function showReview(moveFocus = true) {
+    target = "review";
+    say("Loading the words…");
+    let review;
+    try {
+      review = await api(() => client.review());
+    } catch (error) {
+      if (target === "review") say("Could not load the words: " + error.message);
+      return;
+    }
+    if (target !== "review") return;
+    say("");
+    const byLesson = new Map();
+    review.words.forEach((w) => {
+      const k = key(w.moduleId, w.lessonId);
+      if (!byLesson.has(k)) byLesson.set(k, []);
+      byLesson.get(k).push(w);
+    });
+    const groups = [...byLesson.entries()].map(([k, words]) => {
+      const lesson = find(words[0].moduleId, words[0].lessonId);
+      return el(
+        "section",
+        { class: "review-lesson", dataset: { module: words[0].moduleId, lesson: words[0].lessonId } },
+        el("h3", {}, lesson ? lesson.title : k),
+        el(
+          "dl",
+          { class: "review-words" },
+          ...words.flatMap((w) => [el("dt", { class: "review-term" }, w.term), el("dd", {}, w.translation)])
+        )
+      );
+    });
+    const view = el(
+      "section",
+      { class: "review-view card", id: "review", dataset: { version: review.version, words: review.words.length } },
+      el("h2", { tabindex: "-1" }, "Review"),
+      groups.length
+        ? el("p", { class: "muted" }, review.words.length + " words from " + groups.length + " completed lessons")
+        : el("p", { class: "review-empty" }, "Complete a lesson and its words appear here."),
+      ...groups,
+      actions(el("a", { href: "#/", class: "back" }, "Back to the lesson map"))
+    );
+    $("view").replaceChildren(view);
+    setView("review");
+    if (moveFocus) focusHeading(view);
   }
 
   // ProgressClient calls this whenever the navigation guard answers "locked".
@@ -448,6 +511,7 @@
   function route(moveFocus, reload = true) {
     if (!client) return;
     say("");
+    if (location.hash === "#/review") return showReview(moveFocus);
     const match = /^#\/lesson\/([^/]+)\/([^/]+)$/.exec(location.hash);
     const lesson = match && find(decodeURIComponent(match[1]), decodeURIComponent(match[2]));
     if (match && !lesson) say("There is no such lesson.");

@@ -45,7 +45,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Modules in order, each with its lessons in order. */
+        /** Modules in order, each with its lessons in order, their XP and their words. */
         get: operations["getCurriculum"];
         put?: never;
         post?: never;
@@ -72,6 +72,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/review": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The learner's review set: the words of every completed lesson. Send the last version seen as minVersion, as for the access check. */
+        get: operations["getReview"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/modules/{moduleId}/lessons/{lessonId}/complete": {
         parameters: {
             query?: never;
@@ -81,7 +98,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Mark a lesson complete; completing it again changes nothing. */
+        /** Mark a lesson complete and grant its XP; completing it again changes nothing and grants nothing (a retry with the same `Idempotency-Key` gets the first answer's XP). */
         post: operations["completeLesson"];
         delete?: never;
         options?: never;
@@ -347,7 +364,9 @@ export interface components {
          *         "stalenessIncidents": 3,
          *         "cacheHitRate": 0.94,
          *         "cacheMismatches": 0,
-         *         "accessChecks": 9120
+         *         "accessChecks": 9120,
+         *         "reviewSets": 410,
+         *         "staleReviewSets": 0
          *       },
          *       "verified": {
          *         "completions": 1840,
@@ -357,7 +376,9 @@ export interface components {
          *         "stalenessIncidents": 3,
          *         "cacheHitRate": 0.94,
          *         "cacheMismatches": 0,
-         *         "accessChecks": 9120
+         *         "accessChecks": 9120,
+         *         "reviewSets": 410,
+         *         "staleReviewSets": 0
          *       }
          *     }
          */
@@ -867,11 +888,29 @@ export interface components {
          *           "lessons": [
          *             {
          *               "id": "greetings",
-         *               "title": "Greetings"
+         *               "title": "Greetings",
+         *               "xp": 10,
+         *               "words": [
+         *                 {
+         *                   "term": "hola",
+         *                   "translation": "hello"
+         *                 },
+         *                 {
+         *                   "term": "adiós",
+         *                   "translation": "goodbye"
+         *                 }
+         *               ]
          *             },
          *             {
          *               "id": "introductions",
-         *               "title": "Introductions"
+         *               "title": "Introductions",
+         *               "xp": 10,
+         *               "words": [
+         *                 {
+         *                   "term": "me llamo",
+         *                   "translation": "my name is"
+         *                 }
+         *               ]
          *             }
          *           ]
          *         }
@@ -922,7 +961,8 @@ export interface components {
          *           "lessonId": "numbers",
          *           "accessible": false
          *         }
-         *       ]
+         *       ],
+         *       "xpTotal": 20
          *     }
          */
         ProgressOut: {
@@ -932,6 +972,75 @@ export interface components {
             completed: components["schemas"]["CompletedLessonOut"][];
             /** Lessons */
             lessons: components["schemas"]["LessonAccessOut"][];
+            /** Xptotal */
+            xpTotal: number;
+        };
+        /**
+         * ReviewQuery
+         * @example {
+         *       "minVersion": 4
+         *     }
+         */
+        ReviewQuery: {
+            /**
+             * Minversion
+             * @default 0
+             */
+            minVersion: number;
+        };
+        /**
+         * ReviewOut
+         * @description The words of every completed lesson, in the course's order, as of `version`.
+         * @example {
+         *       "version": 4,
+         *       "words": [
+         *         {
+         *           "term": "hola",
+         *           "translation": "hello",
+         *           "moduleId": "basics",
+         *           "lessonId": "greetings"
+         *         },
+         *         {
+         *           "term": "adiós",
+         *           "translation": "goodbye",
+         *           "moduleId": "basics",
+         *           "lessonId": "greetings"
+         *         }
+         *       ],
+         *       "source": "cache",
+         *       "path": "verified"
+         *     }
+         */
+        ReviewOut: {
+            /** Version */
+            version: number;
+            /** Words */
+            words: components["schemas"]["ReviewWordOut"][];
+            /**
+             * Source
+             * @enum {string}
+             */
+            source: "cache" | "db";
+            /**
+             * Path
+             * @enum {string}
+             */
+            path: "legacy" | "verified";
+        };
+        /**
+         * CompletionHeaders
+         * @description A client names each completion attempt (a UUID, say) and sends the same key when it
+         *     retries it: the retry is answered with the XP the attempt earned. Optional.
+         * @example {
+         *       "Idempotency-Key": "5b0c7d1e-8f0a-4f7e-9d8c-2a6b1e3f4c5d"
+         *     }
+         */
+        CompletionHeaders: {
+            /**
+             * Idempotency-Key
+             * @default null
+             */
+            "Idempotency-Key": string | null;
         };
         /**
          * CompletionOut
@@ -940,7 +1049,9 @@ export interface components {
          *       "dbUpdated": true,
          *       "cacheUpdated": true,
          *       "version": 4,
-         *       "path": "verified"
+         *       "path": "verified",
+         *       "xpEarned": 10,
+         *       "xpTotal": 30
          *     }
          */
         CompletionOut: {
@@ -957,6 +1068,10 @@ export interface components {
              * @enum {string}
              */
             path: "legacy" | "verified";
+            /** Xpearned */
+            xpEarned: number;
+            /** Xptotal */
+            xpTotal: number;
         };
         /**
          * AccessQuery
@@ -1114,6 +1229,10 @@ export interface components {
             cacheMismatches: number;
             /** Accesschecks */
             accessChecks: number;
+            /** Reviewsets */
+            reviewSets: number;
+            /** Stalereviewsets */
+            staleReviewSets: number;
         };
         /**
          * GuardStatusOut
@@ -1346,6 +1465,10 @@ export interface components {
             id: string;
             /** Title */
             title: string;
+            /** Xp */
+            xp: number;
+            /** Words */
+            words: components["schemas"]["WordOut"][];
         };
         /** ModuleOut */
         ModuleOut: {
@@ -1355,6 +1478,13 @@ export interface components {
             title: string;
             /** Lessons */
             lessons: components["schemas"]["LessonOut"][];
+        };
+        /** WordOut */
+        WordOut: {
+            /** Term */
+            term: string;
+            /** Translation */
+            translation: string;
         };
         /** CompletedLessonOut */
         CompletedLessonOut: {
@@ -1376,6 +1506,17 @@ export interface components {
             lessonId: string;
             /** Accessible */
             accessible: boolean;
+        };
+        /** ReviewWordOut */
+        ReviewWordOut: {
+            /** Term */
+            term: string;
+            /** Translation */
+            translation: string;
+            /** Moduleid */
+            moduleId: string;
+            /** Lessonid */
+            lessonId: string;
         };
     };
     responses: never;
@@ -1558,10 +1699,79 @@ export interface operations {
             };
         };
     };
+    getReview: {
+        parameters: {
+            query?: {
+                minVersion?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReviewOut"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
     completeLesson: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                "Idempotency-Key"?: string | null;
+            };
             path: {
                 moduleId: string;
                 lessonId: string;

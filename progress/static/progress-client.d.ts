@@ -11,6 +11,9 @@ declare namespace ProgressClient {
   type Progress = ProgressSchemas["ProgressOut"];
   type Completion = ProgressSchemas["CompletionOut"];
   type Access = ProgressSchemas["AccessOut"];
+  type Review = ProgressSchemas["ReviewOut"];
+  type ReviewWord = ProgressSchemas["ReviewWordOut"];
+  type Word = ProgressSchemas["WordOut"];
   type LockScreenReport = ProgressSchemas["LockScreenOut"];
   type ApiError = ProgressSchemas["ErrorOut"];
   type PathName = Completion["path"];
@@ -71,8 +74,11 @@ declare class ProgressClient {
   curriculum(): Promise<ProgressClient.Module[]>;
   /** The learner's progress, never older than `version`. */
   progress(): Promise<ProgressClient.Progress>;
-  /** Mark a lesson complete: one retry after 1 s on no answer or a 5xx; a 4xx at once. */
+  /** Mark a lesson complete: one retry after 1 s on no answer or a 5xx (with the same
+   * Idempotency-Key, so the retry learns the XP earned); a 4xx at once. */
   complete(moduleId: string, lessonId: string): Promise<ProgressClient.Completion>;
+  /** The review set: the words of every completed lesson, never older than `version`. */
+  review(): Promise<ProgressClient.Review>;
   /** The navigation guard: is the lesson open? Calls onLockScreen when it is not. */
   access(moduleId: string, lessonId: string): Promise<ProgressClient.Access>;
   /** Report a lock screen shown, with the lockReceipt its locked answer carried. */

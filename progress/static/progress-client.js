@@ -6,6 +6,7 @@
 //   const modules = await client.curriculum();
 //   const progress = await client.progress();
 //   await client.complete("basics", "greetings");          // one retry after 1 s on failure
+//   const review = await client.review();                  // the words of completed lessons
 //   const answer = await client.access("basics", "introductions");  // sends minVersion
 //   if (!answer.accessible) await client.reportLockScreen("basics", "introductions", answer.lockReceipt);
 //
@@ -51,6 +52,13 @@
     } catch (error) {
       return null;
     }
+  }
+
+  // A completion attempt's Idempotency-Key: random, 32 hex digits.
+  function newKey() {
+    const bytes = new Uint8Array(16);
+    global.crypto.getRandomValues(bytes);
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
   }
 
   function defaultStorage() {
@@ -118,7 +126,7 @@
     }
 
     // One call to /api/v1: JSON in and out; any failure throws a ProgressError.
-    async request(method, path, body) {
+    async request(method, path, body, extraHeaders) {
       const where = method + " " + path;
       const abort = new AbortController();
       const timer = setTimeout(() => abort.abort(), this.timeoutMs);
@@ -128,7 +136,8 @@
           method,
           headers: Object.assign(
             { Authorization: "Bearer " + this.token, Accept: "application/json" },
-            body === undefined ? {} : { "Content-Type": "application/json" }
+            body === undefined ? {} : { "Content-Type": "application/json" },
+            extraHeaders || {}
           ),
           body: body === undefined ? undefined : JSON.stringify(body),
           cache: "no-store",
@@ -177,17 +186,20 @@
       return this.request("GET", "/progress?minVersion=" + this.version);
     }
 
-    // {success, dbUpdated, cacheUpdated, version, path}. No answer or a 5xx: one retry after
-    // 1 s (completing twice changes nothing), then a clear error. A 4xx: at once.
+    // {success, dbUpdated, cacheUpdated, version, path, xpEarned, xpTotal}. No answer or a
+    // 5xx: one retry after 1 s (completing twice changes nothing), then a clear error. A 4xx:
+    // at once. Both tries carry one Idempotency-Key, so a retry whose first answer was lost
+    // still learns the XP the completion earned (a later repeat earns 0).
     async complete(moduleId, lessonId) {
       const path = lessonPath(moduleId, lessonId) + "/complete";
+      const headers = { "Idempotency-Key": newKey() };
       try {
-        return await this.request("POST", path);
+        return await this.request("POST", path, undefined, headers);
       } catch (first) {
         if (!retryable(first)) throw first;
         await sleep(RETRY_DELAY_MS);
         try {
-          return await this.request("POST", path);
+          return await this.request("POST", path, undefined, headers);
         } catch (second) {
           throw new ProgressError(
             "Could not complete lesson " + lessonId + " of " + moduleId + " (tried twice): " + second.message,
@@ -196,6 +208,13 @@
           );
         }
       }
+    }
+
+    // The review set: {version, words: [{term, translation, moduleId, lessonId}], source, path},
+    // the words of every completed lesson. Sends the last version seen, as access() does, so
+    // a lesson just completed (in this tab or another) is never missing from it.
+    review() {
+      return this.request("GET", "/review?minVersion=" + this.version);
     }
 
     // The navigation guard: {accessible, source, cacheAgeMs, version, path, lockReceipt}.

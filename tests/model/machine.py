@@ -16,7 +16,10 @@ every step the answers given in it are checked against the primary, the ground t
   was told of by an announcement (since its listener last connected): the promise the
   floor makes to clients that send no version;
 - floor_state: the same promise on the worker's state: its floor for a learner never falls
-  below a version it committed or was told of (announcements can arrive after newer news).
+  below a version it committed or was told of (announcements can arrive after newer news);
+- stale_review: a review set never lacks the words of a lesson the primary held completed
+  before the request began (and, as every read, keeps read_your_writes, worker_floor and
+  false_unlock: it lists no lesson the primary doesn't hold).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from .world import BREAKER_COOLDOWN_S, BREAKER_THRESHOLD, Completed, PrimaryStat
 COMPLETE = "/api/v1/modules/{}/lessons/{}/complete"
 ACCESS = "/api/v1/modules/{}/lessons/{}/access"
 PROGRESS = "/api/v1/progress"
+REVIEW = "/api/v1/review"
 
 
 class Violation(AssertionError):
@@ -70,6 +74,9 @@ class WorkerForgot(Violation, kind="worker_floor"): ...
 
 
 class FloorFell(Violation, kind="floor_state"): ...
+
+
+class StaleReview(Violation, kind="stale_review"): ...
 
 
 CHECKS = tuple(v.kind for v in Violation.__subclasses__())
@@ -314,6 +321,43 @@ class ProgressModel(RuleBasedStateMachine):
         missing = set(who.history.get(body["version"], {})) - completed
         if missing:
             self._fail(StaleRead, f"{what} claims version {body['version']} without {missing}")
+
+    @rule(worker=WORKERS, learner=LEARNERS, send_version=st.booleans())
+    @step
+    def read_review(self, worker: int, learner: int, send_version: bool) -> None:
+        """The learner opens review: the words of every completed lesson."""
+        w, who = self.world.workers[worker], self.learners[learner]
+        sent = who.version if send_version else None
+        response = w.client.get(
+            REVIEW + ("" if sent is None else f"?minVersion={sent}"), headers=who.headers
+        )
+        body = self._answered(worker, learner, response)
+        before = after = self.truth[learner]  # a review writes nothing
+        by_key = {(lesson.module_slug, lesson.slug): lesson for lesson in self.lessons}
+        listed = {by_key[x["moduleId"], x["lessonId"]].id for x in body["words"]}
+        what = f"{w.name}: review minVersion={sent}"
+        self._say(
+            f"{what} -> version {body['version']}, words of {len(listed)} lessons from "
+            f"{body['source']} (primary: version {before.version})"
+        )
+        if not listed <= set(after.completed):
+            self._fail(FalseUnlock, f"{what} lists words of lessons the primary doesn't hold")
+        missing = {
+            lesson_id for lesson_id in before.completed if self.lessons_by_id[lesson_id].words
+        } - listed
+        if missing:
+            self._fail(
+                StaleReview,
+                f"{what} answered at version {body['version']} without the words of "
+                f"{sorted(self._name(self.lessons_by_id[i]) for i in missing)}, completed in "
+                f"the primary at version {before.version} before the request began",
+            )
+        self._check_version(worker, learner, sent, body["version"], what)
+        behind = {
+            i for i in who.history.get(body["version"], {}) if self.lessons_by_id[i].words
+        } - listed
+        if behind:
+            self._fail(StaleRead, f"{what} claims version {body['version']} without {behind}")
 
     @functools.cached_property
     def lessons_by_id(self) -> dict[int, LessonRef]:

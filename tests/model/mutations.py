@@ -108,4 +108,18 @@ MUTATIONS = [
         "floor_state",
         _no_version_rule,
     ),
+    Mutation(
+        "legacy_review",
+        "the legacy path's review cache (the old app's vocabulary cache)",
+        "legacy",
+        "stale_review",
+        _nothing,
+    ),
+    Mutation(
+        "no_review_double_check",
+        "verified, review sets not confirmed on the primary",
+        "verified",
+        "stale_review",
+        _no_double_check,
+    ),
 ]
