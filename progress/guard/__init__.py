@@ -39,21 +39,37 @@ warning, and changes nothing. How often this is wrong is measured by `simulation
 from .evaluation import evaluate, recent_evaluations
 from .keeping import exposition
 from .lock import GuardBusy
-from .plan import StageNotReady, advance_stage, current_plan, update_plan, validate_stages
+from .notes import EvaluationNotFound, note_evaluation, note_latest
+from .plan import (
+    StageNotReady,
+    advance_stage,
+    back_stage,
+    current_plan,
+    update_plan,
+    validate_stages,
+)
 from .schedule import init_app
 from .status import PlanView, guard_status
+from .tuning import HistogramsUnavailable, TimeoutsReport, tune_timeouts
 
 __all__ = [
+    "EvaluationNotFound",
     "GuardBusy",
+    "HistogramsUnavailable",
     "PlanView",
     "StageNotReady",
+    "TimeoutsReport",
     "advance_stage",
+    "back_stage",
     "current_plan",
     "evaluate",
     "exposition",
     "guard_status",
     "init_app",
+    "note_evaluation",
+    "note_latest",
     "recent_evaluations",
+    "tune_timeouts",
     "update_plan",
     "validate_stages",
 ]

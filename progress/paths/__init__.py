@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from flask import Flask, current_app
 
-from .. import logs, metrics, store
+from .. import faults, logs, metrics, store
 from ..cache import ProgressSnapshot
 from ..curriculum import LessonRef, is_lesson_accessible
 from ..flags import verified_path_on
@@ -79,13 +80,17 @@ def primary_confirms_locked(learner_id: uuid.UUID, lesson: LessonRef) -> bool:
 
 def record_completion(path: PathName, learner_id: uuid.UUID, lesson: LessonRef) -> store.Completion:
     """Write the completion and count its outcome; a locked lesson is the client's error."""
+    started = time.perf_counter()
     try:
+        faults.before_completion(path)
         completion = store.mark_lesson_completed(learner_id, lesson, worker_state().curriculum())
     except store.LessonLocked:
         raise
     except Exception:
         metrics.completions.labels(path, "error").inc()
         raise
+    finally:
+        metrics.completion_seconds.labels(path).observe(time.perf_counter() - started)
     metrics.completions.labels(path, "success").inc()
     return completion
 
