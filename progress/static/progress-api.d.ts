@@ -227,6 +227,57 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/admin/rollout/back": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** A person's decision after a pause (the watch at 100%, say): back to the plan's previous stage in one step; the reason is kept in the history, the note with the guard's latest evaluation. The plan stays paused until a person resumes it. */
+        post: operations["backRollout"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/rollout/evaluations/{evaluation_id}/note": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /** Keep a person's note with one guard decision (the end of the watch, a pause): what happened and what was done; it replaces an earlier note. */
+        put: operations["noteRolloutEvaluation"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/timeouts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The timeout settings against the latency histograms of the last `days` (from Prometheus, or this instance's own counters): observed percentiles, the recommended value by the stated rule, the share of requests each candidate would have cut, and the line to deploy. Changes nothing: timeouts are deploy-time settings. */
+        get: operations["getTimeouts"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/admin/rollout/charts": {
         parameters: {
             query?: never;
@@ -315,6 +366,11 @@ export interface components {
             percentage: number;
             /** Reason */
             reason: string;
+            /**
+             * Note
+             * @default null
+             */
+            note: string | null;
         };
         /**
          * RolloutHistoryOut
@@ -453,6 +509,10 @@ export interface components {
             latencyMargin: number;
             /** Falserollbackrate */
             falseRollbackRate: number;
+            /** Watchhours */
+            watchHours: number;
+            /** Baselinedays */
+            baselineDays: number;
             /** Enabled */
             enabled: boolean;
             /** Paused */
@@ -466,6 +526,7 @@ export interface components {
             guard: components["schemas"]["GuardStatusOut"];
             /** Margincosts */
             marginCosts: components["schemas"]["MarginCostOut"][];
+            watch: components["schemas"]["WatchOut"];
         };
         /**
          * RolloutPlanIn
@@ -532,6 +593,16 @@ export interface components {
              * @default null
              */
             falseRollbackRate: number | null;
+            /**
+             * Watchhours
+             * @default null
+             */
+            watchHours: number | null;
+            /**
+             * Baselinedays
+             * @default null
+             */
+            baselineDays: number | null;
             /**
              * Enabled
              * @default null
@@ -635,7 +706,8 @@ export interface components {
         };
         /**
          * AdvanceIn
-         * @description Why the stage moves on: kept in the history with the change.
+         * @description Why the stage moves on: kept in the history with the change; a note, kept with the
+         *     guard's latest evaluation.
          * @example {
          *       "reason": "10% held a day within the margin; product signs off"
          *     }
@@ -643,6 +715,109 @@ export interface components {
         AdvanceIn: {
             /** Reason */
             reason: string;
+            /**
+             * Note
+             * @default null
+             */
+            note: string | null;
+        };
+        /**
+         * BackIn
+         * @description Why the rollout goes back a stage: kept in the history; a note, kept with the
+         *     guard's latest evaluation (the pause it answers).
+         */
+        BackIn: {
+            /** Reason */
+            reason: string;
+            /**
+             * Note
+             * @default null
+             */
+            note: string | null;
+        };
+        /**
+         * NoteIn
+         * @description A person's note on one guard decision (or the end of the watch).
+         */
+        NoteIn: {
+            /** Note */
+            note: string;
+        };
+        /** GuardEvaluationOut */
+        GuardEvaluationOut: {
+            /** Id */
+            id: number;
+            /**
+             * At
+             * Format: date-time
+             */
+            at: string;
+            /** Flag */
+            flag: string;
+            /** Stage */
+            stage: number;
+            /** Percentage */
+            percentage: number;
+            /** Windowseconds */
+            windowSeconds: number;
+            /** Checks */
+            checks: components["schemas"]["GuardCheckOut"][];
+            /**
+             * Decision
+             * @enum {string}
+             */
+            decision: "advance" | "hold" | "pause" | "rollback" | "ready" | "complete";
+            /** Reason */
+            reason: string;
+            /** Acted */
+            acted: boolean;
+            /** Instance */
+            instance: string;
+            /** Etaseconds */
+            etaSeconds: number | null;
+            eta: components["schemas"]["GuardEtaOut"];
+            /**
+             * Note
+             * @default null
+             */
+            note: string | null;
+            /**
+             * Notedby
+             * @default null
+             */
+            notedBy: string | null;
+            /**
+             * Notedat
+             * @default null
+             */
+            notedAt: string | null;
+        };
+        /** TimeoutsQuery */
+        TimeoutsQuery: {
+            /**
+             * Days
+             * @default 7
+             */
+            days: number;
+        };
+        /**
+         * TimeoutsOut
+         * @description What the observed latencies say the timeouts should be; nothing is changed.
+         */
+        TimeoutsOut: {
+            /**
+             * Source
+             * @enum {string}
+             */
+            source: "prometheus" | "instance";
+            /** Days */
+            days: number;
+            /** Window */
+            window: string;
+            /** Settings */
+            settings: components["schemas"]["TimeoutAdviceOut"][];
+            /** Note */
+            note: string;
         };
         /**
          * RolloutChartsQuery
@@ -1152,6 +1327,92 @@ export interface components {
             /** Text */
             text: string;
         };
+        /**
+         * WatchBaselineOut
+         * @description The legacy path's figures over the baseline's days before the move to 100%.
+         */
+        WatchBaselineOut: {
+            /**
+             * Start
+             * Format: date-time
+             */
+            start: string;
+            /**
+             * End
+             * Format: date-time
+             */
+            end: string;
+            /**
+             * Source
+             * @enum {string}
+             */
+            source: "prometheus" | "evaluations";
+            /** Span */
+            span: string;
+            /** Wholedays */
+            wholeDays: boolean;
+            /** Completions */
+            completions: number;
+            /** Errors */
+            errors: number;
+            /** Successrate */
+            successRate: number | null;
+            /** Updates */
+            updates: number;
+            /** Overbudgetshare */
+            overBudgetShare: number | null;
+            /** Days */
+            days: {
+                [key: string]: unknown;
+            }[];
+        };
+        /**
+         * WatchCurrentOut
+         * @description The verified path's figures since the watch began, at the latest evaluation.
+         */
+        WatchCurrentOut: {
+            /**
+             * At
+             * Format: date-time
+             */
+            at: string;
+            /** Completions */
+            completions: number | null;
+            /** Errors */
+            errors: number | null;
+            /** Successrate */
+            successRate: number | null;
+            /** Updates */
+            updates: number | null;
+            /** Overbudgetshare */
+            overBudgetShare: number | null;
+        };
+        /**
+         * WatchOut
+         * @description The watch at the plan's last stage: the verified path against the legacy path's
+         *     history, for `watchHours`; clean, the rollout is complete.
+         */
+        WatchOut: {
+            /**
+             * State
+             * @enum {string}
+             */
+            state: "not_started" | "watching" | "paused" | "over" | "complete";
+            /** Lengthseconds */
+            lengthSeconds: number;
+            /** Startedat */
+            startedAt: string | null;
+            /** Endsat */
+            endsAt: string | null;
+            /** Secondsleft */
+            secondsLeft: number | null;
+            /** Completedat */
+            completedAt: string | null;
+            baseline: components["schemas"]["WatchBaselineOut"] | null;
+            current: components["schemas"]["WatchCurrentOut"] | null;
+            /** Text */
+            text: string;
+        };
         /** GuardCheckOut */
         GuardCheckOut: {
             /** Name */
@@ -1200,40 +1461,6 @@ export interface components {
             /** Text */
             text: string;
         };
-        /** GuardEvaluationOut */
-        GuardEvaluationOut: {
-            /** Id */
-            id: number;
-            /**
-             * At
-             * Format: date-time
-             */
-            at: string;
-            /** Flag */
-            flag: string;
-            /** Stage */
-            stage: number;
-            /** Percentage */
-            percentage: number;
-            /** Windowseconds */
-            windowSeconds: number;
-            /** Checks */
-            checks: components["schemas"]["GuardCheckOut"][];
-            /**
-             * Decision
-             * @enum {string}
-             */
-            decision: "advance" | "hold" | "pause" | "rollback" | "ready";
-            /** Reason */
-            reason: string;
-            /** Acted */
-            acted: boolean;
-            /** Instance */
-            instance: string;
-            /** Etaseconds */
-            etaSeconds: number | null;
-            eta: components["schemas"]["GuardEtaOut"];
-        };
         /**
          * SequentialTestOut
          * @description A sequential test at one evaluation: chart `lower`/`upper` against `margin` over
@@ -1281,6 +1508,49 @@ export interface components {
              * @default null
              */
             needed: number | null;
+        };
+        /**
+         * TimeoutAdviceOut
+         * @description One timeout setting against the latency histogram that governs it.
+         */
+        TimeoutAdviceOut: {
+            /** Setting */
+            setting: string;
+            /** Currentms */
+            currentMs: number;
+            /** Histogram */
+            histogram: string;
+            /** Observations */
+            observations: number;
+            /** P50Ms */
+            p50Ms: number | null;
+            /** P99Ms */
+            p99Ms: number | null;
+            /** P999Ms */
+            p999Ms: number | null;
+            /** Recommendedms */
+            recommendedMs: number | null;
+            /** Rule */
+            rule: string;
+            /** Line */
+            line: string;
+            /** Candidates */
+            candidates: components["schemas"]["TimeoutCandidateOut"][];
+            /** Warnings */
+            warnings: string[];
+            /** Bucketsneeded */
+            bucketsNeeded: number[];
+        };
+        /** TimeoutCandidateOut */
+        TimeoutCandidateOut: {
+            /** Valuems */
+            valueMs: number;
+            /** Shareover */
+            shareOver: number | null;
+            /** Requestsover */
+            requestsOver: number | null;
+            /** Label */
+            label: string;
         };
         /** ChartMarkerOut */
         ChartMarkerOut: {
@@ -2389,6 +2659,267 @@ export interface operations {
             };
             /** @description Too Many Requests */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Bad Gateway */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    backRollout: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BackIn"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RolloutPlanOut"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Bad Gateway */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    noteRolloutEvaluation: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                evaluation_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NoteIn"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GuardEvaluationOut"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Bad Gateway */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    getTimeouts: {
+        parameters: {
+            query?: {
+                days?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TimeoutsOut"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
