@@ -9,13 +9,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from progress.guard import simulation, watch_simulation
+from progress import guard
+from progress.extensions import db
+from progress.guard import simulation, watch, watch_simulation
 from progress.guard.checks import Thresholds, judge
 from progress.guard.decision import Situation, WatchClock, decide
 from progress.guard.watch import Baseline, with_baseline
 from progress.models import PLAN_DEFAULTS
 
-from .support.guard import figures
+from .support.guard import ADVANCE, EVALUATIONS, GO, PLAN, figures, kept_evaluation
 
 SEED = 20261207
 END = datetime(2026, 12, 1, tzinfo=UTC)
@@ -113,3 +115,82 @@ def test_a_twice_worse_verified_path_is_paused_within_the_watch_at_1000_a_minute
     assert len(tally.paused) == tally.watches
     assert max(tally.paused) < watch_simulation.WATCH_MIN
     assert tally.completed == 0
+
+
+def test_the_plan_carries_the_watch_and_refuses_a_watch_of_nothing(guarded, admin):
+    """48 hours against 7 days by default; fractions are taken; 0 or less is refused with
+    the field named, and nothing changes."""
+    client = guarded.test_client()
+    plan = client.get(PLAN, headers=admin.headers).get_json()
+    assert (plan["watchHours"], plan["baselineDays"]) == (48.0, 7.0)
+    assert plan["watch"]["state"] == "not_started"
+    assert "starts when the rollout reaches 100%" in plan["watch"]["text"]
+    changed = client.put(PLAN, headers=admin.headers, json={"watchHours": 0.5})
+    assert changed.get_json()["watchHours"] == 0.5
+    for field, value in (("watchHours", 0), ("baselineDays", -1), ("baselineDays", 91)):
+        refused = client.put(PLAN, headers=admin.headers, json={field: value})
+        assert refused.status_code == 400, refused.get_json()
+        assert refused.get_json()["error"]["field"] == field
+    assert client.get(PLAN, headers=admin.headers).get_json()["watchHours"] == 0.5
+
+
+def test_notes_are_kept_with_evaluations_through_advance_and_the_note_route(guarded, admin):
+    """A note on advance lands on the latest evaluation; the note route replaces it; an
+    unknown evaluation is a 404 and an empty note a 400, each naming the field."""
+    client = guarded.test_client()
+    with guarded.app_context():
+        db.session.add(kept_evaluation(timedelta(minutes=1)))
+        db.session.commit()
+    moved = client.post(ADVANCE, headers=admin.headers, json={**GO, "note": "support is ready"})
+    assert moved.status_code == 200, moved.get_json()
+    (latest,) = client.get(EVALUATIONS, headers=admin.headers).get_json()["evaluations"]
+    assert (latest["note"], latest["notedBy"]) == ("support is ready", admin.email)
+    route = f"{EVALUATIONS}/{latest['id']}/note"
+    replaced = client.put(route, headers=admin.headers, json={"note": "and it went well"})
+    assert replaced.get_json()["note"] == "and it went well"
+    missing = client.put(f"{EVALUATIONS}/999999/note", headers=admin.headers, json={"note": "x"})
+    assert missing.status_code == 404
+    assert missing.get_json()["error"]["field"] == "evaluationId"
+    empty = client.put(route, headers=admin.headers, json={"note": ""})
+    assert empty.status_code == 400
+    assert empty.get_json()["error"]["field"] == "note"
+
+
+def test_back_goes_to_the_previous_stage_and_refuses_at_the_first(guarded, admin):
+    client = guarded.test_client()
+    at_first = client.post(PLAN.replace("plan", "back"), headers=admin.headers, json=GO)
+    assert at_first.status_code == 409
+    client.post(ADVANCE, headers=admin.headers, json=GO)  # 0% -> 10%
+    back = client.post(PLAN.replace("plan", "back"), headers=admin.headers, json=GO)
+    assert back.status_code == 200, back.get_json()
+    assert back.get_json()["stagePercentage"] == 0
+
+
+def test_the_baseline_from_kept_evaluations_adds_each_stages_last_look(guarded):
+    """Without Prometheus: each run of looks counts from its stage's start, so the last
+    look of each run holds its totals; the runs add up."""
+
+    def look(age_min, stage, window, completions, errors):
+        return kept_evaluation(
+            timedelta(minutes=age_min),
+            stage=stage,
+            percentage=10 * stage,
+            window_seconds=window,
+            checks=[
+                {
+                    "name": "completion_success_rate",
+                    "figures": {"legacyCompletions": completions, "legacyErrors": errors},
+                    "threshold": {},
+                }
+            ],
+        )
+
+    with guarded.app_context():
+        db.session.add_all(
+            [look(50, 1, 60, 100, 1), look(40, 1, 660, 900, 9), look(30, 0, 60, 0, 0),
+             look(20, 1, 60, 50, 0), look(10, 1, 660, 500, 5)]
+        )  # fmt: skip
+        db.session.commit()
+        now = datetime.now(UTC)
+        kept = watch.from_evaluations(guard.current_plan().flag, now - timedelta(hours=1), now)
+    assert (kept.completions, kept.errors, kept.source) == (1400, 14, "evaluations")

@@ -1,7 +1,7 @@
 """The timeouts from real data (the rollout's last phase): each timeout setting against the
 latency histogram that governs it over the last N days, from Prometheus or this instance's
 own counters. For each: the observed p50 / p99 / p99.9, the value the rule recommends
-(p99.9 x 1.5, rounded up to a round value, clamped; RETRY_BASE: the median lag), the share
+(p99.9 x 1.5, rounded up to a round value, clamped; RETRY_BASE: half the median wait), the share
 of requests each candidate value would have cut, and the line to deploy. It changes
 nothing: timeouts are deploy-time settings (docs/operations.md, "Tuning the timeouts")."""
 
@@ -92,11 +92,12 @@ SETTINGS = (
     Setting(
         "PROGRESS_RETRY_BASE_MS",
         (REPLICA_WAIT,),
-        "the median replica lag: most reads behind need one retry",
+        "half the median wait out of the replica's lag (the backoff doubles, so a wait is up "
+        "to about twice the lag it waited out): most reads behind need one retry",
         5,
         500,
         quantile=0.5,
-        factor=1.0,
+        factor=0.5,
     ),
     Setting(
         "PROGRESS_STALE_AFTER_MS",

@@ -447,11 +447,24 @@ export interface components {
          *       "ready": false,
          *       "updatedAt": "2026-03-02T09:15:27.418000+00:00",
          *       "updatedBy": "ana@example.com",
+         *       "watchHours": 48,
+         *       "baselineDays": 7,
          *       "guard": {
          *         "running": true,
          *         "source": "prometheus",
          *         "reason": null,
          *         "warnings": []
+         *       },
+         *       "watch": {
+         *         "state": "not_started",
+         *         "lengthSeconds": 172800,
+         *         "startedAt": null,
+         *         "endsAt": null,
+         *         "secondsLeft": null,
+         *         "completedAt": null,
+         *         "baseline": null,
+         *         "current": null,
+         *         "text": "the watch of 48 h starts when the rollout reaches 100%"
          *       },
          *       "marginCosts": [
          *         {
@@ -709,7 +722,8 @@ export interface components {
          * @description Why the stage moves on: kept in the history with the change; a note, kept with the
          *     guard's latest evaluation.
          * @example {
-         *       "reason": "10% held a day within the margin; product signs off"
+         *       "reason": "10% held a day within the margin; product signs off",
+         *       "note": "support saw no lock-screen tickets at 10%"
          *     }
          */
         AdvanceIn: {
@@ -725,6 +739,10 @@ export interface components {
          * BackIn
          * @description Why the rollout goes back a stage: kept in the history; a note, kept with the
          *     guard's latest evaluation (the pause it answers).
+         * @example {
+         *       "reason": "completions fail at 100% since the 14:00 deploy",
+         *       "note": "paused by the watch; the deploy is rolled back, back to 10% meanwhile"
+         *     }
          */
         BackIn: {
             /** Reason */
@@ -738,12 +756,86 @@ export interface components {
         /**
          * NoteIn
          * @description A person's note on one guard decision (or the end of the watch).
+         * @example {
+         *       "note": "48 h clean; legacy path to be retired next sprint"
+         *     }
          */
         NoteIn: {
             /** Note */
             note: string;
         };
-        /** GuardEvaluationOut */
+        /**
+         * GuardEvaluationOut
+         * @example {
+         *       "id": 41,
+         *       "at": "2026-03-02T09:15:27.418000+00:00",
+         *       "flag": "verified-progress-path",
+         *       "stage": 1,
+         *       "percentage": 10,
+         *       "windowSeconds": 3600,
+         *       "checks": [
+         *         {
+         *           "name": "false_lock_screens",
+         *           "status": "pass",
+         *           "detail": "no false lock screen shown on the verified path in 3600 s (0 caught by its double check)",
+         *           "figures": {
+         *             "shown": 0,
+         *             "clientReport": 0,
+         *             "audit": 0,
+         *             "caughtByDoubleCheck": 0
+         *           },
+         *           "threshold": {
+         *             "maxShown": 0
+         *           }
+         *         },
+         *         {
+         *           "name": "completion_success_rate",
+         *           "status": "inconclusive",
+         *           "detail": "verified success rate 98% vs 99.5% after 10,000 completions: inconclusive, holding (with 99% confidence verified is between 0.27 point better and 3.27 points worse; the margin is 0.1 point)",
+         *           "figures": {
+         *             "verified": 0.98,
+         *             "legacy": 0.995,
+         *             "verifiedErrors": 20,
+         *             "legacyErrors": 45,
+         *             "verifiedCompletions": 1000,
+         *             "legacyCompletions": 9000
+         *           },
+         *           "threshold": {
+         *             "margin": 0.001,
+         *             "confidence": 0.99
+         *           },
+         *           "test": {
+         *             "method": "mSPRT",
+         *             "counting": "errors",
+         *             "statistic": 0.015,
+         *             "lower": -0.002733,
+         *             "upper": 0.032733,
+         *             "margin": 0.001,
+         *             "confidence": 0.99,
+         *             "evidence": 10000,
+         *             "verdict": "inconclusive",
+         *             "needed": 108398
+         *           }
+         *         }
+         *       ],
+         *       "decision": "hold",
+         *       "reason": "verified success rate 98% vs 99.5% after 10,000 completions: inconclusive, holding (with 99% confidence verified is between 0.27 point better and 3.27 points worse; the margin is 0.1 point)",
+         *       "acted": false,
+         *       "instance": "web-1:4242",
+         *       "etaSeconds": 390233,
+         *       "eta": {
+         *         "seconds": 390233,
+         *         "reason": null,
+         *         "limitedBy": "completion_success_rate",
+         *         "ratePerMinute": 16.67,
+         *         "needed": 108398,
+         *         "text": "decides in about 4.5 days (likely 1.5 days to 14 days), at 17 verified completions a minute; needs about 110,000 more"
+         *       },
+         *       "note": "holding is expected: 0.1 point needs about a day at this traffic",
+         *       "notedBy": "ana@example.com",
+         *       "notedAt": "2026-03-02T09:15:27.418000+00:00"
+         *     }
+         */
         GuardEvaluationOut: {
             /** Id */
             id: number;
@@ -792,7 +884,12 @@ export interface components {
              */
             notedAt: string | null;
         };
-        /** TimeoutsQuery */
+        /**
+         * TimeoutsQuery
+         * @example {
+         *       "days": 7
+         *     }
+         */
         TimeoutsQuery: {
             /**
              * Days
@@ -803,6 +900,54 @@ export interface components {
         /**
          * TimeoutsOut
          * @description What the observed latencies say the timeouts should be; nothing is changed.
+         * @example {
+         *       "source": "prometheus",
+         *       "days": 7,
+         *       "window": "the last 7 days",
+         *       "settings": [
+         *         {
+         *           "setting": "PROGRESS_CACHE_UPDATE_TIMEOUT_MS",
+         *           "currentMs": 2000,
+         *           "histogram": "progress_cache_update_seconds{path=\"verified\"}",
+         *           "observations": 812400,
+         *           "p50Ms": 3.1,
+         *           "p99Ms": 38,
+         *           "p999Ms": 96,
+         *           "recommendedMs": 150,
+         *           "rule": "p99.9 of the verified path's cache update x 1.5",
+         *           "line": "PROGRESS_CACHE_UPDATE_TIMEOUT_MS=150",
+         *           "candidates": [
+         *             {
+         *               "valueMs": 75,
+         *               "shareOver": 0.0021,
+         *               "requestsOver": 1706,
+         *               "label": ""
+         *             },
+         *             {
+         *               "valueMs": 150,
+         *               "shareOver": 0.0004,
+         *               "requestsOver": 325,
+         *               "label": "recommended"
+         *             },
+         *             {
+         *               "valueMs": 300,
+         *               "shareOver": 0.0001,
+         *               "requestsOver": 81,
+         *               "label": ""
+         *             },
+         *             {
+         *               "valueMs": 2000,
+         *               "shareOver": 0,
+         *               "requestsOver": 0,
+         *               "label": "current"
+         *             }
+         *           ],
+         *           "warnings": [],
+         *           "bucketsNeeded": []
+         *         }
+         *       ],
+         *       "note": "Nothing was changed: timeouts are deploy-time settings; deploy the lines you choose."
+         *     }
          */
         TimeoutsOut: {
             /**
@@ -1330,6 +1475,24 @@ export interface components {
         /**
          * WatchBaselineOut
          * @description The legacy path's figures over the baseline's days before the move to 100%.
+         * @example {
+         *       "start": "2026-03-02T09:00:00+00:00",
+         *       "end": "2026-03-09T09:00:00+00:00",
+         *       "source": "prometheus",
+         *       "span": "7 days",
+         *       "wholeDays": true,
+         *       "completions": 9980000,
+         *       "errors": 49900,
+         *       "successRate": 0.995,
+         *       "updates": 9980000,
+         *       "overBudgetShare": 0.012,
+         *       "days": [
+         *         {
+         *           "completions": 1425714,
+         *           "errors": 7128
+         *         }
+         *       ]
+         *     }
          */
         WatchBaselineOut: {
             /**
@@ -1369,6 +1532,14 @@ export interface components {
         /**
          * WatchCurrentOut
          * @description The verified path's figures since the watch began, at the latest evaluation.
+         * @example {
+         *       "at": "2026-03-09T21:00:00+00:00",
+         *       "completions": 720000,
+         *       "errors": 3420,
+         *       "successRate": 0.99525,
+         *       "updates": 720000,
+         *       "overBudgetShare": 0.0004
+         *     }
          */
         WatchCurrentOut: {
             /**
@@ -1391,6 +1562,41 @@ export interface components {
          * WatchOut
          * @description The watch at the plan's last stage: the verified path against the legacy path's
          *     history, for `watchHours`; clean, the rollout is complete.
+         * @example {
+         *       "state": "watching",
+         *       "lengthSeconds": 172800,
+         *       "startedAt": "2026-03-09T09:00:00+00:00",
+         *       "endsAt": "2026-03-11T09:00:00+00:00",
+         *       "secondsLeft": 129600,
+         *       "completedAt": null,
+         *       "baseline": {
+         *         "start": "2026-03-02T09:00:00+00:00",
+         *         "end": "2026-03-09T09:00:00+00:00",
+         *         "source": "prometheus",
+         *         "span": "7 days",
+         *         "wholeDays": true,
+         *         "completions": 9980000,
+         *         "errors": 49900,
+         *         "successRate": 0.995,
+         *         "updates": 9980000,
+         *         "overBudgetShare": 0.012,
+         *         "days": [
+         *           {
+         *             "completions": 1425714,
+         *             "errors": 7128
+         *           }
+         *         ]
+         *       },
+         *       "current": {
+         *         "at": "2026-03-09T21:00:00+00:00",
+         *         "completions": 720000,
+         *         "errors": 3420,
+         *         "successRate": 0.99525,
+         *         "updates": 720000,
+         *         "overBudgetShare": 0.0004
+         *       },
+         *       "text": "watching: 36 h of 48 h left"
+         *     }
          */
         WatchOut: {
             /**
@@ -1512,6 +1718,46 @@ export interface components {
         /**
          * TimeoutAdviceOut
          * @description One timeout setting against the latency histogram that governs it.
+         * @example {
+         *       "setting": "PROGRESS_CACHE_UPDATE_TIMEOUT_MS",
+         *       "currentMs": 2000,
+         *       "histogram": "progress_cache_update_seconds{path=\"verified\"}",
+         *       "observations": 812400,
+         *       "p50Ms": 3.1,
+         *       "p99Ms": 38,
+         *       "p999Ms": 96,
+         *       "recommendedMs": 150,
+         *       "rule": "p99.9 of the verified path's cache update x 1.5",
+         *       "line": "PROGRESS_CACHE_UPDATE_TIMEOUT_MS=150",
+         *       "candidates": [
+         *         {
+         *           "valueMs": 75,
+         *           "shareOver": 0.0021,
+         *           "requestsOver": 1706,
+         *           "label": ""
+         *         },
+         *         {
+         *           "valueMs": 150,
+         *           "shareOver": 0.0004,
+         *           "requestsOver": 325,
+         *           "label": "recommended"
+         *         },
+         *         {
+         *           "valueMs": 300,
+         *           "shareOver": 0.0001,
+         *           "requestsOver": 81,
+         *           "label": ""
+         *         },
+         *         {
+         *           "valueMs": 2000,
+         *           "shareOver": 0,
+         *           "requestsOver": 0,
+         *           "label": "current"
+         *         }
+         *       ],
+         *       "warnings": [],
+         *       "bucketsNeeded": []
+         *     }
          */
         TimeoutAdviceOut: {
             /** Setting */
@@ -1541,7 +1787,15 @@ export interface components {
             /** Bucketsneeded */
             bucketsNeeded: number[];
         };
-        /** TimeoutCandidateOut */
+        /**
+         * TimeoutCandidateOut
+         * @example {
+         *       "valueMs": 150,
+         *       "shareOver": 0.0004,
+         *       "requestsOver": 325,
+         *       "label": "recommended"
+         *     }
+         */
         TimeoutCandidateOut: {
             /** Valuems */
             valueMs: number;
