@@ -12,7 +12,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from UnleashClient.utils import normalized_hash
 
 from harness.processes import free_port
