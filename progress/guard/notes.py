@@ -11,6 +11,7 @@ from ..extensions import db
 from ..models import GuardEvaluation, utcnow
 
 MAX_NOTE = 2000
+MAX_ID = 2**31 - 1
 
 
 class EvaluationNotFound(ProgressError):
@@ -19,7 +20,9 @@ class EvaluationNotFound(ProgressError):
 
 def note_evaluation(flag: str, evaluation_id: int, note: str, actor: str) -> GuardEvaluation:
     """Keep `note` with one evaluation (replacing an earlier note), and commit."""
-    evaluation = db.session.get(GuardEvaluation, evaluation_id)
+    # Ids are the database's integers: a number past them names no evaluation.
+    fits = 0 < evaluation_id <= MAX_ID
+    evaluation = db.session.get(GuardEvaluation, evaluation_id) if fits else None
     if evaluation is None or evaluation.flag != flag:
         raise EvaluationNotFound(f"no evaluation {evaluation_id}", field="evaluationId")
     _keep(evaluation, note, actor)
