@@ -41,7 +41,9 @@
       body.append(row);
     });
     table.append(body);
-    box.append(table);
+    const wrap = node("div", "table-wrap");
+    wrap.append(table);
+    box.append(wrap);
     advice.warnings.forEach((w) => box.append(node("p", "warning", w)));
     if (advice.bucketsNeeded.length) box.append(node("p", "warning", "Add the buckets " + advice.bucketsNeeded.join(", ") + " s to place it."));
     box.append(node("p", null, "Deploy: "), node("code", null, advice.line));
