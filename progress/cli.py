@@ -457,6 +457,25 @@ def rollout_back(reason: str, note: str | None, output: str | None) -> None:
     _echo_plan(plan, _resolve_format(output))
 
 
+@rollout_group.command("complete")
+@click.option(
+    "--note",
+    required=True,
+    help="Why the watch ends by hand: kept with the guard's latest evaluation.",
+)
+@FORMAT
+def rollout_complete(note: str, output: str | None) -> None:
+    """End the watch at the last stage by hand once its hours are over and nothing failed
+    (the guard holds while a test is inconclusive or there is no baseline)."""
+    if not note.strip():
+        raise click.BadParameter("say why the watch ends", param_hint="--note")
+    try:
+        plan = guard.complete_watch(f"cli:{getpass.getuser()}", note.strip())
+    except (guard.GuardBusy, guard.StageNotReady) as exc:
+        raise click.ClickException(str(exc)) from None
+    _echo_plan(plan, _resolve_format(output))
+
+
 @rollout_group.command("note")
 @click.argument("evaluation_id", type=click.IntRange(1))
 @click.argument("note")

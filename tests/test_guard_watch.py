@@ -9,13 +9,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from progress import guard
+from progress import guard, rollout
 from progress.extensions import db
 from progress.guard import simulation, watch, watch_simulation
 from progress.guard.checks import Thresholds, judge
 from progress.guard.decision import Situation, WatchClock, decide
 from progress.guard.watch import Baseline, with_baseline
-from progress.models import PLAN_DEFAULTS
+from progress.models import PLAN_DEFAULTS, RolloutPlan
 
 from .support.guard import ADVANCE, EVALUATIONS, GO, PLAN, figures, kept_evaluation
 
@@ -194,3 +194,38 @@ def test_the_baseline_from_kept_evaluations_adds_each_stages_last_look(guarded):
         now = datetime.now(UTC)
         kept = watch.from_evaluations(guard.current_plan().flag, now - timedelta(hours=1), now)
     assert (kept.completions, kept.errors, kept.source) == (1400, 14, "evaluations")
+
+
+def test_a_person_ends_a_watch_that_is_over_but_not_clean_with_a_note(guarded, admin):
+    """The guard holds at the end of a watch it cannot call clean (too little traffic, no
+    baseline); a person may end it once its hours are over, never before or while paused,
+    and the note says why."""
+    client = guarded.test_client()
+    complete = PLAN.replace("plan", "complete")
+    with guarded.app_context():
+        guard.update_plan({"watch_hours": 1}, "tests")
+        rollout.set_rollout(100, "tests: the last stage", "tests")
+        db.session.add(kept_evaluation(timedelta(0), stage=2, percentage=100))
+        db.session.commit()
+    early = client.post(complete, headers=admin.headers, json={"note": "quiet week"})
+    assert early.status_code == 409
+    assert "the watch runs until" in early.get_json()["error"]["message"]
+    with guarded.app_context():
+        plan = db.session.get(RolloutPlan, guard.current_plan().flag)
+        plan.stage_started_at -= timedelta(hours=2)
+        plan.paused = True
+        db.session.commit()
+    paused = client.post(complete, headers=admin.headers, json={"note": "quiet week"})
+    assert paused.status_code == 409
+    client.put(PLAN, headers=admin.headers, json={"paused": False})  # restarts the watch
+    with guarded.app_context():
+        plan = db.session.get(RolloutPlan, guard.current_plan().flag)
+        plan.stage_started_at -= timedelta(hours=2)
+        db.session.commit()
+    done = client.post(complete, headers=admin.headers, json={"note": "too quiet to tell"})
+    assert done.status_code == 200, done.get_json()
+    assert done.get_json()["watch"]["state"] == "complete"
+    (latest,) = client.get(EVALUATIONS, headers=admin.headers).get_json()["evaluations"]
+    assert latest["note"] == "the end of the watch, by hand: too quiet to tell"
+    again = client.post(complete, headers=admin.headers, json={"note": "again"})
+    assert again.status_code == 409

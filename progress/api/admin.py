@@ -149,6 +149,16 @@ def post_rollout_back(json: BackIn) -> RolloutPlanOut:
     return _plan_out(plan)
 
 
+@bp.post("/rollout/complete")
+@operation("completeRollout", "admin", {200: RolloutPlanOut, **GUARD_ERRORS}, json=NoteIn)
+def post_rollout_complete(json: NoteIn) -> RolloutPlanOut:
+    """The end of the watch by a person: once the watch's hours are over and nothing
+    failed, mark the rollout complete when the guard cannot (a test still inconclusive,
+    no baseline); the note says why and is kept with the guard's latest evaluation."""
+    plan = guard.complete_watch(g.identity.email, json.note)
+    return _plan_out(plan)
+
+
 @bp.put("/rollout/evaluations/<int:evaluation_id>/note")
 @operation(
     "noteRolloutEvaluation",

@@ -126,7 +126,8 @@ def _watching(checks: Sequence[Check], now: Situation) -> Verdict:
         return Verdict(
             "hold",
             f"the watch of {_hours(watch.length_s)} is over, not yet clean: "
-            + _waiting_for(waiting, []),
+            + _waiting_for(waiting, [])
+            + "; a person may end it (complete, with a note)",
         )
     summary = "; ".join(c.detail for c in checks)
     return Verdict(

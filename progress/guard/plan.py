@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import fields
+from datetime import timedelta
 from typing import Any
 
 from .. import rollout
@@ -177,4 +178,28 @@ def back_stage(actor: str, reason: str, note: str | None = None) -> RolloutPlan:
         plan.updated_at, plan.updated_by = utcnow(), actor
         why = f"back: stage {percentage}% → {target}%: {reason}"
         rollout.set_rollout(target, why[:500], actor)  # the plan follows (rollout._change)
+    return plan
+
+
+def complete_watch(actor: str, note: str) -> RolloutPlan:
+    """A person ends the watch at the last stage once its hours are over and nothing
+    failed, when the guard cannot (a test still inconclusive on little traffic, or no
+    baseline to compare with): the rollout is complete. The note says why, kept with the
+    guard's latest evaluation. StageNotReady while the watch runs, is paused, or the
+    rollout is not at the last stage."""
+    with _plan_locked() as plan:
+        percentage = rollout.rollout_state().percentage
+        now = utcnow()
+        if not plan.follow_percentage(percentage, now) or not plan.on_last_stage:
+            raise StageNotReady(f"the rollout is at {percentage}%, not at the plan's last stage")
+        if plan.completed_at is not None:
+            raise StageNotReady("the rollout is already complete")
+        if plan.paused:
+            raise StageNotReady("the watch is paused: a check failed; resume it or go back")
+        ends = plan.stage_started_at + timedelta(hours=plan.watch_hours)
+        if now < ends:
+            raise StageNotReady(f"the watch runs until {ends.isoformat(timespec='seconds')}")
+        note_latest(plan.flag, f"the end of the watch, by hand: {note}", actor)
+        plan.completed_at = now
+        plan.updated_at, plan.updated_by = now, actor
     return plan

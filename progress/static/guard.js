@@ -156,6 +156,7 @@
     }
     $("watch-text").textContent = text.charAt(0).toUpperCase() + text.slice(1);
     $("watch-retire").hidden = w.state !== "complete";
+    $("watch-complete-row").hidden = w.state !== "over";
     const b = w.baseline;
     const c = w.current;
     $("watch-figures").hidden = !b && !c;
@@ -417,6 +418,24 @@
       document.dispatchEvent(new CustomEvent("rollout:moved"));
     } catch (e) {
       $("message").textContent = "Not moved: " + e.message;
+    }
+  });
+
+  // The end of the watch by hand, with the change card's note saying why.
+  $("watch-complete").addEventListener("click", async () => {
+    const note = $("note").value.trim();
+    if (!note) {
+      $("message").textContent = "Say why in the note: it is kept with the guard's latest evaluation.";
+      $("note").focus();
+      return;
+    }
+    try {
+      await call("POST", "/complete", { note });
+      $("note").value = "";
+      $("message").textContent = "The rollout is complete: the legacy path may be retired.";
+      await refresh();
+    } catch (e) {
+      $("message").textContent = "Not complete: " + e.message;
     }
   });
 
