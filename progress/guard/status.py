@@ -91,9 +91,9 @@ def watch_view(plan: RolloutPlan, latest: Any | None) -> WatchView:
     elif plan.paused:
         state, text = "paused", "the watch is paused: a check failed against the baseline"
     elif left == 0:
-        state, text = "over", (
-            "the watch is over; it completes once every check passes, or when a person "
-            "ends it"
+        state, text = (
+            "over",
+            ("the watch is over; it completes once every check passes, or when a person ends it"),
         )
     else:
         state, text = "watching", f"watching: {_span(left)} of {_span(length)} left"
