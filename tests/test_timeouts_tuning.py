@@ -39,8 +39,16 @@ def test_the_recommendation_is_the_p999_times_one_and_a_half_rounded_up():
     assert advice.warnings == []
 
 
+def test_a_p999_resting_on_a_handful_of_requests_says_to_read_more_days():
+    """Of 2,000 updates, 2 lie above the p99.9: the recommendation stands, with a warning."""
+    few = {0.005: 1_990, 0.05: 1_998, 0.075: 2_000, math.inf: 2_000}
+    advice = tuning.advise(CACHE, [few], 2000)
+    assert advice.recommended_ms is not None
+    assert any("rests on 2.0 of 2,000 observations" in w for w in advice.warnings)
+
+
 def test_a_recommendation_is_clamped_and_says_so():
-    fast = {0.001: 10_000, math.inf: 10_000}
+    fast = {0.001: 100_000, math.inf: 100_000}
     advice = tuning.advise(CACHE, [fast], 2000)
     assert advice.recommended_ms == 50.0  # the setting's floor
     assert any("clamped to 50 ms" in w for w in advice.warnings)

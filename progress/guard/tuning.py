@@ -26,6 +26,9 @@ FACTOR = 1.5
 # A bucket wider than this (upper / lower bound) cannot place a recommendation: the
 # p99.9 could be anywhere in it.
 MAX_BUCKET_RATIO = 1.7
+# Fewer observations above the quantile than this, and the quantile rests on a handful
+# of requests: the advice says to read more days.
+MIN_TAIL = 10
 # Round values a recommendation is rounded up to, in ms, times powers of ten.
 ROUND = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 7.5)
 
@@ -216,6 +219,13 @@ def advise(setting: Setting, histograms: list[Buckets], current_ms: float) -> Ad
         value = quantile(setting.quantile, buckets)
         if value is None:
             continue
+        tail = buckets[math.inf] * (1 - setting.quantile)
+        if tail < MIN_TAIL:
+            warnings.append(
+                f"{h.describe()}: its p{setting.quantile * 100:g} rests on {tail:.1f} of "
+                f"{buckets[math.inf]:,.0f} observations above it: too few to trust; read "
+                "more days"
+            )
         coarse = _coarse(buckets, setting.quantile)
         if coarse:
             warnings.append(f"{h.describe()}: {coarse}")
