@@ -6,6 +6,7 @@ baseline are seconds long here (`watchHours` and `baselineDays` take fractions).
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -23,6 +24,7 @@ from .support.guard import (
     guarded_services,
     learners_on_each_path,
     print_timeline,
+    prometheus_at,
     walk_the_first_module,
 )
 from .support.learners import AuthActions
@@ -80,7 +82,8 @@ def test_a_clean_watch_at_one_hundred_percent_completes_the_rollout(
     """Legacy learners before the move make the baseline; at 100% healthy verified traffic
     is compared with it, and once the watch's time is over the rollout is complete: the
     page's plan answer and `rollout status` say the legacy path may be retired, and a
-    person's note on the end of the watch is kept and exported for Grafana."""
+    person's note on the end of the watch is kept and exported for Grafana; `flask rollout
+    tune` reads the run's latency histograms from the same Prometheus."""
     app = pg_guarded
     start_at_ten_percent(app, success_rate_margin=0.5)
     learners = learners_on_each_path(app, 4)
@@ -113,7 +116,17 @@ def test_a_clean_watch_at_one_hundred_percent_completes_the_rollout(
             timeout=10,
         )
         metrics_text = requests.get(svc.url + "/metrics", timeout=10).text
+        # The timeouts from the same Prometheus: its histograms saw these completions.
+        with prometheus_at(app, prometheus.url):
+            tuned = app.test_cli_runner().invoke(args=["rollout", "tune", "--format", "json"])
     print_timeline(app)
+    assert tuned.exit_code == 0, tuned.output
+    report = json.loads(tuned.stdout)
+    assert report["source"] == "prometheus"
+    db_timeout = next(a for a in report["settings"] if a["setting"] == "PROGRESS_DB_TIMEOUT_MS")
+    assert db_timeout["observations"] >= 38  # 20 legacy and 20 verified completions, extrapolated
+    assert db_timeout["recommendedMs"] >= 250  # the rule's floor
+    assert db_timeout["line"] == f"PROGRESS_DB_TIMEOUT_MS={int(db_timeout['recommendedMs'])}"
 
     assert done["watch"]["completedAt"] is not None
     assert "legacy path may be retired" in done["watch"]["text"]
