@@ -4,6 +4,7 @@ checks, the decision, the action, and the evaluation kept with them in one commi
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 from dataclasses import dataclass
@@ -117,7 +118,7 @@ def _evaluate_locked(
         watching = on_plan and plan.on_last_stage and plan.completed_at is None
         if watching and plan.baseline is None:  # the first look after the move
             plan.baseline = _baseline(plan, prometheus).as_json()
-        clock = _watch_clock(plan) if on_plan and plan.on_last_stage else None
+        clock = _watch_clock(plan, elapsed) if on_plan and plan.on_last_stage else None
         if watching and clock is not None and clock.baseline:
             figures = watch.with_baseline(figures, watch.Baseline.from_json(plan.baseline or {}))
     except PrometheusUnavailable as exc:
@@ -184,14 +185,15 @@ def _baseline(plan: RolloutPlan, prometheus: Prometheus) -> watch.Baseline:
     return watch.from_evaluations(plan.flag, start, end)
 
 
-def _watch_clock(plan: RolloutPlan) -> WatchClock:
-    """Where the watch at the last stage stands."""
+def _watch_clock(plan: RolloutPlan, elapsed_s: float) -> WatchClock:
+    """Where the watch at the last stage stands; no baseline when the legacy path had no
+    traffic in its days (the comparisons then say so, and only a person ends the watch)."""
     baseline = watch.Baseline.from_json(plan.baseline) if plan.baseline else None
     label = None
-    if baseline is not None and (baseline.completions or baseline.buckets):
+    if baseline is not None and (baseline.completions or baseline.buckets.get(math.inf)):
         label = f"legacy's {watch.describe_days(baseline)} before the move"
     return WatchClock(
-        elapsed_s=(utcnow() - plan.stage_started_at).total_seconds(),
+        elapsed_s=elapsed_s,
         length_s=watch.watch_length_s(plan),
         completed=plan.completed_at is not None,
         baseline=label,
