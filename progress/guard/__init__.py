@@ -11,7 +11,9 @@ One evaluation (`evaluation.evaluate`), read top to bottom:
 3. query Prometheus over the stage's window (time since the stage began, at least
    PROGRESS_GUARD_MIN_WINDOW_S): `figures`;
 4. judge each check pass / fail / inconclusive / no_data (`checks`) and decide
-   (`decision`), both pure;
+   (`decision`), both pure; at the plan's last stage the comparisons are made against the
+   legacy path's history before the move for the plan's watch hours (`watch`), and a clean
+   watch completes the rollout;
 5. act through `rollout.set_rollout(..., actor="guard")`, so the history shows the move
    with its reason and figures, and keep the evaluation (`guard_evaluations`) in the same
    commit. `schedule` runs this in every worker, every PROGRESS_GUARD_INTERVAL_S.
