@@ -570,6 +570,8 @@ def rollout_evaluations(limit: int, output: str | None) -> None:
             f"    {evaluation.reason}\n"
             f"    estimate: {evaluation.eta.text}"
         )
+        if evaluation.note:
+            click.echo(f"    note by {evaluation.noted_by}: {evaluation.note}")
         for check in evaluation.checks:
             figures = " ".join(f"{k}={v}" for k, v in check.figures.items())
             threshold = " ".join(f"{k}={v}" for k, v in check.threshold.items())
