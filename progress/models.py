@@ -216,11 +216,16 @@ class RolloutPlan(db.Model):
             return True
         if percentage not in stages:
             return False
-        self.stage_index = stages.index(percentage)
+        self.start_stage(stages.index(percentage), now)
+        return True
+
+    def start_stage(self, index: int, now: datetime) -> None:
+        """Move to the stage at `index`: its clock starts at `now`, nothing is ready yet,
+        and a watch kept from an earlier arrival at the last stage is forgotten."""
+        self.stage_index = index
         self.stage_started_at = now
         self.ready = False
-        self.baseline, self.completed_at = None, None  # a new move, a new watch
-        return True
+        self.baseline, self.completed_at = None, None
 
     @property
     def on_last_stage(self) -> bool:

@@ -229,3 +229,18 @@ def test_a_person_ends_a_watch_that_is_over_but_not_clean_with_a_note(guarded, a
     assert latest["note"] == "the end of the watch, by hand: too quiet to tell"
     again = client.post(complete, headers=admin.headers, json={"note": "again"})
     assert again.status_code == 409
+
+
+def test_every_move_to_another_stage_forgets_the_last_watch():
+    """Leaving the last stage by any road (a person's move, the guard's advance or rollback)
+    clears the baseline and the completion, so the next arrival starts a new watch."""
+    now = datetime.now(UTC)
+    for move in (
+        lambda plan: plan.follow_percentage(10, now),  # a person's move
+        lambda plan: plan.start_stage(0, now),  # the guard's rollback
+    ):
+        plan = RolloutPlan(flag="f", stage_index=2, stage_started_at=now, completed_at=now)
+        plan.baseline = baseline(1e6, 10).as_json()
+        move(plan)
+        assert (plan.baseline, plan.completed_at, plan.ready) == (None, None, False)
+        assert plan.stage_started_at == now

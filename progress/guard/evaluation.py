@@ -237,12 +237,11 @@ def _act(
         return evaluation
     if decision == "advance":
         target = plan.stages[plan.stage_index + 1]
-        plan.stage_index += 1
-        plan.stage_started_at, plan.ready = now, False
+        plan.start_stage(plan.stage_index + 1, now)
     elif decision == "rollback":
         target = plan.stages[0]
-        plan.stage_index = 0
-        plan.stage_started_at, plan.ready, plan.paused = now, False, True
+        plan.start_stage(0, now)
+        plan.paused = True
     else:  # pause: the same percentage, kept in the history with the reason
         target = percentage
         plan.ready, plan.paused = False, True

@@ -152,8 +152,7 @@ def advance_stage(actor: str, reason: str, note: str | None = None) -> RolloutPl
             )
         target = plan.stages[plan.stage_index + 1]
         now = utcnow()
-        plan.stage_index += 1
-        plan.stage_started_at, plan.ready = now, False
+        plan.start_stage(plan.stage_index + 1, now)
         plan.updated_at, plan.updated_by = now, actor
         if note:
             note_latest(plan.flag, note, actor)
