@@ -234,8 +234,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         prog="python -m progress.guard.watch_simulation",
         description="The watch at 100% on simulated watches: the tables of docs/guard.md.",
     )
-    parser.add_argument("--watches", type=int, default=200, help="watches a cell, equal paths")
-    parser.add_argument("--regression-watches", type=int, default=200, help="watches, 2x worse")
+    parser.add_argument("--watches", type=int, default=1000, help="watches a cell, equal paths")
+    parser.add_argument("--regression-watches", type=int, default=400, help="watches, 2x worse")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--processes", type=int, default=2)
     options = parser.parse_args(argv)
