@@ -38,7 +38,7 @@ class Baseline:
     errors: float
     # the cache update histogram's cumulative buckets: upper bound -> updates at or below
     buckets: dict[float, float]
-    days: list[dict[str, Any]]  # per day: {"end", "completions", "errors"} (Prometheus)
+    days: list[dict[str, Any]]  # each day, oldest first: {"completions", "errors"} (Prometheus)
 
     @property
     def success_rate(self) -> float | None:
