@@ -10,7 +10,7 @@ MONITOR_DATA ?= instance/monitor
 
 TS_TOOLS := devtools/typescript
 
-.PHONY: install run serve demo migrate seed test test-under-load lint format clean bench lab monitor types typescript-tools fuzz guard-sim profile pg-capacity prove
+.PHONY: install run serve demo migrate seed test test-under-load lint format clean bench lab monitor types typescript-tools fuzz guard-sim guard-sim-watch profile pg-capacity prove
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -121,6 +121,12 @@ lab: install
 # (docs/guard.md); a few minutes. Options: make guard-sim GUARD_SIM_ARGS='--stages 2000'
 guard-sim: install
 	$(BIN)/python -m progress.guard.simulation $(GUARD_SIM_ARGS)
+
+# The watch at 100% on simulated watches (docs/guard.md, "The watch at 100%"): false pauses
+# with equal paths, and how soon a twice-worse verified path is paused; about 6 minutes.
+# Options: make guard-sim-watch WATCH_SIM_ARGS='--watches 200'
+guard-sim-watch: install
+	$(BIN)/python -m progress.guard.watch_simulation $(WATCH_SIM_ARGS)
 
 # The interleaving model's long run (docs/proof.md): tens of thousands of steps on the verified
 # path, and each mutation's counterexample shrunk longer; MODEL_SEED=N replays a run.

@@ -162,6 +162,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "service's own layers stand between a stale copy and a false lock",
     )
     add("--guard-stage-seconds", type=_at_least(1), default=20, help="minimum stage time (20)")
+    add(
+        "--tune",
+        action="store_true",
+        help="also run a real Prometheus scraping the instances and, after the traffic, "
+        "`flask rollout tune` against it: the timeouts the run's latencies recommend",
+    )
     add("--report", "--json", dest="report", type=Path, help="write the report as JSON here")
     add(
         "--plot",
@@ -198,8 +204,9 @@ def base_environment() -> dict[str, str]:
 
 
 class GuardRun:
-    """A real Prometheus scraping the instances, a guard plan, and `flask rollout guard
-    --loop` as a sidecar judging the rollout while the learners run."""
+    """A real Prometheus scraping the instances; with --guard a guard plan and `flask
+    rollout guard --loop` as a sidecar judging the rollout while the learners run; with
+    --tune, `flask rollout tune` against that Prometheus after the traffic."""
 
     def __init__(
         self,
@@ -209,9 +216,14 @@ class GuardRun:
         root: Path,
     ) -> None:
         self._env = dict(env)
+        self._args = args
         targets = [service.url.removeprefix("http://") for service in services]
         self._prometheus = prometheus.running_prometheus(targets, root)
-        server = self._prometheus.__enter__()
+        server = self._server = self._prometheus.__enter__()
+        self._sidecar: subprocess.Popen | None = None
+        if not args.guard:
+            log(f"Prometheus at {server.url}, scraping every second")
+            return
         stage_s = str(args.guard_stage_seconds)
         # A lab run counts hundreds of completions: enough for the guard's sequential test
         # to tell 5 points (docs/guard.md), far from enough for the default 0.1.
@@ -241,11 +253,15 @@ class GuardRun:
         )
         log(f"guard: Prometheus at {server.url}, sidecar every 3 s, stages 0,10,100")
 
-    def finish(self) -> dict[str, str]:
-        stop_group(self._sidecar)
-        self._log.close()
+    def finish(self) -> dict[str, Any]:
+        if self._sidecar is not None:
+            stop_group(self._sidecar)
+            self._log.close()
+        tuned = self._tune() if self._args.tune else None
         self._prometheus.__exit__(None, None, None)
-        timeline = {
+        if self._sidecar is None:
+            return {"tune": tuned}
+        timeline: dict[str, Any] = {
             "evaluations": flask(
                 ["rollout", "evaluations", "--limit", "200", "--format", "text"], self._env
             ),
@@ -253,7 +269,16 @@ class GuardRun:
         }
         print("\n# rollout guard: evaluations, oldest last\n" + timeline["evaluations"])
         print("\n# rollout history, newest first\n" + timeline["history"])
+        timeline["tune"] = tuned
         return timeline
+
+    def _tune(self) -> dict[str, Any]:
+        """`flask rollout tune` against this Prometheus once it scraped the run's end."""
+        self._server.wait_for_scrape("lesson-progress", after=time.time())
+        env = {**self._env, "PROMETHEUS_URL": self._server.url}
+        text = flask(["rollout", "tune", "--days", "1", "--format", "text"], env)
+        print("\n# flask rollout tune --days 1, against the run's Prometheus\n" + text)
+        return json.loads(flask(["rollout", "tune", "--days", "1", "--format", "json"], env))
 
 
 # ---------------------------------------------------------------- killing a worker
@@ -449,7 +474,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
                         f"--lessons must be below the course's {len(steps)} lessons "
                         "(each learner opens the lesson after its last)"
                     )
-                guard = GuardRun(args, common, services, root) if args.guard else None
+                guard = GuardRun(args, common, services, root) if args.guard or args.tune else None
                 killer = WorkerKiller(services[0]) if args.kill_worker else None
                 log(
                     f"{args.learners} learners x {args.lessons} lessons, all active at once "

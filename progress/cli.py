@@ -19,7 +19,14 @@ from flask.cli import AppGroup, with_appcontext
 
 from . import guard, logs, rollout, store
 from .api import spec
-from .api.schemas import GuardEvaluationOut, RolloutChangeOut, RolloutOut, RolloutPlanOut
+from .api.schemas import (
+    GuardEvaluationOut,
+    RolloutChangeOut,
+    RolloutOut,
+    RolloutPlanOut,
+    TimeoutsOut,
+    WatchOut,
+)
 from .auth import issue_local_token, token_rules
 from .curriculum import CurriculumFileError, read_curriculum_file, seed_curriculum
 from .exceptions import ProgressError
@@ -166,6 +173,36 @@ def _echo_state(state: rollout.RolloutState, output: str, *, with_guard: bool = 
                 f"{evaluation.decision}\n"
                 f"estimate  {evaluation.eta.text}"
             )
+        _echo_watch(guard.PlanView(plan).watch)
+
+
+def _echo_watch(watch: Any) -> None:
+    """The watch at the last stage in a few lines (`rollout status`, `rollout plan`)."""
+    answer = WatchOut.model_validate(watch, from_attributes=True)
+    click.echo(f"watch     {answer.text}")
+    if answer.ends_at is not None and answer.state in ("watching", "over"):
+        click.echo(f"          ends {_when(answer.ends_at)}")
+    if answer.baseline is not None:
+        b = answer.baseline
+        whole = "" if b.whole_days else " (not whole days: the time of day is not averaged out)"
+        click.echo(
+            f"baseline  legacy over {b.span} before the move ({b.source}){whole}: success "
+            f"{_share(b.success_rate)} of {b.completions:,.0f} completions; cache updates over "
+            f"the budget {_share(b.over_budget_share)} of {b.updates:,.0f}"
+        )
+    if answer.current is not None:
+        c = answer.current
+        click.echo(
+            f"now       verified since the move: success {_share(c.success_rate)} of "
+            f"{c.completions or 0:,.0f} completions; cache updates over the budget "
+            f"{_share(c.over_budget_share)} of {c.updates or 0:,.0f}"
+        )
+    if answer.state == "complete":
+        click.echo("complete  the legacy path may be retired")
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3%}"
 
 
 @rollout_group.command("status")
@@ -191,16 +228,25 @@ def rollout_set(percentage: int, reason: str, output: str | None) -> None:
     _echo_state(state, _resolve_format(output))
 
 
+NOTE = click.option(
+    "--note", help="A note on the guard's latest decision, kept with its evaluation."
+)
+
+
 @rollout_group.command("rollback")
 @click.option("--reason", required=True, help="Why: kept in the history with the change.")
+@NOTE
 @FORMAT
-def rollout_rollback(reason: str, output: str | None) -> None:
+def rollout_rollback(reason: str, note: str | None, output: str | None) -> None:
     """Move every learner back to the legacy path (0%) in one step, from any stage; the
     plan follows to its first stage."""
     if not reason.strip():
         raise click.BadParameter("say why the rollout goes back", param_hint="--reason")
+    actor = f"cli:{getpass.getuser()}"
     try:
-        state = rollout.set_rollout(0, reason.strip()[:500], f"cli:{getpass.getuser()}")
+        if note and note.strip():
+            guard.note_latest(rollout.rollout_state().flag, note.strip(), actor)
+        state = rollout.set_rollout(0, reason.strip()[:500], actor)
     except rollout.RolloutError as exc:
         raise click.ClickException(str(exc)) from None
     _echo_state(state, _resolve_format(output))
@@ -269,6 +315,16 @@ def _parse_stages(
     type=click.FloatRange(0, 0.2, min_open=True),
     help="The tolerated chance of a wrong rollback over all the looks at a stage.",
 )
+@click.option(
+    "--watch-hours",
+    type=click.FloatRange(0, 90 * 24, min_open=True),
+    help="The watch at the last stage, in hours (fractions allowed).",
+)
+@click.option(
+    "--baseline-days",
+    type=click.FloatRange(0, 90, min_open=True),
+    help="Days of legacy history before the move that the watch compares with.",
+)
 @click.option("--enable/--disable", "enabled", default=None, help="Turn the guard on or off.")
 @click.option("--pause/--resume", "paused", default=None, help="Pause or resume the plan.")
 @FORMAT
@@ -317,6 +373,11 @@ def _echo_plan(plan: RolloutPlan, output: str) -> None:
         click.echo(f"warning   {warning}")
     for cost in answer.margin_costs:
         click.echo(f"margin    {cost.text}")
+    click.echo(
+        f"watch     {answer.watch_hours:g} h at the last stage, against legacy's "
+        f"{answer.baseline_days:g} days before the move"
+    )
+    _echo_watch(guard.PlanView(plan).watch)
 
 
 def _echo_evaluation(evaluation: GuardEvaluation) -> None:
@@ -363,16 +424,127 @@ def rollout_guard(mode: str) -> None:
 
 @rollout_group.command("advance")
 @click.option("--reason", required=True, help="Why: kept in the history with the change.")
+@NOTE
 @FORMAT
-def rollout_advance(reason: str, output: str | None) -> None:
+def rollout_advance(reason: str, note: str | None, output: str | None) -> None:
     """Move to the next stage of the plan once the guard marked this one ready."""
     if not reason.strip():
         raise click.BadParameter("say why the stage moves on", param_hint="--reason")
     try:
-        plan = guard.advance_stage(f"cli:{getpass.getuser()}", reason.strip()[:500])
+        plan = guard.advance_stage(
+            f"cli:{getpass.getuser()}", reason.strip()[:500], (note or "").strip() or None
+        )
     except (guard.GuardBusy, guard.StageNotReady) as exc:
         raise click.ClickException(str(exc)) from None
     _echo_plan(plan, _resolve_format(output))
+
+
+@rollout_group.command("back")
+@click.option("--reason", required=True, help="Why: kept in the history with the change.")
+@NOTE
+@FORMAT
+def rollout_back(reason: str, note: str | None, output: str | None) -> None:
+    """Go back to the plan's previous stage (after the watch paused, say); the plan stays
+    paused until a person resumes it."""
+    if not reason.strip():
+        raise click.BadParameter("say why the rollout goes back", param_hint="--reason")
+    try:
+        plan = guard.back_stage(
+            f"cli:{getpass.getuser()}", reason.strip()[:500], (note or "").strip() or None
+        )
+    except (guard.GuardBusy, guard.StageNotReady) as exc:
+        raise click.ClickException(str(exc)) from None
+    _echo_plan(plan, _resolve_format(output))
+
+
+@rollout_group.command("complete")
+@click.option(
+    "--note",
+    required=True,
+    help="Why the watch ends by hand: kept with the guard's latest evaluation.",
+)
+@FORMAT
+def rollout_complete(note: str, output: str | None) -> None:
+    """End the watch at the last stage by hand once its hours are over and nothing failed
+    (the guard holds while a test is inconclusive or there is no baseline)."""
+    if not note.strip():
+        raise click.BadParameter("say why the watch ends", param_hint="--note")
+    try:
+        plan = guard.complete_watch(f"cli:{getpass.getuser()}", note.strip())
+    except (guard.GuardBusy, guard.StageNotReady) as exc:
+        raise click.ClickException(str(exc)) from None
+    _echo_plan(plan, _resolve_format(output))
+
+
+@rollout_group.command("note")
+@click.argument("evaluation_id", type=click.IntRange(1))
+@click.argument("note")
+def rollout_note(evaluation_id: int, note: str) -> None:
+    """Keep a note with one of the guard's evaluations (a pause, the end of the watch):
+    what happened and what was done about it."""
+    if not note.strip():
+        raise click.BadParameter("the note is empty", param_hint="NOTE")
+    flag = guard.current_plan().flag
+    try:
+        row = guard.note_evaluation(flag, evaluation_id, note.strip(), f"cli:{getpass.getuser()}")
+    except guard.EvaluationNotFound as exc:
+        raise click.ClickException(exc.message) from None
+    _echo_evaluation(row)
+
+
+@rollout_group.command("tune")
+@click.option(
+    "--days",
+    default=7.0,
+    show_default=True,
+    type=click.FloatRange(0, 90, min_open=True),
+    help="How far back the histograms are read (with PROMETHEUS_URL).",
+)
+@FORMAT
+def rollout_tune(days: float, output: str | None) -> None:
+    """What the observed latencies say each timeout should be: p50 / p99 / p99.9, the
+    recommendation by the rule in docs/operations.md, the share of requests each
+    candidate would have cut, and the line to deploy. Changes nothing."""
+    try:
+        report = guard.tune_timeouts(days)
+    except guard.HistogramsUnavailable as exc:
+        raise click.ClickException(exc.message) from None
+    answer = TimeoutsOut.model_validate(report, from_attributes=True)
+    if _resolve_format(output) == "json":
+        _echo_json(answer.model_dump(mode="json"))
+        return
+    click.echo(f"Timeouts from the latency histograms over {answer.window} ({answer.source}).")
+    for advice in answer.settings:
+        recommended = (
+            "keep the current value"
+            if advice.recommended_ms is None
+            else f"{advice.recommended_ms:g} ms"
+        )
+        click.echo(
+            f"\n{advice.setting}: now {advice.current_ms:g} ms; recommended {recommended}\n"
+            f"  from      {advice.histogram}: {advice.observations:,.0f} observations; "
+            f"p50 {_ms(advice.p50_ms)}, p99 {_ms(advice.p99_ms)}, p99.9 {_ms(advice.p999_ms)}\n"
+            f"  rule      {advice.rule}, rounded up and clamped"
+        )
+        for candidate in advice.candidates:
+            over = (
+                "-"
+                if candidate.share_over is None
+                else f"{candidate.share_over:.4%} ({candidate.requests_over:,.1f} requests)"
+            )
+            label = f"  {candidate.label}" if candidate.label else ""
+            click.echo(f"  at {candidate.value_ms:>8g} ms  over it: {over}{label}")
+        for warning in advice.warnings:
+            click.echo(f"  note      {warning}")
+        if advice.buckets_needed:
+            bounds = ", ".join(f"{b:g}" for b in advice.buckets_needed)
+            click.echo(f"  buckets   add {bounds} (s) to place it")
+        click.echo(f"  deploy    {advice.line}")
+    click.echo(f"\n{answer.note}")
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:g} ms"
 
 
 @rollout_group.command("evaluations")
@@ -398,6 +570,8 @@ def rollout_evaluations(limit: int, output: str | None) -> None:
             f"    {evaluation.reason}\n"
             f"    estimate: {evaluation.eta.text}"
         )
+        if evaluation.note:
+            click.echo(f"    note by {evaluation.noted_by}: {evaluation.note}")
         for check in evaluation.checks:
             figures = " ".join(f"{k}={v}" for k, v in check.figures.items())
             threshold = " ".join(f"{k}={v}" for k, v in check.threshold.items())

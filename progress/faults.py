@@ -19,6 +19,9 @@ class Faults:
     db_latency_ms: int = 0
     drop_notifications: bool = False
     disable_double_check: bool = False
+    # The verified path's completions fail at this rate: a regression of the verified path,
+    # for the watch's tests.
+    verified_completion_failure_rate: float = 0.0
 
 
 class InjectedFault(RuntimeError):
@@ -47,8 +50,9 @@ def parse(spec: str) -> Faults:
         except ValueError:
             raise ValueError(f"fault {name} needs a {kind}, got {raw!r}") from None
     faults = Faults(**values)  # type: ignore[arg-type]
-    if not 0.0 <= faults.cache_update_failure_rate <= 1.0:
-        raise ValueError("cache_update_failure_rate must be within 0..1")
+    for name in ("cache_update_failure_rate", "verified_completion_failure_rate"):
+        if not 0.0 <= getattr(faults, name) <= 1.0:
+            raise ValueError(f"{name} must be within 0..1")
     return faults
 
 
@@ -67,6 +71,13 @@ def before_cache_update() -> None:
         time.sleep(_active.cache_update_delay_ms / 1000)
     if _active.cache_update_failure_rate and random.random() < _active.cache_update_failure_rate:  # noqa: S311
         raise InjectedFault("injected cache update failure")
+
+
+def before_completion(path: str) -> None:
+    """Maybe fail a verified completion, as a regression of the verified path would."""
+    rate = _active.verified_completion_failure_rate
+    if rate and path == "verified" and random.random() < rate:  # noqa: S311
+        raise InjectedFault("injected completion failure")
 
 
 def before_db_read() -> None:

@@ -41,7 +41,34 @@ class Histogram(_KnownSeries, prometheus_client.Histogram):
     pass
 
 
+# The latency histograms `flask rollout tune` reads: steps of at most 1.7x between bounds
+# (the guard's 0.25 s budget among them), so a timeout recommended from a p99.9 lands
+# within a bucket narrow enough to place it (docs/operations.md, "Tuning the timeouts").
+LATENCY_BUCKETS = (
+    0.001, 0.0015, 0.002, 0.0025, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.03,
+    0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0,
+    7.5, 10.0,
+)  # fmt: skip
+
 completions = Counter("progress_completions", "Lesson completions answered", ["path", "outcome"])
+completion_seconds = Histogram(
+    "progress_completion_seconds",
+    "A completion's write: the transaction that records it and bumps the version",
+    ["path"],
+    buckets=LATENCY_BUCKETS,
+)
+progress_read_seconds = Histogram(
+    "progress_progress_read_seconds",
+    "One read of a learner's progress from the database (the replica, or the primary)",
+    ["source"],
+    buckets=LATENCY_BUCKETS,
+)
+replica_wait_seconds = Histogram(
+    "progress_replica_wait_seconds",
+    "From a replica read found behind the known version to the read that served it (the"
+    " replica caught up, or the primary after the retry budget): the replica's lag retries",
+    buckets=LATENCY_BUCKETS,
+)
 cache_updates = Counter(
     "progress_cache_updates", "Cache updates after a completion", ["path", "result"]
 )
@@ -49,7 +76,7 @@ cache_update_seconds = Histogram(
     "progress_cache_update_seconds",
     "From DB commit to cache updated (and verified, on the verified path)",
     ["path"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0),
+    buckets=LATENCY_BUCKETS,
 )
 cache_lookups = Counter("progress_cache_lookups", "Cache lookups", ["path", "result"])
 staleness_incidents = Counter(
@@ -110,6 +137,8 @@ LABEL_VALUES = {
         (p, r) for p in PATHS for r in ("verified", "applied", "failed", "timeout", "skipped")
     ],
     cache_update_seconds: [(p,) for p in PATHS],
+    completion_seconds: [(p,) for p in PATHS],
+    progress_read_seconds: [(s,) for s in ("primary", "replica")],
     cache_lookups: [(p, r) for p in PATHS for r in ("hit", "miss", "stale")],
     staleness_incidents: [(p,) for p in PATHS],
     access_checks: [
@@ -141,6 +170,7 @@ if os.environ.get("PROGRESS_METRICS", "on").lower() == "off":
     circuit_breaker_open = circuit_breaker_trips = db_retries = _Off()  # type: ignore[assignment]
     rollout_percentage = http_requests = http_request_seconds = _Off()  # type: ignore[assignment]
     rate_limited = review_sets = stale_review_sets = _Off()  # type: ignore[assignment]
+    completion_seconds = progress_read_seconds = replica_wait_seconds = _Off()  # type: ignore[assignment]
 
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})

@@ -183,6 +183,11 @@ class PlanSettings:
     # The chance of a wrong rollback (or pause) over all the looks at a stage whose paths
     # are in truth equal; also the chance of advancing past a difference beyond a margin.
     false_rollback_rate: float = 0.01
+    # At the last stage: how long the guard watches the verified path against the legacy
+    # path's history (fractions allowed), and how many days before the move that history
+    # covers (whole days average out the time of day).
+    watch_hours: float = 48.0
+    baseline_days: float = 7.0
     enabled: bool = False
 
     def columns(self) -> dict[str, Any]:
@@ -212,6 +217,8 @@ class RolloutPlan(db.Model):
     p95_budget_seconds: Mapped[float] = mapped_column(sa.Double)
     latency_margin: Mapped[float] = mapped_column(sa.Double)
     false_rollback_rate: Mapped[float] = mapped_column(sa.Double)
+    watch_hours: Mapped[float] = mapped_column(sa.Double)
+    baseline_days: Mapped[float] = mapped_column(sa.Double)
     enabled: Mapped[bool] = mapped_column(sa.Boolean)
     stage_index: Mapped[int] = mapped_column(sa.Integer, default=0)
     stage_started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -219,6 +226,10 @@ class RolloutPlan(db.Model):
     ready: Mapped[bool] = mapped_column(sa.Boolean, default=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_by: Mapped[str] = mapped_column(sa.String(320), default="default")
+    # The watch at the last stage: the legacy path's figures before the move
+    # (progress.guard.watch.Baseline.as_json), and when the watch ended clean.
+    baseline: Mapped[dict | None] = mapped_column(sa.JSON, nullable=True, default=None)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, default=None)
 
     def __init__(self, **columns: Any) -> None:
         super().__init__(**{**PLAN_DEFAULTS.columns(), **columns})
@@ -237,10 +248,20 @@ class RolloutPlan(db.Model):
             return True
         if percentage not in stages:
             return False
-        self.stage_index = stages.index(percentage)
+        self.start_stage(stages.index(percentage), now)
+        return True
+
+    def start_stage(self, index: int, now: datetime) -> None:
+        """Move to the stage at `index`: its clock starts at `now`, nothing is ready yet,
+        and a watch kept from an earlier arrival at the last stage is forgotten."""
+        self.stage_index = index
         self.stage_started_at = now
         self.ready = False
-        return True
+        self.baseline, self.completed_at = None, None
+
+    @property
+    def on_last_stage(self) -> bool:
+        return self.stage_index == len(self.stages) - 1
 
 
 class GuardEvaluation(db.Model):
@@ -264,6 +285,10 @@ class GuardEvaluation(db.Model):
     instance: Mapped[str] = mapped_column(sa.String(200))
     # When the guard expects to decide (progress.guard.eta.Eta.as_json); None before 0008.
     eta: Mapped[dict | None] = mapped_column(sa.JSON, nullable=True, default=None)
+    # A person's note on the decision (what happened, what was done about it).
+    note: Mapped[str | None] = mapped_column(sa.Text, nullable=True, default=None)
+    noted_by: Mapped[str | None] = mapped_column(sa.String(320), nullable=True, default=None)
+    noted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, default=None)
 
     @property
     def eta_seconds(self) -> int | None:

@@ -31,8 +31,8 @@ log = logging.getLogger(__name__)
 Range = Literal["stage", "day"]
 POINTS = 120  # per chart: enough to see a stage, few enough for a phone
 MIN_STAGE_VIEW = timedelta(minutes=2)
-# Guard decisions worth a marker: the ones that move or stop the rollout.
-MARKED_DECISIONS = ("advance", "ready", "pause", "rollback")
+# Guard decisions worth a marker: the ones that move or stop the rollout, or end it.
+MARKED_DECISIONS = ("advance", "ready", "pause", "rollback", "complete")
 
 
 class ChartsUnavailable(RuntimeError):
@@ -272,7 +272,9 @@ def markers(window: Window) -> list[dict[str, Any]]:
                 "kind": "guard",
                 "label": f"guard {row.decision}",
                 "by": "guard",
-                "detail": row.reason,
+                # A person's note on the decision comes with it.
+                "detail": row.reason
+                + (f" — note by {row.noted_by}: {row.note}" if row.note else ""),
             }
         )
     return sorted(found, key=lambda m: m["at"])

@@ -6,6 +6,7 @@ It knows nothing of HTTP, flags or the cache's policy; it returns snapshots.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import InstrumentedAttribute
 
-from . import faults, invalidation
+from . import faults, invalidation, metrics
 from .cache import ProgressSnapshot
 from .curriculum import Curriculum, LessonRef, is_lesson_accessible
 from .exceptions import ProgressError
@@ -114,13 +115,17 @@ def load_progress(learner_id: uuid.UUID, *, replica: bool = False) -> ProgressSn
     faults.before_db_read()
     rows = None
     if replica and has_replica():
+        started = time.perf_counter()
         try:
             rows = _read(db.engines["replica"], learner_id)
             replica_health().answered()
         except OperationalError as exc:  # down, or hung past the deadline: the primary answers
             replica_health().failed(exc)
+        metrics.progress_read_seconds.labels("replica").observe(time.perf_counter() - started)
     if rows is None:
+        started = time.perf_counter()
         rows = _read(db.engine, learner_id)
+        metrics.progress_read_seconds.labels("primary").observe(time.perf_counter() - started)
     version = rows[0].version if rows else 0
     xp_total = rows[0].xp_total if rows else 0
     completed = {row.lesson_id: row.completed_at for row in rows if row.lesson_id is not None}

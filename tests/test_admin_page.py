@@ -454,3 +454,48 @@ def test_the_guards_estimate_status_and_margin_costs_on_the_page(
         expect(costs).to_have_count(4)  # 0.1, 0.2, 0.5 (the plan's) and 1 point
         expect(costs.filter(has_text="(the plan's)")).to_have_count(1)
         screenshots(page, "admin-rollout-estimate")  # both widths, whichever this run's
+
+
+@pytest.mark.slow
+def test_the_watch_a_note_going_back_and_the_timeouts_on_the_page(
+    page, pg_app, pg_database, tmp_path
+):
+    """At 100% with the watch paused by a regression: the "Now" card shows the watch, the
+    baseline beside the current figures and "Back to 10%"; a note typed on the latest
+    evaluation is kept and shown; the timeouts card reads the instance's histograms and
+    shows a line to deploy for each setting. Nothing widens the page beyond 390 px."""
+    set_rollout(pg_app, 100)
+    with pg_app.app_context():
+        plan = guard.update_plan({"enabled": True, "paused": True}, "t")
+        plan = db.session.merge(plan)
+        plan.baseline = {
+            "start": (utcnow() - timedelta(days=7, hours=1)).isoformat(),
+            "end": (utcnow() - timedelta(hours=1)).isoformat(),
+            "source": "prometheus",
+            "completions": 100_000.0,
+            "errors": 500.0,
+            "buckets": {"0.25": 99_000.0, "+Inf": 100_000.0},
+            "days": [],
+        }
+        look = kept_evaluation(0, "pause", "pausing the watch at 100%: verified worse")
+        look.stage, look.percentage = 2, 100
+        db.session.add(look)
+        db.session.commit()
+    admin = AuthActions(SECRET).learner(admin=True)
+    env = service_env(pg_database, tmp_path / "metrics", PROGRESS_GUARD_INTERVAL_S="0")
+    with running_service(env, tmp_path, workers=1) as service:
+        page.goto(service.url + "/admin/rollout")
+        page.get_by_label("Bearer token with the admin role").fill(admin.token)
+        page.get_by_role("button", name="Use token").click()
+        expect(page.locator("#watch-text")).to_contain_text("The watch is paused")
+        expect(page.locator("#watch-base-rate")).to_have_text("99.5%")
+        expect(page.locator("#watch-now-rate")).to_have_text("99.9%")
+        expect(page.locator("#watch-baseline")).to_contain_text("7 days before the move")
+        expect(page.get_by_role("button", name="Back to 10%")).to_be_visible()
+        page.locator("#latest-note").fill("the 14:00 deploy; rolled back")
+        page.get_by_role("button", name="Keep the note").click()
+        expect(page.locator("#guard-latest .note")).to_contain_text("the 14:00 deploy; rolled back")
+        page.get_by_role("button", name="Read the histograms").click()
+        expect(page.locator("#timeouts-list article")).to_have_count(5)
+        expect(page.locator("#timeouts-list")).to_contain_text("PROGRESS_DB_TIMEOUT_MS=")
+        screenshots(page, "admin-rollout-watch")

@@ -41,7 +41,7 @@ def test_the_guard_prunes_old_evaluations_and_counts_its_decision_for_every_work
     )
     other_worker = make_pg_app()  # never evaluates: it only reads the database
     assert decision_counts(other_worker) == dict.fromkeys(
-        ("advance", "hold", "pause", "rollback", "ready"), 0.0
+        ("advance", "hold", "pause", "rollback", "ready", "complete"), 0.0
     )
     with judge.app_context():
         guard.update_plan({"enabled": True}, "tests")

@@ -140,6 +140,9 @@ def exported(sqlite_app_session) -> tuple[frozenset[str], frozenset[tuple[str, s
     client = sqlite_app_session.test_client()
     client.get("/healthz")  # request counters exist from a route's first request
     text = client.get("/metrics").get_data(as_text=True)
+    # A family declared with no series yet counts too: people's notes on guard decisions
+    # (the dashboard's annotations) have a series only once someone wrote one.
+    names.update(re.findall(r"^# TYPE (progress_\w+) ", text, flags=re.MULTILINE))
     for line in text.splitlines():
         match = SAMPLE_LINE.match(line)
         if match is None or not match.group(1).startswith("progress_"):
@@ -305,12 +308,16 @@ def test_dashboard_shape(name):
             assert variable.get("datasource") == DATASOURCE, variable["name"]
     # Rollout changes and guard decisions are marked on every graph.
     marks = {a["name"]: a for a in board["annotations"]["list"] if not a.get("builtIn")}
-    assert set(marks) == {"Rollout changes", "Guard decisions"}
+    assert set(marks) == {"Rollout changes", "Guard decisions", "Notes on guard decisions"}
     for mark in marks.values():
         assert mark["datasource"] == DATASOURCE
         assert mark["enable"] is True
     assert "progress_rollout_percentage" in marks["Rollout changes"]["target"]["expr"]
     assert "progress_rollout_guard_decisions_total" in marks["Guard decisions"]["target"]["expr"]
+    notes = marks["Notes on guard decisions"]["target"]
+    assert "progress_rollout_guard_note" in notes["expr"]
+    assert notes["useValueForTime"] is True  # the decision's time, not the scrape's
+    assert "{{note}}" in notes["textFormat"]
     # Every query is scoped by the job and instance variables.
     for expr in dashboard_queries(board):
         if not expr.startswith("label_values(progress_completions_total, job)"):

@@ -10,10 +10,12 @@ from ..auth import authenticate
 from ..models import RolloutPlan
 from .schemas import (
     AdvanceIn,
+    BackIn,
     ErrorOut,
     GuardEvaluationOut,
     GuardEvaluationsOut,
     GuardEvaluationsQuery,
+    NoteIn,
     PathFiguresOut,
     RolloutChangeOut,
     RolloutChartsOut,
@@ -25,6 +27,8 @@ from .schemas import (
     RolloutOut,
     RolloutPlanIn,
     RolloutPlanOut,
+    TimeoutsOut,
+    TimeoutsQuery,
 )
 from .spec import operation
 
@@ -58,6 +62,8 @@ def put_rollout(json: RolloutIn) -> RolloutOut:
     """Move the rollout (0, 10, 100 or any value) in one step; the change is kept with its
     reason. Rolling back is `{"percentage": 0}` from any stage: the plan follows to its
     first stage."""
+    if json.note:  # with the decision this move answers, committed with the move
+        guard.note_latest(rollout.rollout_state().flag, json.note, g.identity.email)
     state = rollout.set_rollout(json.percentage, json.reason, g.identity.email)
     return RolloutOut.model_validate(state, from_attributes=True)
 
@@ -129,8 +135,53 @@ def get_rollout_evaluations(query: GuardEvaluationsQuery) -> GuardEvaluationsOut
 def post_rollout_advance(json: AdvanceIn) -> RolloutPlanOut:
     """Product's click: move to the next stage once the guard marked this one ready; the
     reason is kept in the history with the change."""
-    plan = guard.advance_stage(g.identity.email, json.reason)
+    plan = guard.advance_stage(g.identity.email, json.reason, json.note)
     return _plan_out(plan)
+
+
+@bp.post("/rollout/back")
+@operation("backRollout", "admin", {200: RolloutPlanOut, **GUARD_ERRORS}, json=BackIn)
+def post_rollout_back(json: BackIn) -> RolloutPlanOut:
+    """A person's decision after a pause (the watch at 100%, say): back to the plan's
+    previous stage in one step; the reason is kept in the history, the note with the
+    guard's latest evaluation. The plan stays paused until a person resumes it."""
+    plan = guard.back_stage(g.identity.email, json.reason, json.note)
+    return _plan_out(plan)
+
+
+@bp.post("/rollout/complete")
+@operation("completeRollout", "admin", {200: RolloutPlanOut, **GUARD_ERRORS}, json=NoteIn)
+def post_rollout_complete(json: NoteIn) -> RolloutPlanOut:
+    """The end of the watch by a person: once the watch's hours are over and nothing
+    failed, mark the rollout complete when the guard cannot (a test still inconclusive,
+    no baseline); the note says why and is kept with the guard's latest evaluation."""
+    plan = guard.complete_watch(g.identity.email, json.note)
+    return _plan_out(plan)
+
+
+@bp.put("/rollout/evaluations/<int:evaluation_id>/note")
+@operation(
+    "noteRolloutEvaluation",
+    "admin",
+    {200: GuardEvaluationOut, 404: ErrorOut, **WRITE_ERRORS},
+    json=NoteIn,
+)
+def put_evaluation_note(evaluation_id: int, json: NoteIn) -> GuardEvaluationOut:
+    """Keep a person's note with one guard decision (the end of the watch, a pause):
+    what happened and what was done; it replaces an earlier note."""
+    flag = guard.current_plan().flag
+    evaluation = guard.note_evaluation(flag, evaluation_id, json.note, g.identity.email)
+    return GuardEvaluationOut.model_validate(evaluation, from_attributes=True)
+
+
+@bp.get("/timeouts")
+@operation("getTimeouts", "admin", {200: TimeoutsOut, **ERRORS}, query=TimeoutsQuery)
+def get_timeouts(query: TimeoutsQuery) -> TimeoutsOut:
+    """The timeout settings against the latency histograms of the last `days` (from
+    Prometheus, or this instance's own counters): observed percentiles, the recommended
+    value by the stated rule, the share of requests each candidate would have cut, and the
+    line to deploy. Changes nothing: timeouts are deploy-time settings."""
+    return TimeoutsOut.model_validate(guard.tune_timeouts(query.days), from_attributes=True)
 
 
 # -- the page's pictures ------------------------------------------------------------------------

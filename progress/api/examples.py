@@ -53,7 +53,20 @@ PLAN = {
     "ready": False,
     "updatedAt": WHEN,
     "updatedBy": ADMIN,
+    "watchHours": 48.0,
+    "baselineDays": 7.0,
     "guard": {"running": True, "source": "prometheus", "reason": None, "warnings": []},
+    "watch": {
+        "state": "not_started",
+        "lengthSeconds": 172800,
+        "startedAt": None,
+        "endsAt": None,
+        "secondsLeft": None,
+        "completedAt": None,
+        "baseline": None,
+        "current": None,
+        "text": "the watch of 48 h starts when the rollout reaches 100%",
+    },
     "marginCosts": [
         {
             "margin": 0.001,
@@ -76,6 +89,58 @@ PLAN = {
             "text": "with a margin of 1 point, a healthy stage decides in about 65 min",
         },
     ],
+}
+
+# The watch at 100%, 12 hours in (docs/guard.md, "The watch at 100%").
+WATCH = {
+    "state": "watching",
+    "lengthSeconds": 172800,
+    "startedAt": "2026-03-09T09:00:00+00:00",
+    "endsAt": "2026-03-11T09:00:00+00:00",
+    "secondsLeft": 129600,
+    "completedAt": None,
+    "baseline": {
+        "start": "2026-03-02T09:00:00+00:00",
+        "end": "2026-03-09T09:00:00+00:00",
+        "source": "prometheus",
+        "span": "7 days",
+        "wholeDays": True,
+        "completions": 9980000.0,
+        "errors": 49900.0,
+        "successRate": 0.995,
+        "updates": 9980000.0,
+        "overBudgetShare": 0.012,
+        "days": [{"completions": 1425714.0, "errors": 7128.0}],
+    },
+    "current": {
+        "at": "2026-03-09T21:00:00+00:00",
+        "completions": 720000.0,
+        "errors": 3420.0,
+        "successRate": 0.99525,
+        "updates": 720000.0,
+        "overBudgetShare": 0.0004,
+    },
+    "text": "watching: 36 h of 48 h left",
+}
+TIMEOUT_ADVICE = {
+    "setting": "PROGRESS_CACHE_UPDATE_TIMEOUT_MS",
+    "currentMs": 2000.0,
+    "histogram": 'progress_cache_update_seconds{path="verified"}',
+    "observations": 812400.0,
+    "p50Ms": 3.1,
+    "p99Ms": 38.0,
+    "p999Ms": 96.0,
+    "recommendedMs": 150.0,
+    "rule": "p99.9 of the verified path's cache update x 1.5",
+    "line": "PROGRESS_CACHE_UPDATE_TIMEOUT_MS=150",
+    "candidates": [
+        {"valueMs": 75.0, "shareOver": 0.0021, "requestsOver": 1706.0, "label": ""},
+        {"valueMs": 150.0, "shareOver": 0.0004, "requestsOver": 325.0, "label": "recommended"},
+        {"valueMs": 300.0, "shareOver": 0.0001, "requestsOver": 81.0, "label": ""},
+        {"valueMs": 2000.0, "shareOver": 0.0, "requestsOver": 0.0, "label": "current"},
+    ],
+    "warnings": [],
+    "bucketsNeeded": [],
 }
 
 # A sequential test at one evaluation of the guard (docs/guard.md).
@@ -228,7 +293,29 @@ EXAMPLES: dict[type[BaseModel], dict[str, Any]] = {
     s.GuardEtaOut: ETA,
     s.GuardStatusOut: PLAN["guard"],
     s.MarginCostOut: PLAN["marginCosts"][0],
-    s.AdvanceIn: {"reason": "10% held a day within the margin; product signs off"},
+    s.AdvanceIn: {
+        "reason": "10% held a day within the margin; product signs off",
+        "note": "support saw no lock-screen tickets at 10%",
+    },
+    s.BackIn: {
+        "reason": "completions fail at 100% since the 14:00 deploy",
+        "note": "paused by the watch; the deploy is rolled back, back to 10% meanwhile",
+    },
+    s.NoteIn: {"note": "48 h clean; legacy path to be retired next sprint"},
+    s.WatchOut: WATCH,
+    s.WatchBaselineOut: WATCH["baseline"],
+    s.WatchCurrentOut: WATCH["current"],
+    s.TimeoutsQuery: {"days": 7},
+    s.TimeoutAdviceOut: TIMEOUT_ADVICE,
+    s.TimeoutCandidateOut: TIMEOUT_ADVICE["candidates"][1],
+    s.TimeoutsOut: {
+        "source": "prometheus",
+        "days": 7.0,
+        "window": "the last 7 days",
+        "settings": [TIMEOUT_ADVICE],
+        "note": "Nothing was changed: timeouts are deploy-time settings; deploy the lines "
+        "you choose.",
+    },
     s.GuardEvaluationsOut: {
         "evaluations": [
             {
@@ -337,6 +424,14 @@ EXAMPLES: dict[type[BaseModel], dict[str, Any]] = {
         "exact": True,
         "toPath": "verified",
     },
+}
+
+# The note route answers one evaluation, with the person's note.
+EXAMPLES[s.GuardEvaluationOut] = {
+    **EXAMPLES[s.GuardEvaluationsOut]["evaluations"][0],
+    "note": "holding is expected: 0.1 point needs about a day at this traffic",
+    "notedBy": ADMIN,
+    "notedAt": WHEN,
 }
 
 

@@ -223,15 +223,38 @@ class RolloutOut(Answer):
     updated_by: str | None
 
 
+# A person's note on a guard decision: kept with the evaluation, shown on the page and
+# as a Grafana annotation.
+Note = Annotated[StorableText, Field(min_length=1, max_length=2000)]
+
+
 class RolloutIn(Strict):
     percentage: WholeNumber = Field(ge=0, le=100)
     reason: StorableText = Field(min_length=1, max_length=500)
+    # Kept with the guard's latest evaluation: what a rollback answers, say.
+    note: Note | None = None
 
 
 class AdvanceIn(Strict):
-    """Why the stage moves on: kept in the history with the change."""
+    """Why the stage moves on: kept in the history with the change; a note, kept with the
+    guard's latest evaluation."""
 
     reason: StorableText = Field(min_length=1, max_length=500)
+    note: Note | None = None
+
+
+class BackIn(Strict):
+    """Why the rollout goes back a stage: kept in the history; a note, kept with the
+    guard's latest evaluation (the pause it answers)."""
+
+    reason: StorableText = Field(min_length=1, max_length=500)
+    note: Note | None = None
+
+
+class NoteIn(Strict):
+    """A person's note on one guard decision (or the end of the watch)."""
+
+    note: Note
 
 
 class RolloutChangeOut(Answer):
@@ -298,6 +321,48 @@ class MarginCostOut(Answer):
     text: str
 
 
+class WatchBaselineOut(Answer):
+    """The legacy path's figures over the baseline's days before the move to 100%."""
+
+    start: Timestamp
+    end: Timestamp  # the move
+    source: Literal["prometheus", "evaluations"]
+    span: str  # "7 days"
+    whole_days: bool  # a fraction of a day leaves the time of day in the comparison
+    completions: float
+    errors: float
+    success_rate: float | None
+    updates: float
+    over_budget_share: float | None  # cache updates over the latency budget
+    days: list[dict[str, Any]]  # each day's completions and errors (from Prometheus)
+
+
+class WatchCurrentOut(Answer):
+    """The verified path's figures since the watch began, at the latest evaluation."""
+
+    at: Timestamp
+    completions: float | None
+    errors: float | None
+    success_rate: float | None
+    updates: float | None
+    over_budget_share: float | None
+
+
+class WatchOut(Answer):
+    """The watch at the plan's last stage: the verified path against the legacy path's
+    history, for `watchHours`; clean, the rollout is complete."""
+
+    state: Literal["not_started", "watching", "paused", "over", "complete"]
+    length_seconds: int
+    started_at: Timestamp | None
+    ends_at: Timestamp | None
+    seconds_left: int | None
+    completed_at: Timestamp | None
+    baseline: WatchBaselineOut | None
+    current: WatchCurrentOut | None
+    text: str
+
+
 # Built from the plan (progress.models.RolloutPlan) and `guard.plan_view` by attributes.
 class RolloutPlanOut(Answer):
     flag: str
@@ -314,6 +379,8 @@ class RolloutPlanOut(Answer):
     p95_budget_seconds: float  # the cache update latency budget
     latency_margin: float
     false_rollback_rate: float
+    watch_hours: float  # the watch at the last stage
+    baseline_days: float  # the legacy history it compares with, before the move
     enabled: bool
     paused: bool
     ready: bool
@@ -321,6 +388,7 @@ class RolloutPlanOut(Answer):
     updated_by: str | None
     guard: GuardStatusOut
     margin_costs: list[MarginCostOut]
+    watch: WatchOut
 
 
 class RolloutPlanIn(Strict):
@@ -340,6 +408,10 @@ class RolloutPlanIn(Strict):
     latency_margin: Annotated[float, Field(ge=0, le=1)] | None = None
     # The tolerated chance of a wrong rollback over all the looks at one stage.
     false_rollback_rate: Annotated[float, Field(gt=0, le=0.2)] | None = None
+    # The watch at the last stage, in hours (fractions allowed), and the days of legacy
+    # history before the move it compares with (whole days average out the time of day).
+    watch_hours: Annotated[float, Field(gt=0, le=90 * 24)] | None = None
+    baseline_days: Annotated[float, Field(gt=0, le=90)] | None = None
     enabled: bool | None = None
     paused: bool | None = None
 
@@ -403,6 +475,9 @@ class GuardEvaluationOut(Answer):
     instance: str
     eta_seconds: int | None  # eta.seconds
     eta: Annotated[GuardEtaOut, BeforeValidator(_eta_kept)]
+    note: str | None = None  # a person's note on this decision
+    noted_by: str | None = None
+    noted_at: Timestamp | None = None
 
 
 class GuardEvaluationsOut(Answer):
@@ -413,6 +488,47 @@ class GuardEvaluationsQuery(JsonModel):
     model_config = ConfigDict(extra="ignore")  # unknown query parameters are ignored
 
     limit: int = Field(default=20, ge=1, le=500)
+
+
+class TimeoutsQuery(JsonModel):
+    model_config = ConfigDict(extra="forbid")
+
+    days: float = Field(default=7, gt=0, le=90, allow_inf_nan=False)
+
+
+class TimeoutCandidateOut(Answer):
+    value_ms: float
+    share_over: float | None  # the share of the histogram's requests above this value
+    requests_over: float | None
+    label: str  # "current", "recommended" or ""
+
+
+class TimeoutAdviceOut(Answer):
+    """One timeout setting against the latency histogram that governs it."""
+
+    setting: str
+    current_ms: float
+    histogram: str
+    observations: float
+    p50_ms: float | None
+    p99_ms: float | None
+    p999_ms: float | None
+    recommended_ms: float | None  # None: no observations, keep the current value
+    rule: str
+    line: str  # the setting line to deploy
+    candidates: list[TimeoutCandidateOut]
+    warnings: list[str]
+    buckets_needed: list[float]  # bucket bounds (s) the recommendation needs
+
+
+class TimeoutsOut(Answer):
+    """What the observed latencies say the timeouts should be; nothing is changed."""
+
+    source: Literal["prometheus", "instance"]
+    days: float
+    window: str
+    settings: list[TimeoutAdviceOut]
+    note: str
 
 
 class RolloutChartsQuery(JsonModel):

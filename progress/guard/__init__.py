@@ -11,7 +11,9 @@ One evaluation (`evaluation.evaluate`), read top to bottom:
 3. query Prometheus over the stage's window (time since the stage began, at least
    PROGRESS_GUARD_MIN_WINDOW_S): `figures`;
 4. judge each check pass / fail / inconclusive / no_data (`checks`) and decide
-   (`decision`), both pure;
+   (`decision`), both pure; at the plan's last stage the comparisons are made against the
+   legacy path's history before the move for the plan's watch hours (`watch`), and a clean
+   watch completes the rollout;
 5. act through `rollout.set_rollout(..., actor="guard")`, so the history shows the move
    with its reason and figures, and keep the evaluation (`guard_evaluations`) in the same
    commit. `schedule` runs this in every worker, every PROGRESS_GUARD_INTERVAL_S.
@@ -39,21 +41,39 @@ warning, and changes nothing. How often this is wrong is measured by `simulation
 from .evaluation import evaluate, recent_evaluations
 from .keeping import exposition
 from .lock import GuardBusy
-from .plan import StageNotReady, advance_stage, current_plan, update_plan, validate_stages
+from .notes import EvaluationNotFound, note_evaluation, note_latest
+from .plan import (
+    StageNotReady,
+    advance_stage,
+    back_stage,
+    complete_watch,
+    current_plan,
+    update_plan,
+    validate_stages,
+)
 from .schedule import init_app
 from .status import PlanView, guard_status
+from .tuning import HistogramsUnavailable, TimeoutsReport, tune_timeouts
 
 __all__ = [
+    "EvaluationNotFound",
     "GuardBusy",
+    "HistogramsUnavailable",
     "PlanView",
     "StageNotReady",
+    "TimeoutsReport",
     "advance_stage",
+    "back_stage",
+    "complete_watch",
     "current_plan",
     "evaluate",
     "exposition",
     "guard_status",
     "init_app",
+    "note_evaluation",
+    "note_latest",
     "recent_evaluations",
+    "tune_timeouts",
     "update_plan",
     "validate_stages",
 ]

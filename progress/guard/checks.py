@@ -196,10 +196,11 @@ def completion_success_rate(figures: Figures, limits: Thresholds, percentage: in
         ("completions", "completions", "errors"),
         lambda: (
             f"verified success rate {_percent(1 - v_errors / v_total)} vs "
-            f"{_percent(1 - l_errors / l_total)}"
+            f"{_percent(1 - l_errors / l_total)}{_against(figures)}"
         ),
         rate_figures,
         threshold,
+        figures.baseline,
     )
 
 
@@ -235,10 +236,11 @@ def cache_update_latency(figures: Figures, limits: Thresholds, percentage: int) 
         ("cache updates", "updates", "updates over the budget"),
         lambda: (
             f"cache updates over {edge:g} s: verified {_percent((v_total - v_within) / v_total)} "
-            f"vs {_percent((l_total - l_within) / l_total)}"
+            f"vs {_percent((l_total - l_within) / l_total)}{_against(figures)}"
         ),
         latency_figures,
         threshold,
+        figures.baseline,
     )
 
 
@@ -252,6 +254,7 @@ def _sequential_finding(
     describe: Callable[[], str],
     check_figures: dict[str, Any],
     threshold: dict[str, Any],
+    baseline: str | None = None,
 ) -> Finding:
     """The sequential test on bad events (verified bad, verified all, legacy bad, legacy all):
     no data until both paths have some, then its verdict in words. `names`: what the events
@@ -259,7 +262,7 @@ def _sequential_finding(
     figures' sentence (called only once both paths have events)."""
     v_bad, v_total, l_bad, l_total = counts
     missing_name, unit, bad_name = names
-    missing = _no_comparison(percentage, v_total, l_total, missing_name)
+    missing = _no_comparison(percentage, v_total, l_total, missing_name, baseline)
     if missing:
         return Finding("no_data", missing, check_figures, threshold)
     result = compare(v_bad, v_total, l_bad, l_total, margin=margin, alpha=alpha, taus=taus)
@@ -350,13 +353,22 @@ def _within_budget(figures: Figures, path: str, budget_s: float) -> tuple[float,
     return min(buckets[edge], total) if edges else 0.0, total, edge
 
 
-def _no_comparison(percentage: int, v_total: float, l_total: float, what: str) -> str | None:
-    if percentage >= 100:
+def _no_comparison(
+    percentage: int, v_total: float, l_total: float, what: str, baseline: str | None
+) -> str | None:
+    if percentage >= 100 and baseline is None:
         return "no data: no legacy baseline at 100%"
+    if baseline is not None and l_total <= 0:
+        return f"no data: the baseline ({baseline}) has no {what}"
     empty = [p for p, n in (("verified", v_total), ("legacy", l_total)) if n <= 0]
     if empty:
         return f"no data: no {what} on the {' or '.join(empty)} path yet"
     return None
+
+
+def _against(figures: Figures) -> str:
+    """What verified is compared with, when it is not the legacy path beside it."""
+    return f" (the baseline: {figures.baseline})" if figures.baseline else ""
 
 
 def sequential_json(

@@ -9,8 +9,28 @@ from typing import Literal
 
 from .checks import Check
 
-Decision = Literal["advance", "hold", "pause", "rollback", "ready"]
+Decision = Literal["advance", "hold", "pause", "rollback", "ready", "complete"]
 OnFailure = Literal["rollback", "pause"]
+# The checks that compare verified with legacy: during the watch, with the baseline. A
+# regression there pauses; going back a stage is a person's decision.
+COMPARISONS = frozenset({"completion_success_rate", "cache_update_latency"})
+
+
+@dataclass(frozen=True)
+class WatchClock:
+    """The watch at the last stage, as the decision needs it."""
+
+    elapsed_s: float
+    length_s: float
+    completed: bool
+    baseline: str | None  # what the baseline is, in words; None: none could be had
+
+    @property
+    def over(self) -> bool:
+        return self.elapsed_s >= self.length_s
+
+    def left(self) -> str:
+        return _hours(max(self.length_s - self.elapsed_s, 0))
 
 
 @dataclass(frozen=True)
@@ -25,6 +45,7 @@ class Situation:
     on_failure: OnFailure
     paused: bool
     off_plan: bool = False
+    watch: WatchClock | None = None  # at the last stage
 
 
 @dataclass(frozen=True)
@@ -55,10 +76,14 @@ def decide(checks: Sequence[Check], now: Situation) -> Verdict:
             "nothing advances until it is on a stage again",
         )
     if now.next_percentage is None:
-        return Verdict(
-            "hold",
-            f"last stage ({now.percentage}%): nothing to advance to; "
-            "still watching for false lock screens",
+        return (
+            _watching(checks, now)
+            if now.watch
+            else Verdict(
+                "hold",
+                f"last stage ({now.percentage}%): nothing to advance to; "
+                "still watching for false lock screens",
+            )
         )
     waiting = [c for c in checks if c.status in ("no_data", "inconclusive")]
     if waiting:
@@ -78,14 +103,69 @@ def decide(checks: Sequence[Check], now: Situation) -> Verdict:
     return Verdict("ready", f"ready for {now.next_percentage}% when product advances: {summary}")
 
 
+def _watching(checks: Sequence[Check], now: Situation) -> Verdict:
+    """The last stage: the watch runs for its hours, then completes once every check
+    passes against the baseline; complete, it keeps watching for false lock screens."""
+    watch = now.watch
+    assert watch is not None
+    if watch.completed:
+        return Verdict(
+            "hold",
+            f"rollout complete at {now.percentage}%: the legacy path may be retired; "
+            "still watching for false lock screens",
+        )
+    waiting = [c for c in checks if c.status in ("no_data", "inconclusive")]
+    if not watch.over:
+        so_far = _waiting_for(waiting, []) if waiting else "every check passes so far"
+        return Verdict(
+            "hold",
+            f"watching at {now.percentage}% against {watch.baseline or 'no baseline'}: "
+            f"{watch.left()} of {_hours(watch.length_s)} left; {so_far}",
+        )
+    if waiting:
+        return Verdict(
+            "hold",
+            f"the watch of {_hours(watch.length_s)} is over, not yet clean: "
+            + _waiting_for(waiting, [])
+            + "; a person may end it (complete, with a note)",
+        )
+    summary = "; ".join(c.detail for c in checks)
+    return Verdict(
+        "complete",
+        f"the watch of {_hours(watch.length_s)} at {now.percentage}% ended clean "
+        f"({summary}): the rollout is complete and the legacy path may be retired",
+    )
+
+
+def _hours(seconds: float) -> str:
+    """48 h, 90 min, 40 s."""
+    if seconds >= 3 * 3600:
+        return f"{seconds / 3600:.3g} h"
+    if seconds >= 120:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s"
+
+
 def _on_failure(acting: Sequence[Check], now: Situation) -> Verdict:
-    """What failed checks ask for: the plan's on_failure if any asks for it, else a pause."""
-    wanted: Decision = now.on_failure if any(c.on_fail == "plan" for c in acting) else "pause"
+    """What failed checks ask for: the plan's on_failure if any asks for it, else a pause.
+    During the watch a regression against the baseline pauses: going back a stage is a
+    person's decision."""
+    wanted: Decision = (
+        now.on_failure
+        if any(c.on_fail == "plan" and not (now.watch and c.name in COMPARISONS) for c in acting)
+        else "pause"
+    )
     why = "; ".join(c.detail for c in acting)
     if wanted == "pause" and now.paused:
         return Verdict("hold", f"already paused; still failing: {why}")
     if wanted == "rollback":
         return Verdict("rollback", f"rolling back to 0%: {why}")
+    if now.watch:
+        return Verdict(
+            "pause",
+            f"pausing the watch at {now.percentage}%: {why}; going back a stage is a "
+            "person's decision",
+        )
     return Verdict("pause", f"pausing at {now.percentage}%: {why}")
 
 

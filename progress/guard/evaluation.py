@@ -4,6 +4,7 @@ checks, the decision, the action, and the evaluation kept with them in one commi
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 from dataclasses import dataclass
@@ -17,9 +18,9 @@ from ..extensions import db
 from ..flags import flag_gate
 from ..models import GuardEvaluation, RolloutPlan, utcnow
 from ..per_process import PerProcess
-from . import keeping, own_counters
+from . import keeping, own_counters, watch
 from .checks import Thresholds, judge, unmeasured
-from .decision import Decision, Situation, Verdict, decide
+from .decision import Decision, Situation, Verdict, WatchClock, decide
 from .eta import estimate, unknown
 from .figures import Prometheus, PrometheusUnavailable, read_figures
 from .lock import guarded_transaction
@@ -114,6 +115,12 @@ def _evaluate_locked(
         else:  # the embedded default: this instance's own counters
             figures = _own_counters.get().read(plan.flag, plan.stage_started_at, now)
             window, instance = figures.window_s, own_counters.source_id()
+        watching = on_plan and plan.on_last_stage and plan.completed_at is None
+        if watching and plan.baseline is None:  # the first look after the move
+            plan.baseline = _baseline(plan, prometheus).as_json()
+        clock = _watch_clock(plan, elapsed) if on_plan and plan.on_last_stage else None
+        if watching and clock is not None and clock.baseline:
+            figures = watch.with_baseline(figures, watch.Baseline.from_json(plan.baseline or {}))
     except PrometheusUnavailable as exc:
         log.warning(
             "rollout guard: Prometheus unavailable; holding, nothing changed",
@@ -136,6 +143,7 @@ def _evaluate_locked(
                 on_failure=plan.on_failure,  # type: ignore[arg-type]
                 paused=plan.paused,
                 off_plan=not on_plan,
+                watch=clock,
             ),
         )
         eta = estimate(
@@ -143,7 +151,8 @@ def _evaluate_locked(
             decision=verdict.decision,
             window_s=window,
             stage_elapsed_s=elapsed,
-            min_stage_seconds=plan.min_stage_seconds,
+            # the watch's hours stand for the last stage's minimum time
+            min_stage_seconds=int(clock.length_s) if clock else plan.min_stage_seconds,
             waiting_for_person=_waiting_for_person(plan, state.percentage, on_plan, has_next),
         )
         if window == 0:  # own counters: the first look at the stage counts from now on
@@ -166,6 +175,31 @@ def _evaluate_locked(
     return _act(plan, verdict, state.percentage, evaluation), verdict.decision
 
 
+def _baseline(plan: RolloutPlan, prometheus: Prometheus) -> watch.Baseline:
+    """The legacy path's figures over the baseline's days before the move: from
+    Prometheus' range queries, or from the kept evaluations without it."""
+    start, end = watch.period(plan)
+    config = current_app.config
+    if config["PROMETHEUS_URL"]:
+        return watch.from_prometheus(prometheus, start, end, config["PROGRESS_GUARD_SELECTOR"])
+    return watch.from_evaluations(plan.flag, start, end)
+
+
+def _watch_clock(plan: RolloutPlan, elapsed_s: float) -> WatchClock:
+    """Where the watch at the last stage stands; no baseline when the legacy path had no
+    traffic in its days (the comparisons then say so, and only a person ends the watch)."""
+    baseline = watch.Baseline.from_json(plan.baseline) if plan.baseline else None
+    label = None
+    if baseline is not None and (baseline.completions or baseline.buckets.get(math.inf)):
+        label = f"legacy's {watch.describe_days(baseline)} before the move"
+    return WatchClock(
+        elapsed_s=elapsed_s,
+        length_s=watch.watch_length_s(plan),
+        completed=plan.completed_at is not None,
+        baseline=label,
+    )
+
+
 def _waiting_for_person(
     plan: RolloutPlan, percentage: int, on_plan: bool, has_next: bool
 ) -> str | None:
@@ -176,8 +210,8 @@ def _waiting_for_person(
         return "the plan is paused; nothing advances until a person resumes it"
     if not on_plan:
         return f"{percentage}% is not a stage of the plan"
-    if not has_next:
-        return "the last stage: nothing to advance to"
+    if not has_next and plan.completed_at is not None:
+        return "the rollout is complete: nothing to advance to"
     return None
 
 
@@ -197,14 +231,17 @@ def _act(
         plan.ready = True
         log.info("rollout guard: stage ready", extra={"percentage": percentage})
         return evaluation
+    if decision == "complete":  # nothing moves: the watch ended clean
+        plan.completed_at = now
+        log.warning("rollout guard: the watch ended clean", extra={"percentage": percentage})
+        return evaluation
     if decision == "advance":
         target = plan.stages[plan.stage_index + 1]
-        plan.stage_index += 1
-        plan.stage_started_at, plan.ready = now, False
+        plan.start_stage(plan.stage_index + 1, now)
     elif decision == "rollback":
         target = plan.stages[0]
-        plan.stage_index = 0
-        plan.stage_started_at, plan.ready, plan.paused = now, False, True
+        plan.start_stage(0, now)
+        plan.paused = True
     else:  # pause: the same percentage, kept in the history with the reason
         target = percentage
         plan.ready, plan.paused = False, True

@@ -31,6 +31,9 @@ class Figures:
     # The legacy path's false lock screens shown (not judged: legacy is the baseline), for
     # the page's charts beside verified's.
     legacy_false_locks: float | None = None
+    # At the last stage the "legacy" figures are the legacy path's history before the move
+    # (`watch.with_baseline`); this names it in the checks' words.
+    baseline: str | None = None
 
 
 class Prometheus:
@@ -42,11 +45,16 @@ class Prometheus:
 
     def query(self, expr: str, at: float) -> list[tuple[dict[str, str], float]]:
         """The vector `expr` evaluates to at `at` (epoch seconds): (labels, value) pairs."""
+        data = self._get("query", {"query": expr, "time": f"{at:.3f}"})["data"]
+        if data.get("resultType") != "vector":
+            raise PrometheusUnavailable(f"answered a {data.get('resultType')}, not a vector")
+        return [(series["metric"], float(series["value"][1])) for series in data["result"]]
+
+    def _get(self, endpoint: str, params: dict[str, str]) -> dict:
+        """One call of the HTTP API; its JSON body once Prometheus answered success."""
         try:
             answer = requests.get(
-                f"{self.url}/api/v1/query",
-                params={"query": expr, "time": f"{at:.3f}"},
-                timeout=self.timeout_s,
+                f"{self.url}/api/v1/{endpoint}", params=params, timeout=self.timeout_s
             )
         except requests.RequestException as exc:
             raise PrometheusUnavailable(f"unreachable at {self.url}: {type(exc).__name__}") from exc
@@ -60,10 +68,27 @@ class Prometheus:
             raise PrometheusUnavailable(
                 f"refused the query ({answer.status_code}: {body.get('error', '')[:200]})"
             )
+        return body
+
+    def query_range(
+        self, expr: str, start: float, end: float, step_s: float
+    ) -> list[tuple[dict[str, str], list[float]]]:
+        """The matrix `expr` evaluates to from `start` to `end` every `step_s` seconds:
+        (labels, values) pairs, NaN values left out."""
+        body = self._get(
+            "query_range",
+            {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step_s:.3f}"},
+        )
         data = body["data"]
-        if data.get("resultType") != "vector":
-            raise PrometheusUnavailable(f"answered a {data.get('resultType')}, not a vector")
-        return [(series["metric"], float(series["value"][1])) for series in data["result"]]
+        if data.get("resultType") != "matrix":
+            raise PrometheusUnavailable(f"answered a {data.get('resultType')}, not a matrix")
+        return [
+            (
+                series["metric"],
+                [v for _, raw in series["values"] if not math.isnan(v := float(raw))],
+            )
+            for series in data["result"]
+        ]
 
 
 def _selector(base: str, **equal: str) -> str:

@@ -5,7 +5,8 @@ in a `flask rollout guard --loop` sidecar), and the pruning of old evaluations."
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from datetime import timedelta
 from typing import get_args
 
 import sqlalchemy as sa
@@ -15,8 +16,11 @@ from prometheus_client.registry import Collector
 
 from .. import store
 from ..extensions import db
-from ..models import GuardDecisionCount, GuardEvaluation, RolloutPlan
+from ..models import GuardDecisionCount, GuardEvaluation, RolloutPlan, utcnow
 from .decision import Decision
+from .notes import recent_notes
+
+NOTES_EXPORTED = 20  # the latest notes on /metrics (Grafana's annotations)
 
 DECISIONS = get_args(Decision)
 
@@ -41,9 +45,14 @@ class RolloutCollector(Collector):
     dashboards and alerts take max() across instances, never sum()."""
 
     def __init__(
-        self, plan: RolloutPlan, counts: dict[str, int], eta_seconds: int | None = None
+        self,
+        plan: RolloutPlan,
+        counts: dict[str, int],
+        eta_seconds: int | None = None,
+        notes: Sequence[GuardEvaluation] = (),
     ) -> None:
         self._plan, self._counts, self._eta_seconds = plan, counts, eta_seconds
+        self._notes = notes
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         plan = self._plan
@@ -74,6 +83,41 @@ class RolloutCollector(Collector):
             "it can advance or act at the current traffic; NaN while it cannot tell",
             value=math.nan if eta is None else eta,
         )
+        on_last = plan.updated_at is not None and plan.on_last_stage
+        watching = on_last and plan.completed_at is None
+        yield GaugeMetricFamily(
+            "progress_rollout_watch_active",
+            "1 while the watch at the plan's last stage runs (until it ends clean)",
+            value=int(watching),
+        )
+        left = math.nan
+        if watching:
+            ends = plan.stage_started_at + timedelta(hours=plan.watch_hours)
+            left = max((ends - utcnow()).total_seconds(), 0.0)
+        yield GaugeMetricFamily(
+            "progress_rollout_watch_remaining_seconds",
+            "Seconds left in the watch at the plan's last stage; NaN outside it",
+            value=left,
+        )
+        yield GaugeMetricFamily(
+            "progress_rollout_complete",
+            "1 once the watch at the last stage ended clean: the legacy path may be retired",
+            value=int(on_last and plan.completed_at is not None),
+        )
+        # People's notes on decisions, for Grafana's annotations: the value is when the
+        # decision was made (ms since the epoch), the text a label. Only the latest few,
+        # each a person's, so the series stay few.
+        notes = GaugeMetricFamily(
+            "progress_rollout_guard_note",
+            "A person's note on a guard decision; the value is the decision's time in ms",
+            labels=["evaluation", "decision", "note", "by"],
+        )
+        for noted in self._notes:
+            notes.add_metric(
+                [str(noted.id), noted.decision, (noted.note or "")[:300], noted.noted_by or ""],
+                noted.at.timestamp() * 1000,
+            )
+        yield notes
         decisions = CounterMetricFamily(
             "progress_rollout_guard_decisions",
             "Rollout guard decisions, wherever the guard ran",
@@ -100,5 +144,12 @@ def exposition(plan: RolloutPlan) -> bytes:
         .limit(1)
     )
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(RolloutCollector(plan, counts, latest.eta_seconds if latest else None))
+    registry.register(
+        RolloutCollector(
+            plan,
+            counts,
+            latest.eta_seconds if latest else None,
+            recent_notes(plan.flag, NOTES_EXPORTED),
+        )
+    )
     return generate_latest(registry)

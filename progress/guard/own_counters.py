@@ -89,7 +89,7 @@ def figures_from(increase: Samples, current: Samples, window_s: int) -> Figures:
             for p in PATHS
         },
         access_checks={p: total("progress_access_checks_total", path=p) for p in PATHS},
-        cache_update_p95_s={p: _quantile(0.95, buckets[p]) for p in PATHS},
+        cache_update_p95_s={p: quantile(0.95, buckets[p]) for p in PATHS},
         cache_update_buckets=buckets,
         breaker_open_share=1.0 if open_now > 0 else 0.0,  # open now: the look's share
         breaker_trips=total("progress_circuit_breaker_trips_total"),
@@ -100,7 +100,7 @@ def figures_from(increase: Samples, current: Samples, window_s: int) -> Figures:
     )
 
 
-def _quantile(q: float, buckets: dict[float, float]) -> float | None:
+def quantile(q: float, buckets: dict[float, float]) -> float | None:
     """histogram_quantile's answer over cumulative buckets: linear within the bucket."""
     edges = sorted(buckets)
     total = buckets.get(math.inf, 0.0)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import fields
+from datetime import timedelta
 from typing import Any
 
 from .. import rollout
@@ -15,6 +16,7 @@ from ..extensions import db
 from ..flags import flag_gate
 from ..models import PlanSettings, RolloutPlan, utcnow
 from .lock import GuardBusy, guarded_transaction
+from .notes import note_latest
 
 # What a person may change: the plan's settings, and pausing or resuming it.
 PLAN_FIELDS = frozenset({*(f.name for f in fields(PlanSettings)), "paused"})
@@ -107,8 +109,16 @@ def update_plan(changes: dict[str, Any], actor: str) -> RolloutPlan:
         changes["stages"] = validate_stages(changes["stages"])
     if changes.get("on_failure", "rollback") not in ("rollback", "pause"):
         raise ValueError("on_failure is rollback or pause")
+    for name in ("watch_hours", "baseline_days"):
+        if name in changes and not 0 < changes[name] <= 90 * 24:
+            raise ValueError(f"{name} is above 0 and at most {90 * 24}")
     with _plan_locked() as plan:
         percentage = rollout.rollout_state().percentage
+        resumed = changes.get("paused") is False and plan.paused
+        if resumed and plan.on_last_stage and plan.completed_at is None:
+            # The watch starts again from the resume (the baseline is kept): what failed
+            # before it was seen and answered by a person.
+            plan.stage_started_at = utcnow()
         for name, value in changes.items():
             setattr(plan, name, value)
         if "stages" in changes:  # the same percentage at its new index; the clock runs on
@@ -123,9 +133,10 @@ def update_plan(changes: dict[str, Any], actor: str) -> RolloutPlan:
     return plan
 
 
-def advance_stage(actor: str, reason: str) -> RolloutPlan:
+def advance_stage(actor: str, reason: str, note: str | None = None) -> RolloutPlan:
     """Product's click: move to the next stage when the guard marked this one ready (or
-    from 0%, where there is nothing to judge). StageNotReady says why not."""
+    from 0%, where there is nothing to judge). StageNotReady says why not. A `note` is
+    kept with the guard's latest evaluation (the one that marked the stage ready)."""
     with _plan_locked() as plan:
         percentage = rollout.rollout_state().percentage
         if not plan.follow_percentage(percentage, utcnow()):
@@ -141,9 +152,53 @@ def advance_stage(actor: str, reason: str) -> RolloutPlan:
             )
         target = plan.stages[plan.stage_index + 1]
         now = utcnow()
-        plan.stage_index += 1
-        plan.stage_started_at, plan.ready = now, False
+        plan.start_stage(plan.stage_index + 1, now)
         plan.updated_at, plan.updated_by = now, actor
+        if note:
+            note_latest(plan.flag, note, actor)
         why = f"advance: stage {percentage}% → {target}%: {reason}"
         rollout.set_rollout(target, why[:500], actor)
+    return plan
+
+
+def back_stage(actor: str, reason: str, note: str | None = None) -> RolloutPlan:
+    """A person's click after a pause (the watch's, say): back to the previous stage of
+    the plan, whose clock starts again. The plan stays paused as it was, so the guard
+    does not advance again before a person resumes it."""
+    with _plan_locked() as plan:
+        percentage = rollout.rollout_state().percentage
+        if not plan.follow_percentage(percentage, utcnow()):
+            raise StageNotReady(f"the rollout is at {percentage}%, not a stage of the plan")
+        if plan.stage_index == 0:
+            raise StageNotReady(f"{percentage}% is the plan's first stage")
+        target = plan.stages[plan.stage_index - 1]
+        if note:
+            note_latest(plan.flag, note, actor)
+        plan.updated_at, plan.updated_by = utcnow(), actor
+        why = f"back: stage {percentage}% → {target}%: {reason}"
+        rollout.set_rollout(target, why[:500], actor)  # the plan follows (rollout._change)
+    return plan
+
+
+def complete_watch(actor: str, note: str) -> RolloutPlan:
+    """A person ends the watch at the last stage once its hours are over and nothing
+    failed, when the guard cannot (a test still inconclusive on little traffic, or no
+    baseline to compare with): the rollout is complete. The note says why, kept with the
+    guard's latest evaluation. StageNotReady while the watch runs, is paused, or the
+    rollout is not at the last stage."""
+    with _plan_locked() as plan:
+        percentage = rollout.rollout_state().percentage
+        now = utcnow()
+        if not plan.follow_percentage(percentage, now) or not plan.on_last_stage:
+            raise StageNotReady(f"the rollout is at {percentage}%, not at the plan's last stage")
+        if plan.completed_at is not None:
+            raise StageNotReady("the rollout is already complete")
+        if plan.paused:
+            raise StageNotReady("the watch is paused: a check failed; resume it or go back")
+        ends = plan.stage_started_at + timedelta(hours=plan.watch_hours)
+        if now < ends:
+            raise StageNotReady(f"the watch runs until {ends.isoformat(timespec='seconds')}")
+        note_latest(plan.flag, f"the end of the watch, by hand: {note}", actor)
+        plan.completed_at = now
+        plan.updated_at, plan.updated_by = now, actor
     return plan

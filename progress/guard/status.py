@@ -4,8 +4,8 @@ itself and why not, and what a margin costs at the current traffic."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
 from flask import current_app
 
@@ -13,6 +13,9 @@ from ..models import RolloutPlan, utcnow
 from .eta import MarginCost, margin_costs
 from .evaluation import recent_evaluations
 from .own_counters import SOURCE_MARK
+from .watch import Baseline, describe_days, watch_length_s, whole_days
+
+WatchState = Literal["not_started", "watching", "paused", "over", "complete"]
 
 
 @dataclass(frozen=True)
@@ -54,13 +57,106 @@ def _instances_without_prometheus(config: Any) -> list[str]:
     ]
 
 
+@dataclass(frozen=True)
+class WatchView:
+    """The watch at the last stage as the page and `rollout status` show it."""
+
+    state: WatchState
+    length_seconds: int
+    started_at: datetime | None
+    ends_at: datetime | None
+    seconds_left: int | None
+    completed_at: datetime | None
+    baseline: dict[str, Any] | None  # the legacy path's figures before the move
+    current: dict[str, Any] | None  # the verified path's since the watch began
+    text: str
+
+
+def watch_view(plan: RolloutPlan, latest: Any | None) -> WatchView:
+    """Where the watch stands: its countdown, the baseline's figures and the latest
+    evaluation's at this stage."""
+    length = int(watch_length_s(plan))
+    if not plan.on_last_stage or plan.stage_started_at is None or plan.updated_at is None:
+        last = plan.stages[-1]
+        text = f"the watch of {_span(length)} starts when the rollout reaches {last}%"
+        return WatchView("not_started", length, None, None, None, None, None, None, text)
+    started = plan.stage_started_at
+    ends = started + timedelta(seconds=length)
+    left = max(int((ends - utcnow()).total_seconds()), 0)
+    baseline = _baseline_figures(plan)
+    current = _current_figures(latest, plan) if latest is not None else None
+    if plan.completed_at is not None:
+        state: WatchState = "complete"
+        text = "the rollout is complete: the watch ended clean; the legacy path may be retired"
+    elif plan.paused:
+        state, text = "paused", "the watch is paused: a check failed against the baseline"
+    elif left == 0:
+        state, text = (
+            "over",
+            ("the watch is over; it completes once every check passes, or when a person ends it"),
+        )
+    else:
+        state, text = "watching", f"watching: {_span(left)} of {_span(length)} left"
+    return WatchView(state, length, started, ends, left, plan.completed_at, baseline, current, text)
+
+
+def _baseline_figures(plan: RolloutPlan) -> dict[str, Any] | None:
+    if not plan.baseline:
+        return None
+    kept = Baseline.from_json(plan.baseline)
+    updates = kept.buckets.get(float("inf"), 0.0)
+    return {
+        "start": kept.start,
+        "end": kept.end,
+        "source": kept.source,
+        "span": describe_days(kept),
+        "wholeDays": whole_days(plan.baseline_days),
+        "completions": kept.completions,
+        "errors": kept.errors,
+        "successRate": kept.success_rate,
+        "updates": updates,
+        "overBudgetShare": kept.over_budget_share(plan.p95_budget_seconds),
+        "days": kept.days,
+    }
+
+
+def _current_figures(latest: Any, plan: RolloutPlan) -> dict[str, Any] | None:
+    """The verified path's figures at the latest evaluation of the last stage."""
+    if latest.stage != plan.stage_index or latest.at < plan.stage_started_at:
+        return None
+    checks = {c["name"]: c.get("figures") or {} for c in latest.checks}
+    rate, latency = (
+        checks.get("completion_success_rate", {}),
+        checks.get("cache_update_latency", {}),
+    )
+    updates = latency.get("verifiedUpdates")
+    over = latency.get("verifiedOverBudget")
+    return {
+        "at": latest.at,
+        "completions": rate.get("verifiedCompletions"),
+        "errors": rate.get("verifiedErrors"),
+        "successRate": rate.get("verified"),
+        "updates": updates,
+        "overBudgetShare": over / updates if updates else None,
+    }
+
+
+def _span(seconds: float) -> str:
+    if seconds >= 3 * 3600:
+        return f"{seconds / 3600:.3g} h"
+    if seconds >= 120:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s"
+
+
 class PlanView:
-    """The plan with its guard status and margin costs, for RolloutPlanOut."""
+    """The plan with its guard status, margin costs and watch, for RolloutPlanOut."""
 
     def __init__(self, plan: RolloutPlan) -> None:
         self._plan = plan
         self.guard = guard_status(plan)
         latest = next(iter(recent_evaluations(1)), None)
+        self.watch = watch_view(plan, latest)
         self.margin_costs: list[MarginCost] = margin_costs(
             latest.checks if latest else None,
             latest.window_seconds if latest else 0,

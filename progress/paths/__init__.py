@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from flask import Flask, current_app
 
-from .. import logs, metrics, store
+from .. import faults, logs, metrics, store
 from ..cache import ProgressSnapshot
 from ..curriculum import Curriculum, LessonRef, is_lesson_accessible
 from ..flags import verified_path_on
@@ -94,7 +95,9 @@ def record_completion(
 ) -> store.Completion:
     """Write the completion (and its XP) and count its outcome; a locked lesson is the
     client's error."""
+    started = time.perf_counter()
     try:
+        faults.before_completion(path)
         completion = store.mark_lesson_completed(
             learner_id, lesson, worker_state().curriculum(), idempotency_key
         )
@@ -103,6 +106,8 @@ def record_completion(
     except Exception:
         metrics.completions.labels(path, "error").inc()
         raise
+    finally:
+        metrics.completion_seconds.labels(path).observe(time.perf_counter() - started)
     metrics.completions.labels(path, "success").inc()
     return completion
 

@@ -236,17 +236,20 @@ class VerifiedPath:
             delay *= 2
 
     def _read_db(self, learner_id: uuid.UUID, floor: int) -> Read:
+        behind_since = None  # the first replica read found behind the known version
         if store.has_replica():  # an unusable replica is the store's: it reads the primary
             delays = self._backoff()
             checked_primary = False
             while True:
                 snapshot = store.load_progress(learner_id, replica=True)
                 if snapshot.version >= floor:
+                    _waited(behind_since)
                     return Read(snapshot, "db", from_primary=False)
                 if not checked_primary:
                     # A version the primary doesn't hold either (a client's minVersion from
                     # elsewhere): no replica will catch up to it, answer from the primary now.
                     checked_primary = True
+                    behind_since = time.monotonic()
                     primary = self._load_primary(learner_id)
                     if primary.version < floor:
                         return Read(primary, "db", from_primary=True)
@@ -255,7 +258,9 @@ class VerifiedPath:
                     break
                 metrics.db_retries.labels("replica_lag").inc()
                 time.sleep(delay)
-        return Read(self._load_primary(learner_id), "db", from_primary=True)
+        read = Read(self._load_primary(learner_id), "db", from_primary=True)
+        _waited(behind_since)
+        return read
 
     def _load_primary(self, learner_id: uuid.UUID) -> ProgressSnapshot:
         """The primary, retried with backoff on connection errors within the retry budget."""
@@ -269,6 +274,12 @@ class VerifiedPath:
                     raise
                 metrics.db_retries.labels("db_error").inc()
                 time.sleep(delay)
+
+
+def _waited(behind_since: float | None) -> None:
+    """The replica's lag as a read waited it out (`flask rollout tune` reads it)."""
+    if behind_since is not None:
+        metrics.replica_wait_seconds.observe(time.monotonic() - behind_since)
 
 
 def _update_entry(

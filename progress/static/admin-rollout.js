@@ -171,7 +171,9 @@
           }
         }
       }
-      const state = await call("PUT", "/rollout", { percentage, reason });
+      const note = $("note").value.trim();
+      const state = await call("PUT", "/rollout", note ? { percentage, reason, note } : { percentage, reason });
+      $("note").value = "";
       $("message").textContent =
         state.percentage === 0
           ? "Rolled back: every learner is on the legacy path (0%)."

@@ -10,6 +10,8 @@
   const tokenKey = window.AdminApi.TOKEN_KEY;
   const NUMBERS = [
     ["guard-min-stage", "minStageSeconds", "minimum time at each stage", true],
+    ["guard-watch-hours", "watchHours", "watch at the last stage", false],
+    ["guard-baseline-days", "baselineDays", "baseline days", false],
     ["guard-min-completions", "minCompletions", "completions needed", true],
     ["guard-min-access", "minAccessChecks", "access checks needed", true],
     ["guard-margin", "successRateMargin", "success rate margin", false],
@@ -140,6 +142,48 @@
     }
   }
 
+  // The watch at the last stage: a countdown, the baseline's figures beside the current
+  // ones, and "complete" once it ended clean (`watch`, when the API sends it).
+  function showWatch(p) {
+    const w = p.watch;
+    const shown = !!w && w.state !== "not_started";
+    $("watch").hidden = !shown;
+    if (!shown) return;
+    let text = w.text;
+    if (w.state === "watching" && w.endsAt) {
+      const left = (Date.parse(w.endsAt) - Date.now()) / 1000;
+      text = "Watching: " + duration(left) + " left of " + duration(w.lengthSeconds) + " (ends " + when(w.endsAt) + ")";
+    }
+    $("watch-text").textContent = text.charAt(0).toUpperCase() + text.slice(1);
+    $("watch-retire").hidden = w.state !== "complete";
+    $("watch-complete-row").hidden = w.state !== "over";
+    const b = w.baseline;
+    const c = w.current;
+    $("watch-figures").hidden = !b && !c;
+    const rate = (x) => (x && x.successRate != null ? figure("rate", x.successRate) : "–");
+    const count = (x) => (x && x.completions != null ? figure("count", x.completions) : "–");
+    const slow = (x) => (x && x.overBudgetShare != null ? figure("share", x.overBudgetShare) + " of " + figure("count", x.updates) : "–");
+    $("watch-base-rate").textContent = rate(b);
+    $("watch-now-rate").textContent = rate(c);
+    $("watch-base-n").textContent = count(b);
+    $("watch-now-n").textContent = count(c);
+    $("watch-base-slow").textContent = slow(b);
+    $("watch-now-slow").textContent = slow(c);
+    $("watch-baseline").textContent = b
+      ? "Baseline: the legacy path over the " + b.span + " before the move (" + when(b.start) + " – " + when(b.end) + "), from " +
+        (b.source === "prometheus" ? "Prometheus" : "the guard's kept evaluations") + "." +
+        (b.wholeDays ? "" : " Not whole days: the time of day is not averaged out.") +
+        " A comparison across time, not side by side: the traffic mix may have changed since."
+      : "";
+  }
+
+  // Back a stage: the person's decision after a pause (the watch's, say).
+  function showBack(p) {
+    const show = p.paused && p.stage > 0;
+    $("guard-back-row").hidden = !show;
+    if (show) $("guard-back").textContent = "Back to " + p.stages[p.stage - 1] + "%";
+  }
+
   function showMarginCosts(p) {
     const costs = p.marginCosts || [];
     $("guard-margin-costs").hidden = !costs.length;
@@ -193,6 +237,18 @@
       " · " + when(e.at) + " · stage " + (e.stage + 1) + " (" + e.percentage + "%), window " + duration(e.windowSeconds)
     );
     const parts = [head, node("p", "why", "Why: " + e.reason)];
+    if (e.note) parts.push(node("p", "note", "Note by " + e.notedBy + " (" + when(e.notedAt) + "): " + e.note));
+    const form = node("form", "note-form");
+    form.dataset.evaluation = e.id;
+    const label = node("label", null, e.note ? "Change the note" : "Add a note (what happened, what was done)");
+    label.htmlFor = "latest-note";
+    const input = node("input");
+    input.id = "latest-note";
+    input.maxLength = 2000;
+    input.required = true;
+    form.append(label, input, node("button", null, "Keep the note"));
+    form.querySelector("button").type = "submit";
+    parts.push(form);
     const eta = etaText(e);
     if (eta) parts.push(node("p", "eta", "When: " + eta));
     const missing = unmet(e, p);
@@ -247,10 +303,12 @@
           " · " + span + " · stage " + (run.stage + 1) + " (" + run.percentage + "%)"
         );
         details.append(summary, node("p", "why", "Why (latest): " + newest.reason));
+        const noted = run.looks.filter((e) => e.note);
+        noted.forEach((e) => details.append(node("p", "note", "Note by " + e.notedBy + ": " + e.note)));
         const looks = node("ol", "looks");
         run.looks.forEach((e) => {
           const eta = etaText(e);
-          looks.append(node("li", null, when(e.at) + ": " + e.reason + (eta ? " — " + eta : "")));
+          looks.append(node("li", null, when(e.at) + ": " + e.reason + (eta ? " — " + eta : "") + (e.note ? " — note by " + e.notedBy + ": " + e.note : "")));
         });
         details.append(looks);
         item.append(details);
@@ -269,6 +327,8 @@
       showEta(latest, p);
       fillForm(p);
       showAdvance(p);
+      showBack(p);
+      showWatch(p);
       showMarginCosts(p);
       fillLatest(latest, p);
       fillEarlier(earlier);
@@ -329,13 +389,68 @@
       $("reason").focus();
       return;
     }
+    const note = $("note").value.trim();
     try {
-      const p = await call("POST", "/advance", { reason });
+      const p = await call("POST", "/advance", note ? { reason, note } : { reason });
+      $("note").value = "";
       $("message").textContent = "Advanced: the verified path now serves " + p.stagePercentage + "% of learners.";
       $("reason").value = "";
       document.dispatchEvent(new CustomEvent("rollout:moved"));
     } catch (e) {
       $("message").textContent = "Not advanced: " + e.message;
+    }
+  });
+
+  // Back a stage, with the change card's reason and note.
+  $("guard-back").addEventListener("click", async () => {
+    const reason = $("reason").value.trim();
+    if (!reason) {
+      $("message").textContent = "Say why: the reason is kept in the history.";
+      $("reason").focus();
+      return;
+    }
+    const note = $("note").value.trim();
+    try {
+      const p = await call("POST", "/back", note ? { reason, note } : { reason });
+      $("message").textContent = "Back at " + p.stagePercentage + "%; the plan stays paused until you resume it.";
+      $("reason").value = "";
+      $("note").value = "";
+      document.dispatchEvent(new CustomEvent("rollout:moved"));
+    } catch (e) {
+      $("message").textContent = "Not moved: " + e.message;
+    }
+  });
+
+  // The end of the watch by hand, with the change card's note saying why.
+  $("watch-complete").addEventListener("click", async () => {
+    const note = $("note").value.trim();
+    if (!note) {
+      $("message").textContent = "Say why in the note: it is kept with the guard's latest evaluation.";
+      $("note").focus();
+      return;
+    }
+    try {
+      await call("POST", "/complete", { note });
+      $("note").value = "";
+      $("message").textContent = "The rollout is complete: the legacy path may be retired.";
+      await refresh();
+    } catch (e) {
+      $("message").textContent = "Not complete: " + e.message;
+    }
+  });
+
+  // A note on the latest decision (the end of the watch, a pause).
+  $("guard-latest").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const form = event.target;
+    const note = form.querySelector("input").value.trim();
+    if (!note) return;
+    try {
+      await call("PUT", "/evaluations/" + form.dataset.evaluation + "/note", { note });
+      $("guard-message").textContent = "Note kept.";
+      await refresh();
+    } catch (e) {
+      $("guard-message").textContent = "Note not kept: " + e.message;
     }
   });
 

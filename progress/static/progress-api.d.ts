@@ -244,6 +244,74 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/admin/rollout/back": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** A person's decision after a pause (the watch at 100%, say): back to the plan's previous stage in one step; the reason is kept in the history, the note with the guard's latest evaluation. The plan stays paused until a person resumes it. */
+        post: operations["backRollout"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/rollout/complete": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** The end of the watch by a person: once the watch's hours are over and nothing failed, mark the rollout complete when the guard cannot (a test still inconclusive, no baseline); the note says why and is kept with the guard's latest evaluation. */
+        post: operations["completeRollout"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/rollout/evaluations/{evaluation_id}/note": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /** Keep a person's note with one guard decision (the end of the watch, a pause): what happened and what was done; it replaces an earlier note. */
+        put: operations["noteRolloutEvaluation"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/timeouts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The timeout settings against the latency histograms of the last `days` (from Prometheus, or this instance's own counters): observed percentiles, the recommended value by the stated rule, the share of requests each candidate would have cut, and the line to deploy. Changes nothing: timeouts are deploy-time settings. */
+        get: operations["getTimeouts"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/admin/rollout/charts": {
         parameters: {
             query?: never;
@@ -332,6 +400,11 @@ export interface components {
             percentage: number;
             /** Reason */
             reason: string;
+            /**
+             * Note
+             * @default null
+             */
+            note: string | null;
         };
         /**
          * RolloutHistoryOut
@@ -412,11 +485,24 @@ export interface components {
          *       "ready": false,
          *       "updatedAt": "2026-03-02T09:15:27.418000+00:00",
          *       "updatedBy": "ana@example.com",
+         *       "watchHours": 48,
+         *       "baselineDays": 7,
          *       "guard": {
          *         "running": true,
          *         "source": "prometheus",
          *         "reason": null,
          *         "warnings": []
+         *       },
+         *       "watch": {
+         *         "state": "not_started",
+         *         "lengthSeconds": 172800,
+         *         "startedAt": null,
+         *         "endsAt": null,
+         *         "secondsLeft": null,
+         *         "completedAt": null,
+         *         "baseline": null,
+         *         "current": null,
+         *         "text": "the watch of 48 h starts when the rollout reaches 100%"
          *       },
          *       "marginCosts": [
          *         {
@@ -474,6 +560,10 @@ export interface components {
             latencyMargin: number;
             /** Falserollbackrate */
             falseRollbackRate: number;
+            /** Watchhours */
+            watchHours: number;
+            /** Baselinedays */
+            baselineDays: number;
             /** Enabled */
             enabled: boolean;
             /** Paused */
@@ -487,6 +577,7 @@ export interface components {
             guard: components["schemas"]["GuardStatusOut"];
             /** Margincosts */
             marginCosts: components["schemas"]["MarginCostOut"][];
+            watch: components["schemas"]["WatchOut"];
         };
         /**
          * RolloutPlanIn
@@ -553,6 +644,16 @@ export interface components {
              * @default null
              */
             falseRollbackRate: number | null;
+            /**
+             * Watchhours
+             * @default null
+             */
+            watchHours: number | null;
+            /**
+             * Baselinedays
+             * @default null
+             */
+            baselineDays: number | null;
             /**
              * Enabled
              * @default null
@@ -656,14 +757,250 @@ export interface components {
         };
         /**
          * AdvanceIn
-         * @description Why the stage moves on: kept in the history with the change.
+         * @description Why the stage moves on: kept in the history with the change; a note, kept with the
+         *     guard's latest evaluation.
          * @example {
-         *       "reason": "10% held a day within the margin; product signs off"
+         *       "reason": "10% held a day within the margin; product signs off",
+         *       "note": "support saw no lock-screen tickets at 10%"
          *     }
          */
         AdvanceIn: {
             /** Reason */
             reason: string;
+            /**
+             * Note
+             * @default null
+             */
+            note: string | null;
+        };
+        /**
+         * BackIn
+         * @description Why the rollout goes back a stage: kept in the history; a note, kept with the
+         *     guard's latest evaluation (the pause it answers).
+         * @example {
+         *       "reason": "completions fail at 100% since the 14:00 deploy",
+         *       "note": "paused by the watch; the deploy is rolled back, back to 10% meanwhile"
+         *     }
+         */
+        BackIn: {
+            /** Reason */
+            reason: string;
+            /**
+             * Note
+             * @default null
+             */
+            note: string | null;
+        };
+        /**
+         * NoteIn
+         * @description A person's note on one guard decision (or the end of the watch).
+         * @example {
+         *       "note": "48 h clean; legacy path to be retired next sprint"
+         *     }
+         */
+        NoteIn: {
+            /** Note */
+            note: string;
+        };
+        /**
+         * GuardEvaluationOut
+         * @example {
+         *       "id": 41,
+         *       "at": "2026-03-02T09:15:27.418000+00:00",
+         *       "flag": "verified-progress-path",
+         *       "stage": 1,
+         *       "percentage": 10,
+         *       "windowSeconds": 3600,
+         *       "checks": [
+         *         {
+         *           "name": "false_lock_screens",
+         *           "status": "pass",
+         *           "detail": "no false lock screen shown on the verified path in 3600 s (0 caught by its double check)",
+         *           "figures": {
+         *             "shown": 0,
+         *             "clientReport": 0,
+         *             "audit": 0,
+         *             "caughtByDoubleCheck": 0
+         *           },
+         *           "threshold": {
+         *             "maxShown": 0
+         *           }
+         *         },
+         *         {
+         *           "name": "completion_success_rate",
+         *           "status": "inconclusive",
+         *           "detail": "verified success rate 98% vs 99.5% after 10,000 completions: inconclusive, holding (with 99% confidence verified is between 0.27 point better and 3.27 points worse; the margin is 0.1 point)",
+         *           "figures": {
+         *             "verified": 0.98,
+         *             "legacy": 0.995,
+         *             "verifiedErrors": 20,
+         *             "legacyErrors": 45,
+         *             "verifiedCompletions": 1000,
+         *             "legacyCompletions": 9000
+         *           },
+         *           "threshold": {
+         *             "margin": 0.001,
+         *             "confidence": 0.99
+         *           },
+         *           "test": {
+         *             "method": "mSPRT",
+         *             "counting": "errors",
+         *             "statistic": 0.015,
+         *             "lower": -0.002733,
+         *             "upper": 0.032733,
+         *             "margin": 0.001,
+         *             "confidence": 0.99,
+         *             "evidence": 10000,
+         *             "verdict": "inconclusive",
+         *             "needed": 108398
+         *           }
+         *         }
+         *       ],
+         *       "decision": "hold",
+         *       "reason": "verified success rate 98% vs 99.5% after 10,000 completions: inconclusive, holding (with 99% confidence verified is between 0.27 point better and 3.27 points worse; the margin is 0.1 point)",
+         *       "acted": false,
+         *       "instance": "web-1:4242",
+         *       "etaSeconds": 390233,
+         *       "eta": {
+         *         "seconds": 390233,
+         *         "reason": null,
+         *         "limitedBy": "completion_success_rate",
+         *         "ratePerMinute": 16.67,
+         *         "needed": 108398,
+         *         "text": "decides in about 4.5 days (likely 1.5 days to 14 days), at 17 verified completions a minute; needs about 110,000 more"
+         *       },
+         *       "note": "holding is expected: 0.1 point needs about a day at this traffic",
+         *       "notedBy": "ana@example.com",
+         *       "notedAt": "2026-03-02T09:15:27.418000+00:00"
+         *     }
+         */
+        GuardEvaluationOut: {
+            /** Id */
+            id: number;
+            /**
+             * At
+             * Format: date-time
+             */
+            at: string;
+            /** Flag */
+            flag: string;
+            /** Stage */
+            stage: number;
+            /** Percentage */
+            percentage: number;
+            /** Windowseconds */
+            windowSeconds: number;
+            /** Checks */
+            checks: components["schemas"]["GuardCheckOut"][];
+            /**
+             * Decision
+             * @enum {string}
+             */
+            decision: "advance" | "hold" | "pause" | "rollback" | "ready" | "complete";
+            /** Reason */
+            reason: string;
+            /** Acted */
+            acted: boolean;
+            /** Instance */
+            instance: string;
+            /** Etaseconds */
+            etaSeconds: number | null;
+            eta: components["schemas"]["GuardEtaOut"];
+            /**
+             * Note
+             * @default null
+             */
+            note: string | null;
+            /**
+             * Notedby
+             * @default null
+             */
+            notedBy: string | null;
+            /**
+             * Notedat
+             * @default null
+             */
+            notedAt: string | null;
+        };
+        /**
+         * TimeoutsQuery
+         * @example {
+         *       "days": 7
+         *     }
+         */
+        TimeoutsQuery: {
+            /**
+             * Days
+             * @default 7
+             */
+            days: number;
+        };
+        /**
+         * TimeoutsOut
+         * @description What the observed latencies say the timeouts should be; nothing is changed.
+         * @example {
+         *       "source": "prometheus",
+         *       "days": 7,
+         *       "window": "the last 7 days",
+         *       "settings": [
+         *         {
+         *           "setting": "PROGRESS_CACHE_UPDATE_TIMEOUT_MS",
+         *           "currentMs": 2000,
+         *           "histogram": "progress_cache_update_seconds{path=\"verified\"}",
+         *           "observations": 812400,
+         *           "p50Ms": 3.1,
+         *           "p99Ms": 38,
+         *           "p999Ms": 96,
+         *           "recommendedMs": 150,
+         *           "rule": "p99.9 of the verified path's cache update x 1.5",
+         *           "line": "PROGRESS_CACHE_UPDATE_TIMEOUT_MS=150",
+         *           "candidates": [
+         *             {
+         *               "valueMs": 75,
+         *               "shareOver": 0.0021,
+         *               "requestsOver": 1706,
+         *               "label": ""
+         *             },
+         *             {
+         *               "valueMs": 150,
+         *               "shareOver": 0.0004,
+         *               "requestsOver": 325,
+         *               "label": "recommended"
+         *             },
+         *             {
+         *               "valueMs": 300,
+         *               "shareOver": 0.0001,
+         *               "requestsOver": 81,
+         *               "label": ""
+         *             },
+         *             {
+         *               "valueMs": 2000,
+         *               "shareOver": 0,
+         *               "requestsOver": 0,
+         *               "label": "current"
+         *             }
+         *           ],
+         *           "warnings": [],
+         *           "bucketsNeeded": []
+         *         }
+         *       ],
+         *       "note": "Nothing was changed: timeouts are deploy-time settings; deploy the lines you choose."
+         *     }
+         */
+        TimeoutsOut: {
+            /**
+             * Source
+             * @enum {string}
+             */
+            source: "prometheus" | "instance";
+            /** Days */
+            days: number;
+            /** Window */
+            window: string;
+            /** Settings */
+            settings: components["schemas"]["TimeoutAdviceOut"][];
+            /** Note */
+            note: string;
         };
         /**
          * RolloutChartsQuery
@@ -1271,6 +1608,153 @@ export interface components {
             /** Text */
             text: string;
         };
+        /**
+         * WatchBaselineOut
+         * @description The legacy path's figures over the baseline's days before the move to 100%.
+         * @example {
+         *       "start": "2026-03-02T09:00:00+00:00",
+         *       "end": "2026-03-09T09:00:00+00:00",
+         *       "source": "prometheus",
+         *       "span": "7 days",
+         *       "wholeDays": true,
+         *       "completions": 9980000,
+         *       "errors": 49900,
+         *       "successRate": 0.995,
+         *       "updates": 9980000,
+         *       "overBudgetShare": 0.012,
+         *       "days": [
+         *         {
+         *           "completions": 1425714,
+         *           "errors": 7128
+         *         }
+         *       ]
+         *     }
+         */
+        WatchBaselineOut: {
+            /**
+             * Start
+             * Format: date-time
+             */
+            start: string;
+            /**
+             * End
+             * Format: date-time
+             */
+            end: string;
+            /**
+             * Source
+             * @enum {string}
+             */
+            source: "prometheus" | "evaluations";
+            /** Span */
+            span: string;
+            /** Wholedays */
+            wholeDays: boolean;
+            /** Completions */
+            completions: number;
+            /** Errors */
+            errors: number;
+            /** Successrate */
+            successRate: number | null;
+            /** Updates */
+            updates: number;
+            /** Overbudgetshare */
+            overBudgetShare: number | null;
+            /** Days */
+            days: {
+                [key: string]: unknown;
+            }[];
+        };
+        /**
+         * WatchCurrentOut
+         * @description The verified path's figures since the watch began, at the latest evaluation.
+         * @example {
+         *       "at": "2026-03-09T21:00:00+00:00",
+         *       "completions": 720000,
+         *       "errors": 3420,
+         *       "successRate": 0.99525,
+         *       "updates": 720000,
+         *       "overBudgetShare": 0.0004
+         *     }
+         */
+        WatchCurrentOut: {
+            /**
+             * At
+             * Format: date-time
+             */
+            at: string;
+            /** Completions */
+            completions: number | null;
+            /** Errors */
+            errors: number | null;
+            /** Successrate */
+            successRate: number | null;
+            /** Updates */
+            updates: number | null;
+            /** Overbudgetshare */
+            overBudgetShare: number | null;
+        };
+        /**
+         * WatchOut
+         * @description The watch at the plan's last stage: the verified path against the legacy path's
+         *     history, for `watchHours`; clean, the rollout is complete.
+         * @example {
+         *       "state": "watching",
+         *       "lengthSeconds": 172800,
+         *       "startedAt": "2026-03-09T09:00:00+00:00",
+         *       "endsAt": "2026-03-11T09:00:00+00:00",
+         *       "secondsLeft": 129600,
+         *       "completedAt": null,
+         *       "baseline": {
+         *         "start": "2026-03-02T09:00:00+00:00",
+         *         "end": "2026-03-09T09:00:00+00:00",
+         *         "source": "prometheus",
+         *         "span": "7 days",
+         *         "wholeDays": true,
+         *         "completions": 9980000,
+         *         "errors": 49900,
+         *         "successRate": 0.995,
+         *         "updates": 9980000,
+         *         "overBudgetShare": 0.012,
+         *         "days": [
+         *           {
+         *             "completions": 1425714,
+         *             "errors": 7128
+         *           }
+         *         ]
+         *       },
+         *       "current": {
+         *         "at": "2026-03-09T21:00:00+00:00",
+         *         "completions": 720000,
+         *         "errors": 3420,
+         *         "successRate": 0.99525,
+         *         "updates": 720000,
+         *         "overBudgetShare": 0.0004
+         *       },
+         *       "text": "watching: 36 h of 48 h left"
+         *     }
+         */
+        WatchOut: {
+            /**
+             * State
+             * @enum {string}
+             */
+            state: "not_started" | "watching" | "paused" | "over" | "complete";
+            /** Lengthseconds */
+            lengthSeconds: number;
+            /** Startedat */
+            startedAt: string | null;
+            /** Endsat */
+            endsAt: string | null;
+            /** Secondsleft */
+            secondsLeft: number | null;
+            /** Completedat */
+            completedAt: string | null;
+            baseline: components["schemas"]["WatchBaselineOut"] | null;
+            current: components["schemas"]["WatchCurrentOut"] | null;
+            /** Text */
+            text: string;
+        };
         /** GuardCheckOut */
         GuardCheckOut: {
             /** Name */
@@ -1319,40 +1803,6 @@ export interface components {
             /** Text */
             text: string;
         };
-        /** GuardEvaluationOut */
-        GuardEvaluationOut: {
-            /** Id */
-            id: number;
-            /**
-             * At
-             * Format: date-time
-             */
-            at: string;
-            /** Flag */
-            flag: string;
-            /** Stage */
-            stage: number;
-            /** Percentage */
-            percentage: number;
-            /** Windowseconds */
-            windowSeconds: number;
-            /** Checks */
-            checks: components["schemas"]["GuardCheckOut"][];
-            /**
-             * Decision
-             * @enum {string}
-             */
-            decision: "advance" | "hold" | "pause" | "rollback" | "ready";
-            /** Reason */
-            reason: string;
-            /** Acted */
-            acted: boolean;
-            /** Instance */
-            instance: string;
-            /** Etaseconds */
-            etaSeconds: number | null;
-            eta: components["schemas"]["GuardEtaOut"];
-        };
         /**
          * SequentialTestOut
          * @description A sequential test at one evaluation: chart `lower`/`upper` against `margin` over
@@ -1400,6 +1850,97 @@ export interface components {
              * @default null
              */
             needed: number | null;
+        };
+        /**
+         * TimeoutAdviceOut
+         * @description One timeout setting against the latency histogram that governs it.
+         * @example {
+         *       "setting": "PROGRESS_CACHE_UPDATE_TIMEOUT_MS",
+         *       "currentMs": 2000,
+         *       "histogram": "progress_cache_update_seconds{path=\"verified\"}",
+         *       "observations": 812400,
+         *       "p50Ms": 3.1,
+         *       "p99Ms": 38,
+         *       "p999Ms": 96,
+         *       "recommendedMs": 150,
+         *       "rule": "p99.9 of the verified path's cache update x 1.5",
+         *       "line": "PROGRESS_CACHE_UPDATE_TIMEOUT_MS=150",
+         *       "candidates": [
+         *         {
+         *           "valueMs": 75,
+         *           "shareOver": 0.0021,
+         *           "requestsOver": 1706,
+         *           "label": ""
+         *         },
+         *         {
+         *           "valueMs": 150,
+         *           "shareOver": 0.0004,
+         *           "requestsOver": 325,
+         *           "label": "recommended"
+         *         },
+         *         {
+         *           "valueMs": 300,
+         *           "shareOver": 0.0001,
+         *           "requestsOver": 81,
+         *           "label": ""
+         *         },
+         *         {
+         *           "valueMs": 2000,
+         *           "shareOver": 0,
+         *           "requestsOver": 0,
+         *           "label": "current"
+         *         }
+         *       ],
+         *       "warnings": [],
+         *       "bucketsNeeded": []
+         *     }
+         */
+        TimeoutAdviceOut: {
+            /** Setting */
+            setting: string;
+            /** Currentms */
+            currentMs: number;
+            /** Histogram */
+            histogram: string;
+            /** Observations */
+            observations: number;
+            /** P50Ms */
+            p50Ms: number | null;
+            /** P99Ms */
+            p99Ms: number | null;
+            /** P999Ms */
+            p999Ms: number | null;
+            /** Recommendedms */
+            recommendedMs: number | null;
+            /** Rule */
+            rule: string;
+            /** Line */
+            line: string;
+            /** Candidates */
+            candidates: components["schemas"]["TimeoutCandidateOut"][];
+            /** Warnings */
+            warnings: string[];
+            /** Bucketsneeded */
+            bucketsNeeded: number[];
+        };
+        /**
+         * TimeoutCandidateOut
+         * @example {
+         *       "valueMs": 150,
+         *       "shareOver": 0.0004,
+         *       "requestsOver": 325,
+         *       "label": "recommended"
+         *     }
+         */
+        TimeoutCandidateOut: {
+            /** Valuems */
+            valueMs: number;
+            /** Shareover */
+            shareOver: number | null;
+            /** Requestsover */
+            requestsOver: number | null;
+            /** Label */
+            label: string;
         };
         /** ChartMarkerOut */
         ChartMarkerOut: {
@@ -2599,6 +3140,363 @@ export interface operations {
             };
             /** @description Too Many Requests */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Bad Gateway */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    backRollout: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BackIn"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RolloutPlanOut"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Bad Gateway */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    completeRollout: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NoteIn"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RolloutPlanOut"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Bad Gateway */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    noteRolloutEvaluation: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                evaluation_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NoteIn"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GuardEvaluationOut"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Bad Gateway */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Service Unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    getTimeouts: {
+        parameters: {
+            query?: {
+                days?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TimeoutsOut"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
