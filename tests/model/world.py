@@ -41,6 +41,9 @@ WORKER_SETTINGS = {
     "PROGRESS_LOG_LEVEL": "ERROR",  # the mutations log thousands of false locks
     "PROGRESS_BREAKER_THRESHOLD": BREAKER_THRESHOLD,
     "PROGRESS_BREAKER_COOLDOWN_MS": int(BREAKER_COOLDOWN_S * 1000),
+    # The model hunts interleavings, not deadlines (tests/test_db_hang.py bounds those): a
+    # call slowed past the 3 s default by a machine busy with other suites is no finding.
+    "PROGRESS_DB_TIMEOUT_MS": 30_000,
     # a lagging replica is retried, then the primary answers: keep the real sleeps short
     "PROGRESS_RETRY_BASE_MS": 1,
     "PROGRESS_RETRY_MAX_MS": 4,
