@@ -113,7 +113,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Is this lesson open for the learner? Send the last version seen as minVersion. */
+        /** Is this lesson open for the learner? Send the last version seen as minVersion, and with it the completion's position as minPosition when that version came from a completion answer. */
         get: operations["checkAccess"];
         put?: never;
         post?: never;
@@ -933,6 +933,11 @@ export interface components {
              * @default 0
              */
             minVersion: number;
+            /**
+             * Minposition
+             * @default null
+             */
+            minPosition: number | null;
         };
         /**
          * ProgressOut
@@ -987,6 +992,11 @@ export interface components {
              * @default 0
              */
             minVersion: number;
+            /**
+             * Minposition
+             * @default null
+             */
+            minPosition: number | null;
         };
         /**
          * ReviewOut
@@ -1072,6 +1082,8 @@ export interface components {
             xpEarned: number;
             /** Xptotal */
             xpTotal: number;
+            /** Position */
+            position: number | null;
         };
         /**
          * AccessQuery
@@ -1085,6 +1097,11 @@ export interface components {
              * @default 0
              */
             minVersion: number;
+            /**
+             * Minposition
+             * @default null
+             */
+            minPosition: number | null;
         };
         /**
          * AccessOut
@@ -1636,6 +1653,7 @@ export interface operations {
         parameters: {
             query?: {
                 minVersion?: number;
+                minPosition?: number | null;
             };
             header?: never;
             path?: never;
@@ -1703,6 +1721,7 @@ export interface operations {
         parameters: {
             query?: {
                 minVersion?: number;
+                minPosition?: number | null;
             };
             header?: never;
             path?: never;
@@ -1858,6 +1877,7 @@ export interface operations {
         parameters: {
             query?: {
                 minVersion?: number;
+                minPosition?: number | null;
             };
             header?: never;
             path: {
