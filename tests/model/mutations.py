@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pytest
 
 from progress import faults
-from progress.cache import Known, ProgressCache, ProgressSnapshot
+from progress.cache import UNKNOWN, Known, ProgressCache, ProgressSnapshot
 from progress.paths.verified import Read, VerifiedPath
 
 
@@ -37,6 +37,7 @@ def _no_double_check(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _no_floor(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ProgressCache, "floor", lambda self, learner_id: 0)
+    monkeypatch.setattr(ProgressCache, "known", lambda self, learner_id: UNKNOWN)
 
 
 def _no_min_version(monkeypatch: pytest.MonkeyPatch) -> None:
