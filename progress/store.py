@@ -109,12 +109,17 @@ _PROGRESS = (
 
 
 # The replica's read also returns how far it has replayed, in the same round trip: an
-# uncorrelated scalar subquery runs once per statement. NULL on a database that is not a
-# streaming standby (the position stays unknown).
-_REPLICA_PROGRESS = _PROGRESS.add_columns(
-    sa.select(
-        sa.literal_column("(pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint", sa.BigInteger)
-    ).scalar_subquery()
+# position is one row joined to the learner's, so it comes even for a learner the replica
+# doesn't hold yet (a new learner's first reads). NULL on a database that is not a streaming
+# standby (the position stays unknown).
+_REPLAYED = sa.select(
+    sa.literal_column("(pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint", sa.BigInteger).label(
+        "replayed"
+    )
+).subquery("replayed")
+_LEARNER_ROWS = _PROGRESS.subquery("learner_rows")
+_REPLICA_PROGRESS = sa.select(_LEARNER_ROWS, _REPLAYED.c.replayed).select_from(
+    _REPLAYED.outerjoin(_LEARNER_ROWS, sa.true())
 )
 # The primary's insert position: at or past the end of every commit record already written.
 _INSERT_POSITION = sa.literal_column(
@@ -149,11 +154,11 @@ def load_progress(
         reason = "no_replica"
     elif replica:
         try:
-            rows = _read(db.engines["replica"], learner_id, _REPLICA_PROGRESS)
+            joined = _read(db.engines["replica"], learner_id, _REPLICA_PROGRESS)
             replica_health().answered()
             metrics.reads.labels(path, "replica", reason).inc()
-            if rows:  # a learner the replica doesn't hold yet returns no row, nor position
-                replay_position().report(rows[0][-1])
+            replay_position().report(joined[0].replayed)
+            rows = [row for row in joined if row.version is not None]  # none: not there yet
         except OperationalError as exc:  # down, or hung past the deadline: the primary answers
             replica_health().failed(exc)
             replay_position().forget()

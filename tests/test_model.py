@@ -134,8 +134,7 @@ SHORTEST = {
         # the client sends version 2 with version 1's position (one it kept by mistake)
         ("complete", {"worker": 0, "learner": 0, "offset": 0, "update": "finish"}),
         ("complete", {"worker": 0, "learner": 0, "offset": 0, "update": "finish"}),
-        ("replica_catches_up", {"learner": 0, "everything": False}),
-        ("replica_reports_position", {"choice": 0, "known": True}),
+        ("replica_catches_up", {"learner": 0, "everything": False}),  # reports version 1's
         ("read_progress", {"worker": 1, "learner": 0, "send_version": False}),
         ("read_progress", {"worker": 1, "learner": 0, "send_version": True, "position": "older"}),
     ],

@@ -469,43 +469,38 @@ class ProgressModel(RuleBasedStateMachine):
 
     # -- the replica -----------------------------------------------------------------------
 
-    @rule(learner=LEARNERS, everything=st.booleans())
+    @rule(
+        learner=LEARNERS,
+        everything=st.booleans(),
+        reports=st.sampled_from(["newest", "older", "none"]),
+    )
     @step
-    def replica_catches_up(self, learner: int, everything: bool) -> None:
+    def replica_catches_up(self, learner: int, everything: bool, reports: str = "newest") -> None:
         """The replica applies the next committed version (or all of them); until it
-        does, it lags."""
+        does, it lags. From then on it reports (pg_last_wal_replay_lsn) the newest position
+        it has replayed, an older one, or none (it can't say); its next read tells a worker."""
         who = self.learners[learner]
         latest = max(who.history)
-        if who.replica_version >= latest:
-            return
-        target = latest if everything else who.replica_version + 1
-        self._say(f"the replica reaches version {target}")
-        self.world.replicate(who.id, who.email, PrimaryState(target, who.history[target]))
-        who.replica_version = target
+        if who.replica_version < latest:
+            target = latest if everything else who.replica_version + 1
+            self._say(f"the replica reaches version {target}")
+            self.world.replicate(who.id, who.email, PrimaryState(target, who.history[target]))
+            who.replica_version = target
+        honest = self._replayed_positions()
+        position = None if reports == "none" else honest[-2 if reports == "older" else -1]
+        self._say(f"the replica reports replay position {position} (newest: {honest[-1]})")
+        self.world.report_replay_position(position)
 
     def _replayed_positions(self) -> list[int]:
         """The positions the replica may honestly report: each commit's, up to the first
-        commit it has not applied (a replica replays in commit order)."""
-        honest = [0]
+        commit it has not applied (a replica replays in commit order); 0 twice, so that
+        there is always an older one."""
+        honest = [0, 0]
         for learner, version, position in self.commits:
             if self.learners[learner].replica_version < version:
                 break
             honest.append(position)
         return honest
-
-    @rule(choice=CHOICE, known=st.booleans())
-    @step
-    def replica_reports_position(self, choice: int, known: bool) -> None:
-        """The replica answers its replay position with its next reads: an honest one (the
-        newest it has replayed, or an older one), or none (it can't say)."""
-        if not known:
-            self._say("the replica reports no replay position")
-            self.world.report_replay_position(None)
-            return
-        honest = self._replayed_positions()
-        position = honest[-1 - choice % len(honest)]
-        self._say(f"the replica reports replay position {position} (honest: {honest[-1]})")
-        self.world.report_replay_position(position)
 
     # -- the breaker -----------------------------------------------------------------------
 
