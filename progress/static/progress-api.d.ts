@@ -983,7 +983,8 @@ export interface components {
         /**
          * ReviewQuery
          * @example {
-         *       "minVersion": 4
+         *       "minVersion": 4,
+         *       "minPosition": 23854112
          *     }
          */
         ReviewQuery: {
@@ -1061,7 +1062,8 @@ export interface components {
          *       "version": 4,
          *       "path": "verified",
          *       "xpEarned": 10,
-         *       "xpTotal": 30
+         *       "xpTotal": 30,
+         *       "position": 23854112
          *     }
          */
         CompletionOut: {
@@ -1088,7 +1090,8 @@ export interface components {
         /**
          * AccessQuery
          * @example {
-         *       "minVersion": 4
+         *       "minVersion": 4,
+         *       "minPosition": 23854112
          *     }
          */
         AccessQuery: {
