@@ -531,6 +531,9 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
                 "reads": reads[path],
                 "primaryShareOfReads": reads[path]["primaryShare"],
                 "primaryReadsPerCompletion": reads[path]["primaryReadsPerCompletion"],
+                "primaryReadsPerCompletionBesidesReview": reads[path][
+                    "primaryReadsPerCompletionBesidesReview"
+                ],
                 **{k: v for k, v in asdict(view).items() if k != "latencies"},
                 "latency": {kind: view.latency_ms(kind) for kind in sorted(view.latencies)},
                 "metrics": metrics_by_path.get(path, {}),
@@ -582,7 +585,9 @@ def print_report(result: Mapping[str, Any]) -> None:
         print(
             f"{path} reads: primary {reads['primary']}, replica {reads['replica']}; the "
             f"primary's share {reads['primaryShare']}, primary reads per completion "
-            f"{reads['primaryReadsPerCompletion']} ({why or 'none'})"
+            f"{reads['primaryReadsPerCompletion']} "
+            f"({reads['primaryReadsPerCompletionBesidesReview']} besides review sets' "
+            f"confirmations; {why or 'none'})"
         )
     if result["kill"]:
         kill = result["kill"]

@@ -191,7 +191,7 @@ class VerifiedPath:
         primary contradicts is counted and the primary's set is answered."""
         read = self._read(learner_id, self._needed(learner_id, min_version, min_position))
         if not read.from_primary and self._needs_confirmation(read):
-            primary = self._confirm_on_primary(learner_id, read)
+            primary = self._confirm_on_primary(learner_id, read, "review_check")
             missing = missing_review_lessons(worker_state().curriculum(), read.snapshot, primary)
             if missing:
                 record_stale_review(NAME, missing, "double_check")
@@ -208,10 +208,12 @@ class VerifiedPath:
                 return False
         return not faults.current().disable_double_check  # the double check, replicas' too
 
-    def _confirm_on_primary(self, learner_id: uuid.UUID, read: Read) -> ProgressSnapshot:
+    def _confirm_on_primary(
+        self, learner_id: uuid.UUID, read: Read, reason: str = "double_check"
+    ) -> ProgressSnapshot:
         """The double check's read of the primary, which also replaces an older entry."""
         state = worker_state()
-        primary = self._load_primary(learner_id, "double_check")
+        primary = self._load_primary(learner_id, reason)
         if read.source == "cache" and primary.version > read.snapshot.version:
             metrics.staleness_incidents.labels(NAME).inc()  # a cached entry behind the primary
         if state.breaker.allows_cache():
