@@ -90,7 +90,7 @@ reads = Counter(
     ["path", "target", "reason"],
 )
 # Why a read went where it went (docs/design.md#where-a-read-goes).
-REPLICA_READ_REASONS = ("no_version", "replayed", "position_unknown")
+REPLICA_READ_REASONS = ("no_version", "replayed", "replay_unknown", "position_unknown")
 PRIMARY_READ_REASONS = (
     "replica_behind",  # the replica isn't known to have replayed the version's position
     "replica_missed",  # the replica answered below the version all the same

@@ -36,15 +36,32 @@ class ReplayPosition:
         self._lock = threading.Lock()
         self._position: int | None = None
         self._seen_at = 0.0
+        self._asked = False  # a replica read has reported (a position, or that it has none)
 
     def report(self, position: int | None) -> None:
         with self._lock:
             self._position = position
             self._seen_at = time.monotonic()
+            self._asked = True
 
     def forget(self) -> None:
-        """A replica set aside: whatever it said before no longer routes reads."""
-        self.report(None)
+        """A replica set aside: whatever it said before no longer routes reads, and the
+        next read asks it again."""
+        with self._lock:
+            self._position = None
+            self._asked = False
+
+    @property
+    def cannot_say(self) -> bool:
+        """The replica answered without a position (it is not a streaming standby)."""
+        with self._lock:
+            return self._asked and self._position is None
+
+    @property
+    def unasked(self) -> bool:
+        """No replica read has reported since the worker started or the replica failed."""
+        with self._lock:
+            return not self._asked
 
     @property
     def position(self) -> int | None:

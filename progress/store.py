@@ -132,6 +132,17 @@ def has_replica() -> bool:
     return "replica" in db.engines and replica_health().usable()
 
 
+def replica_cannot_say_its_position() -> bool:
+    """The replica's reads report no replay position: it is not a streaming standby."""
+    return replay_position().cannot_say
+
+
+def replica_position_unasked() -> bool:
+    """This worker hasn't heard the replica's replay position since it started or since the
+    replica failed: a replica read would tell it."""
+    return replay_position().unasked
+
+
 def replica_has_replayed(position: int) -> bool:
     """The replica is known (from this worker's latest replica read) to be at or past
     `position`."""

@@ -476,14 +476,17 @@ def test_a_read_the_replica_is_not_known_to_have_replayed_goes_to_the_primary_at
     make_pg_app, auth, reporting_replica
 ):
     """With the completion's position, the next navigation on another instance reads the
-    primary without one replica retry, while the replica lags (or says nothing)."""
+    primary without one replica retry, while the replica lags (it has replayed nothing of
+    the learner's, then everything but the completion)."""
     replica_url, replica, _ = reporting_replica
     learner, done = completed_elsewhere(make_pg_app, auth)
     reader = reader_on(make_pg_app, replica_url)
     retries = counter("progress_db_retries_total", reason="replica_lag")
     behind = reads("replica_behind", "primary")
-    for reported in (None, done["position"] - 1):  # unknown, then just short of it
+    for reported in (0, done["position"] - 1):
         replay_position.report(replica, reported)
+        # any read that needs no version tells the worker where the replica is
+        reader.test_client().get("/api/v1/progress", headers=auth.learner().headers)
         with reader.app_context():
             worker_state().reset()
         answer = reader.test_client().get(

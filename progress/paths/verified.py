@@ -258,23 +258,27 @@ class VerifiedPath:
     def _read_db(self, learner_id: uuid.UUID, needed: Known) -> Read:
         """5. Where the read goes: nothing to wait for, the replica; a version whose position
         the replica has replayed, the replica; a position it hasn't, the primary at once. A
-        replica answer below the version is never believed, whatever the positions said."""
+        replica answer below the version is never believed, whatever the positions said.
+        Without a position on either side (the client's or a replica that can't say its
+        own), the replica is retried with backoff as before."""
         if not store.has_replica():  # none, or set aside after a failure
             return Read(self._load_primary(learner_id, "no_replica"), "db", from_primary=True)
         if needed.version == 0:
             return Read(self._load_replica(learner_id, "no_version"), "db", from_primary=False)
-        if needed.position is None:
-            return self._wait_for_replica(learner_id, needed.version)
-        if not store.replica_has_replayed(needed.position):
-            return Read(self._load_primary(learner_id, "replica_behind"), "db", from_primary=True)
-        return self._read_replayed(learner_id, needed)
+        if needed.position is None or store.replica_cannot_say_its_position():
+            return self._wait_for_replica(learner_id, needed.version)  # as before positions
+        if store.replica_has_replayed(needed.position):
+            return self._read_replayed(learner_id, needed, "replayed")
+        if store.replica_position_unasked():  # this read asks it (a worker's first, say)
+            return self._read_replayed(learner_id, needed, "replay_unknown")
+        return Read(self._load_primary(learner_id, "replica_behind"), "db", from_primary=True)
 
-    def _read_replayed(self, learner_id: uuid.UUID, needed: Known) -> Read:
-        """The replica, said to have replayed the version's position: believed only at the
-        version or later. Below it, the position didn't go with its version (a client's
-        from an older completion, or a bogus one), or the replica was replaced meanwhile:
-        the primary answers."""
-        snapshot = self._load_replica(learner_id, "replayed")
+    def _read_replayed(self, learner_id: uuid.UUID, needed: Known, reason: str) -> Read:
+        """The replica, said to have replayed the version's position (or not yet asked):
+        believed only at the version or later. Below it, the position didn't go with its
+        version (a client's from an older completion, or a bogus one), the replica was
+        replaced meanwhile, or it hadn't replayed it: the primary answers."""
+        snapshot = self._load_replica(learner_id, reason)
         if snapshot.version >= needed.version:
             return Read(snapshot, "db", from_primary=False)
         return Read(self._load_primary(learner_id, "replica_missed"), "db", from_primary=True)

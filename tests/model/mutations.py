@@ -57,8 +57,8 @@ def _trust_the_position(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
         VerifiedPath,
         "_read_replayed",
-        lambda self, learner_id, needed: Read(
-            self._load_replica(learner_id, "replayed"), "db", from_primary=False
+        lambda self, learner_id, needed, reason: Read(
+            self._load_replica(learner_id, reason), "db", from_primary=False
         ),
     )
 
