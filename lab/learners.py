@@ -18,9 +18,10 @@ answered an earlier step: one that may hold an older copy of the learner's progr
 Every learner is a coroutine on one asyncio event loop (aiohttp), so ten thousand sessions
 can be active at once; the requests share a keep-alive connection pool per instance, as a
 load balancer's upstream connections do. Only learners on the verified path send
-`minVersion` (the navigation guard of the verified client); the legacy client of the old
-app sent nothing. A request that fails on the network or with a 5xx is retried once, one
-second later, as the reference client does.
+`minVersion` (the navigation guard of the verified client), and with it the `position` of
+the completion that gave it as `minPosition`, as the reference client does; the legacy
+client of the old app sent nothing. A request that fails on the network or with a 5xx is
+retried once, one second later, as the reference client does.
 """
 
 from __future__ import annotations
@@ -151,6 +152,7 @@ class Learner:
         self.timeline = timeline
         self.think = think
         self.version = 0
+        self.position: int | None = None  # the completion's that made `version`, if any
         self.result = LearnerResult(str(self.id))
 
     # -- one request, through the "load balancer" ---------------------------------------
@@ -189,13 +191,24 @@ class Learner:
             raise RequestFailed(f"{what}: HTTP {reply.status}: {reply.body[:200]!r}")
         return reply.json()
 
+    def _holding(self) -> str:
+        """The query the reference client sends: minVersion, and minPosition if known."""
+        if not (self.send_min_version and self.version):
+            return ""
+        position = "" if self.position is None else f"&minPosition={self.position}"
+        return f"?minVersion={self.version}{position}"
+
+    def _saw(self, version: int, position: int | None = None) -> None:
+        """Versions only grow; a newer one from an answer without a position has none."""
+        if version > self.version or (version == self.version and self.position is None):
+            self.version, self.position = version, position
+
     async def _access(self, lesson: LessonStep) -> dict[str, Any]:
         path = lesson.url("access")
-        if self.send_min_version and self.version:  # the reference client's navigation guard
-            path += f"?minVersion={self.version}"
+        path += self._holding()  # the reference client's navigation guard
         answer = self._json(await self._call("GET", path, "access"), 200, f"access {lesson}")
         self.result.path = self.result.path or answer["path"]
-        self.version = max(self.version, answer["version"])
+        self._saw(answer["version"])
         return answer
 
     async def _complete(self, lesson: LessonStep) -> dict[str, Any]:
@@ -204,7 +217,7 @@ class Learner:
         if answer.get("success") is not True:
             raise RequestFailed(f"complete {lesson}: {answer}")
         self.result.path = answer["path"]
-        self.version = max(self.version, answer["version"])
+        self._saw(answer["version"], answer.get("position"))
         return answer
 
     async def _report_lock_screen(self, lesson: LessonStep, receipt: str) -> None:
@@ -220,11 +233,9 @@ class Learner:
 
     async def _review(self) -> None:
         """Open review; count the set stale if it lacks a word of a lesson acknowledged."""
-        path = "/api/v1/review"
-        if self.send_min_version and self.version:
-            path += f"?minVersion={self.version}"
+        path = "/api/v1/review" + self._holding()
         answer = self._json(await self._call("GET", path, "review"), 200, "review")
-        self.version = max(self.version, answer["version"])
+        self._saw(answer["version"])
         self.result.reviews += 1
         terms = {(w["moduleId"], w["lessonId"], w["term"]) for w in answer["words"]}
         wanted = {

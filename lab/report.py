@@ -12,6 +12,7 @@ import psycopg
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from progress import metrics
 from progress.metrics import Samples, add_samples, sample_total
 from progress.path_names import PATHS
 
@@ -61,6 +62,35 @@ def path_metrics(samples: Samples, path: str) -> dict[str, int]:
             samples, "progress_false_lock_screens_total", path=path, detected_by=detector
         )
     return figures
+
+
+def path_reads(samples: Samples, path: str) -> dict[str, Any]:
+    """progress_reads_total for one path: by target and reason, the primary's share of all
+    reads, and primary reads per completion the metrics counted (the bound on the primary's
+    load: docs/scaling.md)."""
+    by_reason: dict[str, dict[str, int]] = {}
+    for target, reasons in (
+        ("primary", metrics.PRIMARY_READ_REASONS),
+        ("replica", metrics.REPLICA_READ_REASONS),
+    ):
+        by_reason[target] = {
+            reason: metric(samples, "progress_reads_total", path=path, target=target, reason=reason)
+            for reason in reasons
+        }
+    primary, replica = sum(by_reason["primary"].values()), sum(by_reason["replica"].values())
+    completions = metric(samples, "progress_completions_total", path=path, outcome="success")
+    # The review sets' confirmations apart: one per review opened, whatever the completions.
+    navigation = primary - by_reason["primary"]["review_check"]
+    return {
+        "primary": primary,
+        "replica": replica,
+        "primaryShare": round(primary / (primary + replica), 4) if primary + replica else None,
+        "primaryReadsPerCompletion": round(primary / completions, 3) if completions else None,
+        "primaryReadsPerCompletionBesidesReview": (
+            round(navigation / completions, 3) if completions else None
+        ),
+        "byReason": by_reason,
+    }
 
 
 def db_retries(samples: Samples) -> dict[str, int]:
@@ -258,10 +288,16 @@ def _latency_cell(view: PathView, kind: str) -> str:
     return f"{p50:.0f} / {p95:.0f} / {p99:.0f} ({figures['count']})"
 
 
+def _reads_cell(reads: Mapping[str, Any]) -> str:
+    share = reads["primaryShare"]
+    return f"{reads['primary']} / {reads['replica']} ({'-' if share is None else f'{share:.1%}'})"
+
+
 def markdown_table(
     views: Mapping[str, PathView],
     metrics_by_path: Mapping[str, Mapping[str, int]],
     agreement: Mapping[str, tuple[bool, str]],
+    reads: Mapping[str, Mapping[str, Any]],
 ) -> str:
     rows: list[tuple[str, list[Any]]] = []
 
@@ -302,6 +338,16 @@ def markdown_table(
     row("access check ms: p50 / p95 / p99 (n)", lambda p: _latency_cell(views[p], "access"))
     row("completion ms: p50 / p95 / p99 (n)", lambda p: _latency_cell(views[p], "complete"))
     row("review ms: p50 / p95 / p99 (n)", lambda p: _latency_cell(views[p], "review"))
+    row("reads: primary / replica (primary's share)", lambda p: _reads_cell(reads[p]))
+    row(
+        "primary reads per completion (besides the review sets' confirmations)",
+        lambda p: (
+            "-"
+            if reads[p]["primaryReadsPerCompletion"] is None
+            else f"{reads[p]['primaryReadsPerCompletion']:.2f} "
+            f"({reads[p]['primaryReadsPerCompletionBesidesReview']:.2f})"
+        ),
+    )
     row(
         "request retries (network errors)",
         lambda p: f"{views[p].retries} ({views[p].connection_errors})",

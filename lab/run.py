@@ -502,6 +502,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
 
     views = report.learners_by_path(results)
     metrics_by_path = {path: report.path_metrics(samples, path) for path in report.PATHS}
+    reads = {path: report.path_reads(samples, path) for path in report.PATHS}
     checks = report.verdict(views, metrics_by_path, lost, args.rollout)
     agreement = {
         path: report.counts_agree(views[path], metrics_by_path[path]["false_locks_client_report"])
@@ -552,6 +553,12 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
                 "metricsAgree": agreement[path][0] if path in agreement else None,
                 "accessCheckMs": view.latency_ms("access"),
                 "completionMs": view.latency_ms("complete"),
+                "reads": reads[path],
+                "primaryShareOfReads": reads[path]["primaryShare"],
+                "primaryReadsPerCompletion": reads[path]["primaryReadsPerCompletion"],
+                "primaryReadsPerCompletionBesidesReview": reads[path][
+                    "primaryReadsPerCompletionBesidesReview"
+                ],
                 **{k: v for k, v in asdict(view).items() if k != "latencies"},
                 "latency": {kind: view.latency_ms(kind) for kind in sorted(view.latencies)},
                 "metrics": metrics_by_path.get(path, {}),
@@ -570,7 +577,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
         ],
         "checks": [asdict(check) for check in checks],
         "passed": passed,
-        "table_markdown": report.markdown_table(views, metrics_by_path, agreement),
+        "table_markdown": report.markdown_table(views, metrics_by_path, agreement, reads),
     }
     result["timeline"] = timeline
     return result, passed
@@ -592,6 +599,21 @@ def print_report(result: Mapping[str, Any]) -> None:
         f"\nDB retries (both paths; the family has no path label): "
         f"replica_lag {retries['replica_lag']}, db_error {retries['db_error']}"
     )
+    for path, figures in result["paths"].items():
+        reads = figures["reads"]
+        why = ", ".join(
+            f"{target} {reason} {count}"
+            for target in ("primary", "replica")
+            for reason, count in reads["byReason"][target].items()
+            if count
+        )
+        print(
+            f"{path} reads: primary {reads['primary']}, replica {reads['replica']}; the "
+            f"primary's share {reads['primaryShare']}, primary reads per completion "
+            f"{reads['primaryReadsPerCompletion']} "
+            f"({reads['primaryReadsPerCompletionBesidesReview']} besides review sets' "
+            f"confirmations; {why or 'none'})"
+        )
     if result["kill"]:
         kill = result["kill"]
         print(

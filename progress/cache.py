@@ -59,13 +59,35 @@ class ProgressSnapshot:
         return self.exact and self.version >= version and lesson_id in self.completed
 
 
+@dataclass(frozen=True, slots=True)
+class Known:
+    """A version known to be committed and, when known, a WAL position (bytes, as
+    `pg_lsn - '0/0'`) that its commit can't be past: any replica that has replayed the
+    position holds the version. None: no position known (SQLite, or not told)."""
+
+    version: int
+    position: int | None = None
+
+    def needs(self, other: Known) -> Known:
+        """What a read must reach to honour both: the higher version with its position;
+        for the same version, the lower position (either one proves it)."""
+        if self.version != other.version:
+            return self if self.version > other.version else other
+        positions = [p for p in (self.position, other.position) if p is not None]
+        return Known(self.version, min(positions) if positions else None)
+
+
+UNKNOWN = Known(0)
+
+
 class ProgressCache:
     """A TTLCache of snapshots per learner, guarded by a lock (cachetools is not thread-safe).
 
     The version rule lives here: an entry is only replaced by a snapshot of an equal or
     higher version, so two concurrent completions can't erase each other. `floor` keeps
     the highest version known to be committed per learner, so an entry behind it can be
-    told apart from a fresh one.
+    told apart from a fresh one, and beside it, when known, a WAL position its commit can't
+    be past (`known`): a replica that has replayed it holds that version.
     """
 
     def __init__(
@@ -74,7 +96,7 @@ class ProgressCache:
         self._entries: TTLCache[uuid.UUID, ProgressSnapshot] = TTLCache(
             maxsize=maxsize, ttl=ttl_s, timer=timer
         )
-        self._floors: TTLCache[uuid.UUID, int] = TTLCache(maxsize=maxsize, ttl=ttl_s, timer=timer)
+        self._floors: TTLCache[uuid.UUID, Known] = TTLCache(maxsize=maxsize, ttl=ttl_s, timer=timer)
         self._lock = threading.Lock()
 
     def get(self, learner_id: uuid.UUID) -> ProgressSnapshot | None:
@@ -107,15 +129,26 @@ class ProgressCache:
             # Not a second lookup: with a short TTL the entry can expire before it.
             return updated
 
-    def raise_floor(self, learner_id: uuid.UUID, version: int) -> None:
-        """Remember that `version` is committed; entries below it are behind."""
+    def raise_floor(self, learner_id: uuid.UUID, version: int, position: int | None = None) -> None:
+        """Remember that `version` is committed (and, if given, a WAL position its commit
+        can't be past); entries below it are behind. A newer version replaces the floor and
+        its position; the same version only gains a position it lacked, or a lower one."""
         with self._lock:
-            if self._floors.get(learner_id, -1) < version:
-                self._floors[learner_id] = version
+            current = self._floors.get(learner_id, UNKNOWN)
+            tighter = position is not None and (
+                current.position is None or position < current.position
+            )
+            if version > current.version or (version == current.version and tighter):
+                self._floors[learner_id] = Known(version, position)
 
     def floor(self, learner_id: uuid.UUID) -> int:
         with self._lock:
-            return self._floors.get(learner_id, 0)
+            return self._floors.get(learner_id, UNKNOWN).version
+
+    def known(self, learner_id: uuid.UUID) -> Known:
+        """The floor and, when known, the WAL position its commit can't be past."""
+        with self._lock:
+            return self._floors.get(learner_id, UNKNOWN)
 
     def invalidate(self, learner_id: uuid.UUID, below_version: int | None = None) -> bool:
         """Drop the entry (only if older than `below_version`, when given)."""

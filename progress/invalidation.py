@@ -2,6 +2,12 @@
 (learner id, version), and every worker raises that learner's floor in its cache, so the
 verified path never trusts an entry older than a version committed anywhere.
 
+The announcement's position: NOTIFY is sent on commit, so its payload can't hold the commit's
+WAL position. The listener reads the primary's insert position once after each batch it
+received (one round trip per batch, on its own connection, off the request path), which is
+past every commit it has heard of, and keeps it beside each version in the floor: a replica
+that has replayed it holds the version. The payload, and the NOTIFY traffic, stay as they were.
+
 Each worker listens on a dedicated autocommit connection (not one from the SQLAlchemy pool)
 in a background thread. Notifications are delivered only to sessions listening at that
 moment, so on every (re)connect the cache is cleared: anything announced meanwhile is lost.
@@ -13,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from typing import Any
 
 import psycopg
 import sqlalchemy as sa
@@ -25,6 +32,8 @@ from .db_deadline import DeadlineWatchdog, connect_timeout_s
 from .per_process import PerProcess
 
 CHANNEL = "progress_versions"
+# Past every commit record already written, so past every commit announced so far.
+INSERT_POSITION = "SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint"
 # Without a deadline (PROGRESS_DB_TIMEOUT_MS=0), the connect timeout it always had.
 UNBOUNDED_CONNECT_TIMEOUT_S = 5
 log = logging.getLogger(__name__)
@@ -101,12 +110,18 @@ class VersionListener:
                     self.connected.set()
                     backoff = 0.1
                     while not self._stop.is_set():
-                        heard = False
-                        for notification in conn.notifies(timeout=self._quiet_s):
-                            heard = True
-                            self.apply(notification.payload)
-                        if not heard:  # quiet, or hung: ask (one round trip)
+                        # The first announcement as soon as it comes, then what came with it.
+                        waited = conn.notifies(timeout=self._quiet_s, stop_after=1)
+                        batch = [n.payload for n in waited]
+                        if not batch:  # quiet, or hung: ask (one round trip)
                             self._execute(conn, "SELECT 1")
+                            continue
+                        batch += [n.payload for n in conn.notifies(timeout=0)]
+                        for payload in batch:  # the floors at once, as ever
+                            self.apply(payload)
+                        position = self._execute(conn, INSERT_POSITION)
+                        for payload in batch:  # then where their commits can't be past
+                            self.apply(payload, position)
             except Exception as exc:
                 self.connected.clear()
                 if self._stop.is_set():
@@ -123,23 +138,27 @@ class VersionListener:
         """How many of its calls the deadline cut (for tests and logs)."""
         return self._watchdog.fired if self._watchdog else 0
 
-    def _execute(self, conn: psycopg.Connection, statement: str) -> None:
-        """One statement under the deadline; past it the socket is cut and psycopg raises."""
-        if self._watchdog is None:
-            conn.execute(statement)
-            return
-        self._watchdog.arm(conn)
+    def _execute(self, conn: psycopg.Connection, statement: str) -> Any:
+        """One statement under the deadline, its first value (if any); past the deadline the
+        socket is cut and psycopg raises."""
+        if self._watchdog is not None:
+            self._watchdog.arm(conn)
         try:
-            conn.execute(statement)
+            cursor = conn.execute(statement)
+            row = cursor.fetchone() if cursor.description else None
+            return None if row is None else row[0]
         finally:
-            self._watchdog.disarm(conn)
+            if self._watchdog is not None:
+                self._watchdog.disarm(conn)
 
-    def apply(self, payload: str) -> None:
+    def apply(self, payload: str, position: int | None = None) -> None:
+        """Raise the learner's floor to the announced version; with `position`, a WAL
+        position read on the primary after the announcement arrived."""
         if faults.current().drop_notifications:
             return
         learner, _, version = payload.partition(":")
         try:
-            self._cache.raise_floor(uuid.UUID(learner), int(version))
+            self._cache.raise_floor(uuid.UUID(learner), int(version), position)
         except ValueError:
             log.warning("malformed progress notification", extra={"payload": payload[:100]})
 

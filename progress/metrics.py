@@ -111,6 +111,25 @@ circuit_breaker_open = Gauge(
 )
 circuit_breaker_trips = Counter("progress_circuit_breaker_trips", "Times the breaker opened")
 db_retries = Counter("progress_db_retries", "DB read retries", ["reason"])
+reads = Counter(
+    "progress_reads",
+    "Progress reads by the database that answered and why it was that one (docs/design.md)",
+    ["path", "target", "reason"],
+)
+# Why a read went where it went (docs/design.md#where-a-read-goes).
+REPLICA_READ_REASONS = ("no_version", "replayed", "replay_unknown", "position_unknown")
+PRIMARY_READ_REASONS = (
+    "replica_behind",  # the replica isn't known to have replayed the version's position
+    "replica_missed",  # the replica answered below the version all the same
+    "version_check",  # position unknown: does the primary hold the version at all?
+    "retry_exhausted",  # position unknown: the replica didn't catch up within the budget
+    "no_replica",  # none configured (SQLite), or set aside after a failure
+    "replica_failed",  # the replica failed this read
+    "double_check",  # a "locked" not read from the primary, confirmed there
+    "review_check",  # a review set not read from the primary, confirmed there
+    "cache_update",  # the completion's re-read (layer 2)
+    "audit",  # the legacy path's audit of its answers
+)
 rollout_percentage = Gauge(
     "progress_rollout_percentage", "The flag's current percentage", multiprocess_mode="mostrecent"
 )
@@ -149,6 +168,10 @@ LABEL_VALUES = {
     review_sets: [(p, s) for p in PATHS for s in ("cache", "db")],
     stale_review_sets: [(p, d) for p in PATHS for d in ("double_check", "audit")],
     db_retries: [(r,) for r in ("replica_lag", "db_error")],
+    reads: [
+        *((p, "replica", r) for p in PATHS for r in REPLICA_READ_REASONS),
+        *((p, "primary", r) for p in PATHS for r in PRIMARY_READ_REASONS),
+    ],
 }
 
 
@@ -167,7 +190,7 @@ class _Off:
 if os.environ.get("PROGRESS_METRICS", "on").lower() == "off":
     completions = cache_updates = cache_update_seconds = cache_lookups = _Off()  # type: ignore[assignment]
     staleness_incidents = access_checks = false_lock_screens = cache_mismatches = _Off()  # type: ignore[assignment]
-    circuit_breaker_open = circuit_breaker_trips = db_retries = _Off()  # type: ignore[assignment]
+    circuit_breaker_open = circuit_breaker_trips = db_retries = reads = _Off()  # type: ignore[assignment]
     rollout_percentage = http_requests = http_request_seconds = _Off()  # type: ignore[assignment]
     rate_limited = review_sets = stale_review_sets = _Off()  # type: ignore[assignment]
     completion_seconds = progress_read_seconds = replica_wait_seconds = _Off()  # type: ignore[assignment]

@@ -24,7 +24,7 @@ from .curriculum import Curriculum, LessonRef, is_lesson_accessible
 from .exceptions import ProgressError
 from .extensions import db
 from .models import LessonProgress, ProgressVersion, User, utcnow
-from .replica import replica_health
+from .replica import replay_position, replica_health
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,10 @@ class Completion:
     completed_at: datetime
     xp_earned: int  # granted by this request: 0 for a repeat (unless a retry of the same key)
     xp_total: int  # the learner's total as this answer's transaction (or read) saw it
+    # A WAL position (bytes) the commit of `version` can't be past, read on the primary after
+    # it: a replica that has replayed it holds `version`. None: unknown (SQLite, or the read
+    # failed).
+    position: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,38 +109,90 @@ _PROGRESS = (
 )
 
 
+# The replica's read also returns how far it has replayed, in the same round trip: an
+# position is one row joined to the learner's, so it comes even for a learner the replica
+# doesn't hold yet (a new learner's first reads). NULL on a database that is not a streaming
+# standby (the position stays unknown).
+_REPLAYED = sa.select(
+    sa.literal_column("(pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint", sa.BigInteger).label(
+        "replayed"
+    )
+).subquery("replayed")
+_LEARNER_ROWS = _PROGRESS.subquery("learner_rows")
+_REPLICA_PROGRESS = sa.select(_LEARNER_ROWS, _REPLAYED.c.replayed).select_from(
+    _REPLAYED.outerjoin(_LEARNER_ROWS, sa.true())
+)
+# The primary's insert position: at or past the end of every commit record already written.
+_INSERT_POSITION = sa.literal_column(
+    "(pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint", sa.BigInteger
+)
+
+
 def has_replica() -> bool:
     """A replica is configured and not set aside after a failure (progress/replica.py)."""
     return "replica" in db.engines and replica_health().usable()
 
 
-def load_progress(learner_id: uuid.UUID, *, replica: bool = False) -> ProgressSnapshot:
-    """One statement, so the version and the completions come from one snapshot."""
+def replica_cannot_say_its_position() -> bool:
+    """The replica's reads report no replay position: it is not a streaming standby."""
+    return replay_position().cannot_say
+
+
+def replica_position_unasked() -> bool:
+    """This worker hasn't heard the replica's replay position since it started or since the
+    replica failed: a replica read would tell it."""
+    return replay_position().unasked
+
+
+def replica_has_replayed(position: int) -> bool:
+    """The replica is known (from this worker's latest replica read) to be at or past
+    `position`."""
+    return replay_position().has_replayed(position)
+
+
+def load_progress(
+    learner_id: uuid.UUID,
+    *,
+    path: str,
+    reason: str,
+    replica: bool = False,
+) -> ProgressSnapshot:
+    """One statement, so the version and the completions come from one snapshot. Counted in
+    progress_reads_total by the database that answered, with `reason` (why this target; a
+    replica read that fell back says so itself)."""
     faults.before_db_read()
     rows = None
-    if replica and has_replica():
+    if replica and not has_replica():
+        reason = "no_replica"
+    elif replica:
         started = time.perf_counter()
         try:
-            rows = _read(db.engines["replica"], learner_id)
+            joined = _read(db.engines["replica"], learner_id, _REPLICA_PROGRESS)
             replica_health().answered()
+            metrics.reads.labels(path, "replica", reason).inc()
+            replay_position().report(joined[0].replayed)
+            rows = [row for row in joined if row.version is not None]  # none: not there yet
         except OperationalError as exc:  # down, or hung past the deadline: the primary answers
             replica_health().failed(exc)
+            replay_position().forget()
+            reason = "replica_failed"
         metrics.progress_read_seconds.labels("replica").observe(time.perf_counter() - started)
     if rows is None:
         started = time.perf_counter()
-        rows = _read(db.engine, learner_id)
+        rows = _read(db.engine, learner_id, _PROGRESS)
         metrics.progress_read_seconds.labels("primary").observe(time.perf_counter() - started)
+        metrics.reads.labels(path, "primary", reason).inc()
     version = rows[0].version if rows else 0
     xp_total = rows[0].xp_total if rows else 0
     completed = {row.lesson_id: row.completed_at for row in rows if row.lesson_id is not None}
     return ProgressSnapshot(learner_id, version, MappingProxyType(completed), xp_total=xp_total)
 
 
-def _read(engine: sa.Engine, learner_id: uuid.UUID) -> Sequence[sa.Row]:
+def _read(engine: sa.Engine, learner_id: uuid.UUID, statement: sa.Select) -> Sequence[sa.Row]:
     """One statement outside a transaction: a single statement already reads one snapshot,
     and autocommit saves the BEGIN and ROLLBACK round trips around it."""
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        return conn.execute(_PROGRESS, {"learner_id": learner_id}).all()
+        return conn.execute(statement, {"learner_id": learner_id}).all()
 
 
 def mark_lesson_completed(
@@ -217,26 +273,36 @@ def mark_lesson_completed(
     except BaseException:
         session.rollback()
         raise
-    _stamp_acknowledged(inserted, utcnow())  # after the commit returned, before anyone is told
-    return Completion(version, completed_at, lesson.xp, xp_total)
+    # after the commit returned, before anyone is told
+    position = _stamp_acknowledged(inserted, utcnow())
+    return Completion(version, completed_at, lesson.xp, xp_total, position)
 
 
-def _stamp_acknowledged(completion_id: int, at: datetime) -> None:
-    """Keep when the completion's commit returned. A stamp that fails leaves it unknown,
-    which only ever makes a reported lock "not false" (progress/lock_reports.py)."""
+def _stamp_acknowledged(completion_id: int, at: datetime) -> int | None:
+    """Keep when the completion's commit returned, and read in the same statement the
+    primary's WAL insert position (PostgreSQL), which is past the commit's record: no extra
+    round trip. A stamp that fails leaves both unknown, which only ever makes a reported
+    lock "not false" (progress/lock_reports.py) and the next read wait as before."""
+    postgres = db.engine.dialect.name == "postgresql"
+    stamp = (
+        sa.update(LessonProgress)
+        .where(LessonProgress.id == completion_id)
+        .values(acknowledged_at=at)
+    )
     try:
-        if db.engine.dialect.name == "postgresql":
+        if postgres:
             # Lost in a crash it is only unknown, so the commit needn't wait for the disk.
             db.session.execute(sa.text("SET LOCAL synchronous_commit = off"))
-        db.session.execute(
-            sa.update(LessonProgress)
-            .where(LessonProgress.id == completion_id)
-            .values(acknowledged_at=at)
-        )
+            position = db.session.scalar(stamp.returning(_INSERT_POSITION))
+        else:
+            db.session.execute(stamp)
+            position = None
         db.session.commit()
     except SQLAlchemyError:
         db.session.rollback()
         log.warning("could not keep a completion's acknowledgement time", exc_info=True)
+        return None
+    return position
 
 
 def completion_of(learner_id: uuid.UUID, lesson_id: int) -> CompletionRecord | None:
@@ -265,6 +331,13 @@ _EXISTING = (
 )
 
 
+def _existing(postgres: bool) -> sa.Select:
+    """The existing completion's statement; on PostgreSQL with the insert position read in
+    the same statement, after its snapshot: past the commit of every version it sees."""
+    position = _INSERT_POSITION if postgres else sa.null()
+    return _EXISTING.add_columns(position.label("position"))
+
+
 def _existing_completion(
     learner_id: uuid.UUID, lesson: LessonRef, idempotency_key: str | None
 ) -> Completion:
@@ -272,6 +345,9 @@ def _existing_completion(
     Idempotency-Key) is answered with the XP that request earned, as its lost answer was;
     any other repeat earned 0."""
     with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        row = conn.execute(_EXISTING, {"learner_id": learner_id, "lesson_id": lesson.id}).one()
+        statement = _existing(conn.dialect.name == "postgresql")
+        row = conn.execute(statement, {"learner_id": learner_id, "lesson_id": lesson.id}).one()
     retry = idempotency_key is not None and idempotency_key == row.idempotency_key
-    return Completion(row.version, row.completed_at, row.xp_earned if retry else 0, row.xp_total)
+    return Completion(
+        row.version, row.completed_at, row.xp_earned if retry else 0, row.xp_total, row.position
+    )

@@ -93,6 +93,42 @@ def requests_to_compare(learner, other_token: str) -> list[tuple[str, dict[str, 
             True,
         ),
         (
+            "minVersion and minPosition",
+            {
+                "path": ACCESS.format("introductions"),
+                "query_string": "minVersion=1&minPosition=123456",
+                **_h(auth),
+            },
+            True,
+        ),
+        (
+            "minPosition first",
+            {
+                "path": ACCESS.format("introductions"),
+                "query_string": "minPosition=123456&minVersion=1",
+                **_h(auth),
+            },
+            True,
+        ),
+        (
+            "minPosition twice",
+            {
+                "path": ACCESS.format("introductions"),
+                "query_string": "minVersion=1&minPosition=1&minPosition=2",
+                **_h(auth),
+            },
+            False,
+        ),
+        (
+            "minPosition past a bigint",
+            {
+                "path": ACCESS.format("introductions"),
+                "query_string": f"minVersion=1&minPosition={2**63}",
+                **_h(auth),
+            },
+            False,
+        ),
+        (
             "the client's request id",
             {
                 "path": ACCESS.format("introductions"),
@@ -306,7 +342,7 @@ def test_a_worker_whose_first_request_takes_the_fast_path_starts_its_background_
     assert started == ["every request"]
 
 
-QUERY_TEXT = st.text(alphabet="minVersion=0123456789+-%20&;_x.\u00b2 ", max_size=24)
+QUERY_TEXT = st.text(alphabet="minVersionPst=0123456789+-%20&;_x.\u00b2 ", max_size=24)
 SEGMENT = st.one_of(
     st.sampled_from(["introductions", "greetings", "numbers-1-10", "basics"]),
     st.text(alphabet="abcdefgr-_.~%2F\u00e9 ", min_size=1, max_size=12),
@@ -316,7 +352,14 @@ SEGMENT = st.one_of(
 @settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(query=st.one_of(QUERY_TEXT, QUERY_TEXT.map("minVersion=".__add__)), lesson=SEGMENT)
+@given(
+    query=st.one_of(
+        QUERY_TEXT,
+        QUERY_TEXT.map("minVersion=".__add__),
+        QUERY_TEXT.map("minVersion=1&minPosition=".__add__),
+    ),
+    lesson=SEGMENT,
+)
 def test_any_query_or_lesson_id_is_answered_as_flask_answers_it(service, auth, query, lesson):
     """Whatever the fast path takes for itself, Flask would have answered the same."""
     _app, fast, flask_wsgi, _ = service

@@ -11,6 +11,7 @@ from progress.cache import ProgressCache
 from progress.invalidation import VersionListener, libpq_dsn
 from progress.worker import worker_state
 
+from .support import replay_position
 from .support.apps import set_rollout
 from .support.tcp_proxy import TcpProxy
 from .support.waiting import wait_until
@@ -23,7 +24,9 @@ def counter(name, **labels) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
-def test_a_completion_in_one_worker_makes_another_worker_drop_its_older_copy(make_pg_app, auth):
+def test_a_completion_in_one_worker_makes_another_worker_drop_its_older_copy(
+    make_pg_app, auth, pg_database
+):
     worker_a, worker_b = make_pg_app(), make_pg_app()
     set_rollout(worker_a, 100)
     with worker_b.app_context():
@@ -33,11 +36,16 @@ def test_a_completion_in_one_worker_makes_another_worker_drop_its_older_copy(mak
     learner = auth.learner()
     b = worker_b.test_client()
     assert b.get(ACCESS, headers=learner.headers).get_json()["accessible"] is False
+    with psycopg.connect(libpq_dsn(pg_database), autocommit=True) as conn:
+        before = replay_position.insert_position(conn)
     worker_a.test_client().post(COMPLETE, headers=learner.headers)
 
     with worker_b.app_context():
         cache = worker_state().cache
         wait_until(lambda: cache.floor(learner.id) == 1, 5, "the announcement", interval=0.02)
+        # and beside it the primary's insert position read after it arrived: past the commit
+        wait_until(lambda: cache.known(learner.id).position, 5, "its position", interval=0.02)
+        assert cache.known(learner.id).position > before
     incidents = counter("progress_cache_staleness_incidents_total", path="verified")
     caught = counter(
         "progress_false_lock_screens_total", path="verified", detected_by="double_check"

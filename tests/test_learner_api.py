@@ -45,7 +45,15 @@ def test_a_new_learner_completes_the_first_lesson_and_the_next_opens(app, client
 
     done = client.post(COMPLETE.format("basics", "greetings"), headers=learner.headers)
     assert done.status_code == 200
-    assert done.get_json() == {
+    body = done.get_json()
+    # Where the commit reached in PostgreSQL's WAL; the embedded SQLite has none.
+    position = body.pop("position")
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        assert position is None
+    else:
+        assert isinstance(position, int)
+        assert position > 0
+    assert body == {
         "success": True,
         "dbUpdated": True,
         "cacheUpdated": False,

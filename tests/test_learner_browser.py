@@ -148,7 +148,8 @@ def test_page_refresh_right_after_a_completion_keeps_the_next_lesson_open(
     browser: Browser,
 ):
     """Seed matrix "Page refresh": the version survives the reload (localStorage), so the
-    first calls after it already carry minVersion, and the next lesson opens."""
+    first calls after it already carry minVersion (and the completion's position as
+    minPosition), and the next lesson opens."""
     learner = AuthActions(SECRET).learner()
     set_rollout(pg_app, 100)
     with instance(pg_database, tmp_path, "a") as service, tab(browser) as page:
@@ -158,12 +159,17 @@ def test_page_refresh_right_after_a_completion_keeps_the_next_lesson_open(
         complete_current_lesson(page, order[0][1])
         written = stored_version(page, learner)
         assert written >= 1
+        kept = page.evaluate(f"localStorage.getItem('progress.position.{learner.id}')")
+        version, _, position = kept.partition(":")
+        assert int(version) == written  # the completion's position, beside its version
+        assert int(position) > 0
 
         after_reload = requests_to(page, "minVersion=")
         page.reload()  # at once: the token and the version are in localStorage
         expect(page.locator(f'.lesson-view[data-lesson="{order[0][1]}"]')).to_be_visible()
         assert after_reload, "no progress or access call after the reload"
         assert all(min_version(url) >= written for url in after_reload), after_reload
+        assert all(f"minPosition={position}" in url for url in after_reload), after_reload
 
         page.locator("#next").click()
         expect(page.locator(f'.lesson-view[data-lesson="{order[1][1]}"]')).to_be_visible()

@@ -130,6 +130,14 @@ SHORTEST = {
         ("complete", {"worker": 0, "learner": 0, "offset": 0, "update": "finish"}),
         ("announcement_delivered", {"worker": 0, "newest": False}),
     ],
+    "trust_the_position": [  # a2 learns the replica replayed version 1's position, then
+        # the client sends version 2 with version 1's position (one it kept by mistake)
+        ("complete", {"worker": 0, "learner": 0, "offset": 0, "update": "finish"}),
+        ("complete", {"worker": 0, "learner": 0, "offset": 0, "update": "finish"}),
+        ("replica_catches_up", {"learner": 0, "everything": False}),  # reports version 1's
+        ("read_progress", {"worker": 1, "learner": 0, "send_version": False}),
+        ("read_progress", {"worker": 1, "learner": 0, "send_version": True, "position": "older"}),
+    ],
     "legacy_review": [  # a2 reads its review set from the lagging replica
         ("complete", {"worker": 0, "learner": 0, "offset": 0, "update": "finish"}),
         ("read_review", {"worker": 1, "learner": 0, "send_version": False}),

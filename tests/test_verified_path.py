@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 from prometheus_client import REGISTRY
@@ -15,8 +16,10 @@ from progress import store
 from progress.breaker import BreakerState
 from progress.extensions import db
 from progress.flags import flag_gate
+from progress.invalidation import libpq_dsn
 from progress.worker import worker_state
 
+from .support import replay_position
 from .support.apps import (
     build_app,
     dispose,
@@ -69,7 +72,8 @@ def test_normal_completion_opens_the_next_lesson_at_once_from_the_cache(verified
     client, learner = verified.test_client(), auth.learner()
     client.get(ACCESS.format("introductions"), headers=learner.headers)  # warm: locked
     done = client.post(COMPLETE.format("greetings"), headers=learner.headers)
-    assert done.get_json() == {
+    assert done.get_json() | {"position": None} == {
+        "position": None,  # its value: test_a_completion_answers_a_position_its_commit...
         "success": True,
         "dbUpdated": True,
         "cacheUpdated": True,
@@ -258,6 +262,11 @@ def test_a_lagging_replica_read_is_retried_then_the_primary_answers(
     reader = make_pg_app(
         DATABASE_REPLICA_URL=replica_url, PROGRESS_RETRY_BASE_MS=20, PROGRESS_RETRY_MAX_MS=300
     )
+    with reader.app_context():
+        # Not told of the completion: nothing here knows the position of the version the
+        # client sends alone, so the replica is retried (layer 5 as the seed had it).
+        worker_state().listener.stop()
+        worker_state().listener.enabled = False
     set_rollout(writer, 100)
     with reader.app_context():
         flag_gate().reload_now()
@@ -394,3 +403,156 @@ def test_a_stale_entry_below_the_known_version_is_not_used(make_pg_app, auth, kn
     assert sent  # read from the database
     assert counter("progress_cache_lookups_total", path="verified", result="stale") == stale + 1
     assert counter("progress_cache_staleness_incidents_total", path="verified") == incidents + 1
+
+
+# -- 5. route by the replica's replay position ------------------------------------------------
+
+
+@pytest.fixture
+def reporting_replica(pg_app, pg_database, tmp_path):
+    """A lagging replica (a database only the test writes) that reports the replay
+    position the test sets, and a way to copy a learner's primary state into it."""
+    url = databases.recreate(f"{PG_TEST_DB}_replica")
+    replica_app = build_app(url, tmp_path / "replica")
+    migrate_and_seed(replica_app)
+    dispose(replica_app)
+    replay_position.install(url)
+    primary = psycopg.connect(libpq_dsn(pg_database), autocommit=True)
+    replica = psycopg.connect(libpq_dsn(url), autocommit=True)
+
+    def replicate(learner) -> None:
+        """The replica now holds the learner's rows as the primary does."""
+        for table in ("users", "progress_versions", "lesson_progress"):
+            column = "id" if table == "users" else "user_id"
+            rows = primary.execute(
+                f"SELECT * FROM {table} WHERE {column} = %s", (learner.id,)
+            ).fetchall()
+            replica.execute(f"DELETE FROM {table} WHERE {column} = %s", (learner.id,))
+            for row in rows:
+                marks = ", ".join(["%s"] * len(row))
+                replica.execute(f"INSERT INTO {table} VALUES ({marks})", row)
+
+    yield url, replica, replicate
+    primary.close()
+    replica.close()
+
+
+def reads(reason: str, target: str) -> float:
+    return counter("progress_reads_total", path="verified", target=target, reason=reason)
+
+
+def completed_elsewhere(make_pg_app, auth):
+    """A learner who completed the first lesson on another instance: (learner, answer)."""
+    writer = make_pg_app()
+    set_rollout(writer, 100)
+    learner = auth.learner()
+    answer = writer.test_client().post(COMPLETE.format("greetings"), headers=learner.headers)
+    return learner, answer.get_json()
+
+
+def reader_on(make_pg_app, replica_url):
+    reader = make_pg_app(
+        DATABASE_REPLICA_URL=replica_url, PROGRESS_RETRY_BASE_MS=20, PROGRESS_RETRY_MAX_MS=300
+    )
+    with reader.app_context():
+        flag_gate().reload_now()
+    return reader
+
+
+def test_a_completion_answers_a_position_its_commit_can_not_be_past(make_pg_app, auth, pg_database):
+    """The completion's position lies between the primary's insert positions before the
+    request and after it, and a repeat of the completion answers a position too."""
+    with psycopg.connect(libpq_dsn(pg_database), autocommit=True) as conn:
+        before = replay_position.insert_position(conn)
+        learner, body = completed_elsewhere(make_pg_app, auth)
+        after = replay_position.insert_position(conn)
+    assert body["version"] == 1
+    assert before < body["position"] <= after
+    again = make_pg_app().test_client().post(COMPLETE.format("greetings"), headers=learner.headers)
+    assert again.get_json()["position"] >= body["position"]
+
+
+def test_a_read_the_replica_is_not_known_to_have_replayed_goes_to_the_primary_at_once(
+    make_pg_app, auth, reporting_replica
+):
+    """With the completion's position, the next navigation on another instance reads the
+    primary without one replica retry, while the replica lags (it has replayed nothing of
+    the learner's, then everything but the completion)."""
+    replica_url, replica, _ = reporting_replica
+    learner, done = completed_elsewhere(make_pg_app, auth)
+    reader = reader_on(make_pg_app, replica_url)
+    retries = counter("progress_db_retries_total", reason="replica_lag")
+    behind = reads("replica_behind", "primary")
+    for reported in (0, done["position"] - 1):
+        replay_position.report(replica, reported)
+        # any read that needs no version tells the worker where the replica is
+        reader.test_client().get("/api/v1/progress", headers=auth.learner().headers)
+        with reader.app_context():
+            worker_state().reset()
+        answer = reader.test_client().get(
+            ACCESS.format("introductions")
+            + f"?minVersion={done['version']}&minPosition={done['position']}",
+            headers=learner.headers,
+        )
+        assert answer.get_json()["accessible"] is True
+        assert answer.get_json()["version"] == done["version"]
+    assert counter("progress_db_retries_total", reason="replica_lag") == retries
+    assert reads("replica_behind", "primary") == behind + 2
+
+
+def test_a_replica_that_has_replayed_the_position_answers_the_read(
+    make_pg_app, auth, reporting_replica
+):
+    """Once the replica reports it has replayed the completion's position, the read that
+    needs that version goes to the replica, and the primary is not read."""
+    replica_url, replica, replicate = reporting_replica
+    learner, done = completed_elsewhere(make_pg_app, auth)
+    replicate(learner)
+    replay_position.report(replica, done["position"])
+    reader = reader_on(make_pg_app, replica_url)
+    client = reader.test_client()
+    client.get("/api/v1/progress", headers=learner.headers)  # a replica read: learns where it is
+    with reader.app_context():
+        worker_state().reset()  # no entry: the next check reads the database
+    primary_reads = counter("progress_reads_total", path="verified", target="primary")
+    replayed = reads("replayed", "replica")
+    answer = client.get(
+        ACCESS.format("introductions")
+        + f"?minVersion={done['version']}&minPosition={done['position']}",
+        headers=learner.headers,
+    )
+    assert answer.get_json() | {"accessible": True, "version": 1, "source": "db"} == (
+        answer.get_json()
+    )
+    assert reads("replayed", "replica") == replayed + 1
+    assert counter("progress_reads_total", path="verified", target="primary") == primary_reads
+
+
+def test_a_replica_answer_below_the_version_is_never_believed_whatever_the_position(
+    make_pg_app, auth, reporting_replica
+):
+    """A client that sends version 2 with version 1's position: the replica has replayed
+    that position but holds version 1, so the primary answers at version 2."""
+    replica_url, replica, replicate = reporting_replica
+    learner, first = completed_elsewhere(make_pg_app, auth)
+    replicate(learner)
+    replay_position.report(replica, first["position"])
+    second = (
+        make_pg_app()
+        .test_client()
+        .post(COMPLETE.format("introductions"), headers=learner.headers)
+        .get_json()
+    )
+    reader = reader_on(make_pg_app, replica_url)
+    client = reader.test_client()
+    client.get("/api/v1/progress", headers=learner.headers)  # learns the replica's position
+    with reader.app_context():
+        worker_state().reset()
+    missed = reads("replica_missed", "primary")
+    answer = client.get(
+        "/api/v1/modules/basics/lessons/numbers-1-10/access"
+        + f"?minVersion={second['version']}&minPosition={first['position']}",
+        headers=learner.headers,
+    ).get_json()
+    assert (answer["accessible"], answer["version"]) == (True, 2)
+    assert reads("replica_missed", "primary") == missed + 1

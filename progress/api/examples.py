@@ -224,8 +224,9 @@ EXAMPLES: dict[type[BaseModel], dict[str, Any]] = {
         "path": "verified",
         "xpEarned": 10,
         "xpTotal": 30,
+        "position": 23_854_112,
     },
-    s.ReviewQuery: {"minVersion": 4},
+    s.ReviewQuery: {"minVersion": 4, "minPosition": 23_854_112},
     s.ReviewOut: {
         "version": 4,
         "words": [
@@ -240,7 +241,7 @@ EXAMPLES: dict[type[BaseModel], dict[str, Any]] = {
         "source": "cache",
         "path": "verified",
     },
-    s.AccessQuery: {"minVersion": 4},
+    s.AccessQuery: {"minVersion": 4, "minPosition": 23_854_112},
     s.AccessOut: {
         "accessible": True,
         "source": "cache",

@@ -1,7 +1,8 @@
 """The access check without Flask's per-request machinery: every navigation pays for it.
 
 A WSGI layer in front of the app answers the plain form of `GET .../lessons/<lessonId>/access`
-(an ASCII path, at most a `minVersion` in the query, no body, no `Origin`) itself, with the
+(an ASCII path, at most a `minVersion` and a `minPosition` in the query, in digits, no body,
+no `Origin`) itself, with the
 same functions the Flask route uses: the token check, the lesson look-up, the path's answer,
 the error answers, the request's tags, metrics and access log line, and the same headers.
 Anything else, and any request the checks refuse (401, 403, 404, a bad query), goes to Flask,
@@ -55,7 +56,8 @@ MIRRORED_HOOKS = frozenset(
 )
 # A segment the fast path takes as it is: werkzeug would hand it to the view unchanged.
 _SEGMENT = "([A-Za-z0-9._~-]+)"
-_MIN_VERSION = "minVersion="
+# The query parameters it parses itself: in digits, each at most once.
+_FAST_PARAMETERS = frozenset({"minVersion", "minPosition"})
 _SERIALIZE = AccessOut.__pydantic_serializer__.to_json
 
 StartResponse = Callable[..., Any]
@@ -87,9 +89,11 @@ class AccessFastPath:
                 return [body]
         return self.flask_wsgi(environ, start_response)
 
-    def plain_request(self, environ: dict[str, Any]) -> tuple[str, str, int | None] | None:
-        """(moduleId, lessonId, minVersion or None if not sent) of a request this layer
-        answers, else None."""
+    def plain_request(
+        self, environ: dict[str, Any]
+    ) -> tuple[str, str, int | None, int | None] | None:
+        """(moduleId, lessonId, minVersion, minPosition; None if not sent) of a request this
+        layer answers, else None."""
         if (
             environ["REQUEST_METHOD"] != "GET"
             or "HTTP_ORIGIN" in environ  # CORS is flask-cors's
@@ -106,18 +110,29 @@ class AccessFastPath:
             return None
         query = environ.get("QUERY_STRING", "")
         if not query:
-            return match[1], match[2], None
-        value = query[len(_MIN_VERSION) :]
-        if not (query.startswith(_MIN_VERSION) and value.isascii() and value.isdigit()):
-            return None  # other parameters or encodings: Flask's parsing, as ever
+            return match[1], match[2], None, None
+        sent: dict[str, str] = {}
+        for pair in query.split("&"):
+            name, _, value = pair.partition("=")
+            if name not in _FAST_PARAMETERS or name in sent:
+                return None  # other parameters or encodings: Flask's parsing, as ever
+            if not (value.isascii() and value.isdigit()):
+                return None
+            sent[name] = value
         try:
-            checked = AccessQuery.model_validate({"minVersion": value})
+            checked = AccessQuery.model_validate(sent)
         except ValidationError:
             return None  # out of range: Flask answers the contract's 400
-        return match[1], match[2], checked.min_version
+        version = checked.min_version if "minVersion" in sent else None
+        return match[1], match[2], version, checked.min_position
 
     def answer(
-        self, environ: dict[str, Any], module_id: str, lesson_id: str, min_version: int | None
+        self,
+        environ: dict[str, Any],
+        module_id: str,
+        lesson_id: str,
+        min_version: int | None,
+        min_position: int | None,
     ) -> tuple[str, list[tuple[str, str]], bytes] | None:
         """The answer (status line, headers, body), or None when Flask should answer."""
         logs.begin_request(environ.get("HTTP_X_REQUEST_ID", ""))
@@ -130,7 +145,7 @@ class AccessFastPath:
                     return None  # a refusal: Flask's, with nothing done yet
                 identity, lesson = checked
                 ensure_learner(identity, state)
-                body = _SERIALIZE(answer_access(identity, lesson, min_version))
+                body = _SERIALIZE(answer_access(identity, lesson, min_version, min_position))
                 status, status_line = 200, "200 OK"
                 headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
             except Exception as exc:

@@ -94,7 +94,7 @@ def get_progress(query: ProgressQuery) -> ProgressOut:
     """The learner's completed lessons and which lessons are open."""
     identity = authenticate()
     path = serving_path(identity.user_id)
-    snapshot = path.read_progress(identity.user_id, query.min_version)
+    snapshot = path.read_progress(identity.user_id, query.min_version, query.min_position)
     curriculum = worker_state().curriculum()
     completed = []
     for lesson_id, completed_at in sorted(snapshot.completed.items(), key=lambda i: i[1]):
@@ -125,7 +125,7 @@ def get_review(query: ReviewQuery) -> ReviewOut:
     seen as minVersion, as for the access check."""
     identity = authenticate()
     path = serving_path(identity.user_id)
-    answer = path.read_review(identity.user_id, query.min_version)
+    answer = path.read_review(identity.user_id, query.min_version, query.min_position)
     return ReviewOut(
         version=answer.snapshot.version,
         words=[
@@ -164,24 +164,33 @@ def complete_lesson(moduleId: str, lessonId: str, headers: CompletionHeaders) ->
         path=path.name,
         xp_earned=answer.xp_earned,
         xp_total=answer.xp_total,
+        position=answer.position,
     )
 
 
 @bp.get("/modules/<moduleId>/lessons/<lessonId>/access")
 @operation("checkAccess", "progress", {200: AccessOut, **ERRORS}, query=AccessQuery)
 def check_access(moduleId: str, lessonId: str, query: AccessQuery) -> AccessOut:  # noqa: N803
-    """Is this lesson open for the learner? Send the last version seen as minVersion."""
+    """Is this lesson open for the learner? Send the last version seen as minVersion, and
+    with it the completion's position as minPosition when that version came from a
+    completion answer."""
     identity = authenticate()
     sent = query.min_version if "min_version" in query.model_fields_set else None
-    return answer_access(identity, find_lesson(moduleId, lessonId), sent)
+    return answer_access(identity, find_lesson(moduleId, lessonId), sent, query.min_position)
 
 
-def answer_access(identity: Identity, lesson: LessonRef, min_version: int | None) -> AccessOut:
+def answer_access(
+    identity: Identity,
+    lesson: LessonRef,
+    min_version: int | None,
+    min_position: int | None = None,
+) -> AccessOut:
     """The access check past its checks of the request (this route, and its fast path in
-    progress/api/fast_access.py); `min_version` as the request sent it (None: not sent)."""
+    progress/api/fast_access.py); `min_version` as the request sent it (None: not sent),
+    `min_position` likewise."""
     path = serving_path(identity.user_id)
     read_began_at = datetime.now(UTC)  # before the read: a lock report is judged by it
-    answer = path.check_access(identity.user_id, lesson, min_version or 0)
+    answer = path.check_access(identity.user_id, lesson, min_version or 0, min_position)
     receipt = (
         None
         if answer.accessible

@@ -147,6 +147,11 @@ class CompletionOut(Answer):
     # completed, except a retry with the first attempt's Idempotency-Key (its XP again).
     xp_earned: int
     xp_total: int  # the learner's total, this completion included
+    # A WAL position this completion's commit can't be past (null: unknown, e.g. the embedded
+    # SQLite). Send it back as minPosition with minVersion=version: a read that needs the
+    # version then goes to a replica only if it has replayed this far, else to the primary
+    # at once, instead of waiting for the replica. Opaque: send it back as it came.
+    position: int | None
 
 
 class ReviewWordOut(Answer):
@@ -171,6 +176,8 @@ class AccessQuery(JsonModel):
     model_config = ConfigDict(extra="ignore")
 
     min_version: int = Field(default=0, ge=0, le=2**53)
+    # The `position` of the completion answer that gave minVersion (ignored without it).
+    min_position: int | None = Field(default=None, ge=0, le=2**63 - 1)
 
 
 class AccessOut(Answer):

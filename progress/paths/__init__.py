@@ -29,6 +29,7 @@ class CompletionAnswer:
     version: int
     xp_earned: int
     xp_total: int
+    position: int | None = None  # a WAL position the commit of `version` can't be past
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,13 +56,23 @@ class ProgressPath(Protocol):
         self, learner_id: uuid.UUID, lesson: LessonRef, idempotency_key: str | None
     ) -> CompletionAnswer: ...
 
+    # `min_position`: the WAL position the client was given with `min_version` (None: not
+    # sent); it only decides where a read goes, never what is believed.
     def check_access(
-        self, learner_id: uuid.UUID, lesson: LessonRef, min_version: int
+        self,
+        learner_id: uuid.UUID,
+        lesson: LessonRef,
+        min_version: int,
+        min_position: int | None = None,
     ) -> AccessAnswer: ...
 
-    def read_progress(self, learner_id: uuid.UUID, min_version: int) -> ProgressSnapshot: ...
+    def read_progress(
+        self, learner_id: uuid.UUID, min_version: int, min_position: int | None = None
+    ) -> ProgressSnapshot: ...
 
-    def read_review(self, learner_id: uuid.UUID, min_version: int) -> ReviewAnswer: ...
+    def read_review(
+        self, learner_id: uuid.UUID, min_version: int, min_position: int | None = None
+    ) -> ReviewAnswer: ...
 
 
 def install_path(app: Flask, path: ProgressPath) -> None:
@@ -84,9 +95,9 @@ def path_named(name: str) -> ProgressPath:
     return current_app.extensions[PATHS_KEY][name]
 
 
-def primary_confirms_locked(learner_id: uuid.UUID, lesson: LessonRef) -> bool:
-    """Ask the primary whether `lesson` really is locked for the learner."""
-    snapshot = store.load_progress(learner_id)
+def primary_confirms_locked(path: PathName, learner_id: uuid.UUID, lesson: LessonRef) -> bool:
+    """Ask the primary whether `lesson` really is locked for the learner (an audit)."""
+    snapshot = store.load_progress(learner_id, path=path, reason="audit")
     return not is_lesson_accessible(worker_state().curriculum(), snapshot.completed, lesson)
 
 

@@ -67,10 +67,15 @@ class LegacyPath:
             version=completion.version,
             xp_earned=completion.xp_earned,
             xp_total=completion.xp_total,
+            position=completion.position,
         )
 
     def check_access(
-        self, learner_id: uuid.UUID, lesson: LessonRef, min_version: int
+        self,
+        learner_id: uuid.UUID,
+        lesson: LessonRef,
+        min_version: int,
+        min_position: int | None = None,
     ) -> AccessAnswer:
         # The old app had no navigation guard: min_version is ignored.
         state = worker_state()
@@ -86,17 +91,21 @@ class LegacyPath:
             self._audit(learner_id, lesson)
         return count_access(self.name, answer)
 
-    def read_progress(self, learner_id: uuid.UUID, min_version: int) -> ProgressSnapshot:
+    def read_progress(
+        self, learner_id: uuid.UUID, min_version: int, min_position: int | None = None
+    ) -> ProgressSnapshot:
         return self._snapshot(learner_id)[0]
 
-    def read_review(self, learner_id: uuid.UUID, min_version: int) -> ReviewAnswer:
+    def read_review(
+        self, learner_id: uuid.UUID, min_version: int, min_position: int | None = None
+    ) -> ReviewAnswer:
         """From the review cache while the TTL keeps it (min_version is ignored, as the old
         app had no navigation guard); otherwise from the database (the replica, believed)."""
         review_cache = worker_state().review_cache
         snapshot = review_cache.get(learner_id)
         answer = ReviewAnswer(snapshot, "cache") if snapshot is not None else None
         if answer is None:
-            answer = ReviewAnswer(store.load_progress(learner_id, replica=True), "db")
+            answer = ReviewAnswer(self._load(learner_id), "db")
             review_cache.put(answer.snapshot)
         if answer.source == "cache" or store.has_replica():
             self._audit_review(learner_id, answer.snapshot)
@@ -109,15 +118,19 @@ class LegacyPath:
             metrics.cache_lookups.labels(self.name, "hit").inc()
             return snapshot, "cache"
         metrics.cache_lookups.labels(self.name, "miss").inc()
-        snapshot = store.load_progress(learner_id, replica=True)  # the old app read the replica
+        snapshot = self._load(learner_id)
         cache.put(snapshot)
         return snapshot, "db"
+
+    def _load(self, learner_id: uuid.UUID) -> ProgressSnapshot:
+        """The old app read the replica, believed, with nothing to wait for."""
+        return store.load_progress(learner_id, path=self.name, reason="no_version", replica=True)
 
     def _audit(self, learner_id: uuid.UUID, lesson: LessonRef) -> None:
         """Compare a locked answer with the primary after it was chosen, without changing
         it, so the legacy path's false locks are counted as the verified path's are."""
         try:
-            if not primary_confirms_locked(learner_id, lesson):
+            if not primary_confirms_locked(self.name, learner_id, lesson):
                 record_false_lock(self.name, learner_id, lesson, "audit")
         except Exception:
             log.warning("legacy audit could not read the primary", exc_info=True)
@@ -126,7 +139,7 @@ class LegacyPath:
         """The same audit for the review set: compare the set served (not from the primary)
         with the primary's, without changing it, and count one that misses words."""
         try:
-            primary = store.load_progress(learner_id)
+            primary = store.load_progress(learner_id, path=self.name, reason="audit")
             missing = missing_review_lessons(worker_state().curriculum(), served, primary)
             if missing:
                 record_stale_review(self.name, missing, "audit")

@@ -11,8 +11,11 @@
    read from the primary is confirmed there (the double check; from an entry older than
    PROGRESS_STALE_AFTER_MS always, even with the double check off), and the primary's
    newer state replaces the entry;
-5. smart retry: a replica read older than the known version is retried with backoff,
-   then the primary answers.
+5. route, don't wait: a read that needs a known version goes to the replica only when the
+   replica is known to have replayed that version's WAL position, otherwise to the primary
+   at once; a replica read below the version is never believed. Only when the version's
+   position is unknown (a client that sent minVersion alone) is the replica read and
+   retried with backoff, then the primary answers.
 Plus the circuit breaker around the cache. The review set is derived from the same read as
 the access check (3 to 5), and a set not read from the primary is confirmed there as a
 cached "locked" is: it can never be behind a version the learner holds.
@@ -32,7 +35,7 @@ from flask.blueprints import BlueprintSetupState
 from sqlalchemy.exc import OperationalError
 
 from .. import faults, metrics, store
-from ..cache import ProgressSnapshot
+from ..cache import Known, ProgressSnapshot
 from ..curriculum import LessonRef, is_lesson_accessible
 from ..worker import STATE_KEY, worker_state
 from . import (
@@ -95,8 +98,9 @@ class VerifiedPath:
         # A DB failure: cache nothing.
         completion = record_completion(NAME, learner_id, lesson, idempotency_key)
         version = completion.version
-        state.cache.raise_floor(learner_id, version)  # older entries are now behind
-        xp = (completion.xp_earned, completion.xp_total)
+        # older entries are now behind; a replica past the position holds this version
+        state.cache.raise_floor(learner_id, version, completion.position)
+        xp = (completion.xp_earned, completion.xp_total, completion.position)
         if not state.breaker.allows_cache():
             metrics.cache_updates.labels(NAME, "skipped").inc()
             return CompletionAnswer(True, True, False, version, *xp)
@@ -139,10 +143,14 @@ class VerifiedPath:
     # -- access check ----------------------------------------------------------------------
 
     def check_access(
-        self, learner_id: uuid.UUID, lesson: LessonRef, min_version: int
+        self,
+        learner_id: uuid.UUID,
+        lesson: LessonRef,
+        min_version: int,
+        min_position: int | None = None,
     ) -> AccessAnswer:
         curriculum = worker_state().curriculum()
-        read = self._read(learner_id, min_version)
+        read = self._read(learner_id, self._needed(learner_id, min_version, min_position))
         accessible = is_lesson_accessible(curriculum, read.snapshot.completed, lesson)
         if not accessible and not read.from_primary and self._needs_confirmation(read):
             # 4. Only "locked" needs proof: progress only grows, so "accessible" can't be false.
@@ -163,23 +171,27 @@ class VerifiedPath:
             ),
         )
 
-    def read_progress(self, learner_id: uuid.UUID, min_version: int) -> ProgressSnapshot:
+    def read_progress(
+        self, learner_id: uuid.UUID, min_version: int, min_position: int | None = None
+    ) -> ProgressSnapshot:
         """A page (re)load: always a fresh read, at least at the version known here."""
         state = worker_state()
-        floor = max(min_version, state.cache.floor(learner_id))
-        snapshot = self._read_db(learner_id, floor).snapshot
+        needed = self._needed(learner_id, min_version, min_position)
+        snapshot = self._read_db(learner_id, needed).snapshot
         if state.breaker.allows_cache():
             state.cache.put(snapshot)
         return snapshot
 
-    def read_review(self, learner_id: uuid.UUID, min_version: int) -> ReviewAnswer:
+    def read_review(
+        self, learner_id: uuid.UUID, min_version: int, min_position: int | None = None
+    ) -> ReviewAnswer:
         """The review set from the access check's read (at least the version known), never
         a copy of its own. Any copy can lack a completion, so a set not read from the
         primary is confirmed there as a cached "locked" is (the double check); one the
         primary contradicts is counted and the primary's set is answered."""
-        read = self._read(learner_id, min_version)
+        read = self._read(learner_id, self._needed(learner_id, min_version, min_position))
         if not read.from_primary and self._needs_confirmation(read):
-            primary = self._confirm_on_primary(learner_id, read)
+            primary = self._confirm_on_primary(learner_id, read, "review_check")
             missing = missing_review_lessons(worker_state().curriculum(), read.snapshot, primary)
             if missing:
                 record_stale_review(NAME, missing, "double_check")
@@ -196,27 +208,35 @@ class VerifiedPath:
                 return False
         return not faults.current().disable_double_check  # the double check, replicas' too
 
-    def _confirm_on_primary(self, learner_id: uuid.UUID, read: Read) -> ProgressSnapshot:
+    def _confirm_on_primary(
+        self, learner_id: uuid.UUID, read: Read, reason: str = "double_check"
+    ) -> ProgressSnapshot:
         """The double check's read of the primary, which also replaces an older entry."""
         state = worker_state()
-        primary = self._load_primary(learner_id)
+        primary = self._load_primary(learner_id, reason)
         if read.source == "cache" and primary.version > read.snapshot.version:
             metrics.staleness_incidents.labels(NAME).inc()  # a cached entry behind the primary
         if state.breaker.allows_cache():
             state.cache.put(primary)
         return primary
 
-    def _read(self, learner_id: uuid.UUID, min_version: int) -> Read:
+    @staticmethod
+    def _needed(learner_id: uuid.UUID, min_version: int, min_position: int | None) -> Known:
+        """The version a read must reach (the client's or this worker's floor, the higher)
+        and, when known, a WAL position that proves a replica holds it."""
+        sent = Known(min_version, min_position if min_version else None)
+        return worker_state().cache.known(learner_id).needs(sent)
+
+    def _read(self, learner_id: uuid.UUID, needed: Known) -> Read:
         """3 and 4: an entry at or above the known version is used, however old."""
         state = worker_state()
-        floor = max(min_version, state.cache.floor(learner_id))
         if not state.breaker.allows_cache():
-            return self._read_db(learner_id, floor)
+            return self._read_db(learner_id, needed)
         entry = state.cache.get(learner_id)
-        if entry is not None and entry.version >= floor:
+        if entry is not None and entry.version >= needed.version:
             metrics.cache_lookups.labels(NAME, "hit").inc()
             return Read(entry, "cache", from_primary=False)
-        read = self._read_db(learner_id, floor)
+        read = self._read_db(learner_id, needed)
         if entry is not None and read.snapshot.version > entry.version:
             metrics.cache_lookups.labels(NAME, "stale").inc()
             metrics.staleness_incidents.labels(NAME).inc()
@@ -235,39 +255,73 @@ class VerifiedPath:
             yield delay
             delay *= 2
 
-    def _read_db(self, learner_id: uuid.UUID, floor: int) -> Read:
-        behind_since = None  # the first replica read found behind the known version
-        if store.has_replica():  # an unusable replica is the store's: it reads the primary
-            delays = self._backoff()
-            checked_primary = False
-            while True:
-                snapshot = store.load_progress(learner_id, replica=True)
-                if snapshot.version >= floor:
-                    _waited(behind_since)
-                    return Read(snapshot, "db", from_primary=False)
-                if not checked_primary:
-                    # A version the primary doesn't hold either (a client's minVersion from
-                    # elsewhere): no replica will catch up to it, answer from the primary now.
-                    checked_primary = True
-                    behind_since = time.monotonic()
-                    primary = self._load_primary(learner_id)
-                    if primary.version < floor:
-                        return Read(primary, "db", from_primary=True)
-                delay = next(delays, None)
-                if delay is None:
-                    break
-                metrics.db_retries.labels("replica_lag").inc()
-                time.sleep(delay)
-        read = Read(self._load_primary(learner_id), "db", from_primary=True)
+    def _read_db(self, learner_id: uuid.UUID, needed: Known) -> Read:
+        """5. Where the read goes: nothing to wait for, the replica; a version whose position
+        the replica has replayed, the replica; a position it hasn't, the primary at once. A
+        replica answer below the version is never believed, whatever the positions said.
+        Without a position on either side (the client's or a replica that can't say its
+        own), the replica is retried with backoff as before."""
+        if not store.has_replica():  # none, or set aside after a failure
+            return Read(self._load_primary(learner_id, "no_replica"), "db", from_primary=True)
+        if needed.version == 0:
+            return Read(self._load_replica(learner_id, "no_version"), "db", from_primary=False)
+        if needed.position is None or store.replica_cannot_say_its_position():
+            return self._wait_for_replica(learner_id, needed.version)  # as before positions
+        if store.replica_has_replayed(needed.position):
+            return self._read_replayed(learner_id, needed, "replayed")
+        if store.replica_position_unasked():  # this read asks it (a worker's first, say)
+            return self._read_replayed(learner_id, needed, "replay_unknown")
+        return Read(self._load_primary(learner_id, "replica_behind"), "db", from_primary=True)
+
+    def _read_replayed(self, learner_id: uuid.UUID, needed: Known, reason: str) -> Read:
+        """The replica, said to have replayed the version's position (or not yet asked):
+        believed only at the version or later. Below it, the position didn't go with its
+        version (a client's from an older completion, or a bogus one), the replica was
+        replaced meanwhile, or it hadn't replayed it: the primary answers."""
+        snapshot = self._load_replica(learner_id, reason)
+        if snapshot.version >= needed.version:
+            return Read(snapshot, "db", from_primary=False)
+        return Read(self._load_primary(learner_id, "replica_missed"), "db", from_primary=True)
+
+    def _wait_for_replica(self, learner_id: uuid.UUID, floor: int) -> Read:
+        """The version's position is unknown: read the replica, retried with backoff while
+        it is behind, then the primary answers."""
+        delays = self._backoff()
+        checked_primary = False
+        behind_since = None  # the first replica read found behind the version
+        while True:
+            snapshot = self._load_replica(learner_id, "position_unknown")
+            if snapshot.version >= floor:
+                _waited(behind_since)
+                return Read(snapshot, "db", from_primary=False)
+            if not checked_primary:
+                # A version the primary doesn't hold either (a client's minVersion from
+                # elsewhere): no replica will catch up to it, answer from the primary now.
+                checked_primary = True
+                behind_since = time.monotonic()
+                primary = self._load_primary(learner_id, "version_check")
+                if primary.version < floor:
+                    return Read(primary, "db", from_primary=True)
+            delay = next(delays, None)
+            if delay is None:
+                break
+            metrics.db_retries.labels("replica_lag").inc()
+            time.sleep(delay)
+        read = Read(self._load_primary(learner_id, "retry_exhausted"), "db", from_primary=True)
         _waited(behind_since)
         return read
 
-    def _load_primary(self, learner_id: uuid.UUID) -> ProgressSnapshot:
+    @staticmethod
+    def _load_replica(learner_id: uuid.UUID, reason: str) -> ProgressSnapshot:
+        """The replica (the store answers from the primary if it fails, and counts that)."""
+        return store.load_progress(learner_id, path=NAME, reason=reason, replica=True)
+
+    def _load_primary(self, learner_id: uuid.UUID, reason: str) -> ProgressSnapshot:
         """The primary, retried with backoff on connection errors within the retry budget."""
         delays = self._backoff()
         while True:
             try:
-                return store.load_progress(learner_id)
+                return store.load_progress(learner_id, path=NAME, reason=reason)
             except OperationalError:
                 delay = next(delays, None)
                 if delay is None:
@@ -302,7 +356,7 @@ def _update_entry(
     if patched is not None and patched.proves(lesson_id, version):
         return True
     with app.app_context():
-        cache.put(store.load_progress(learner_id))
+        cache.put(store.load_progress(learner_id, path=NAME, reason="cache_update"))
     entry = cache.get(learner_id)
     return entry is not None and entry.version >= version and lesson_id in entry.completed
 

@@ -113,7 +113,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Is this lesson open for the learner? Send the last version seen as minVersion. */
+        /** Is this lesson open for the learner? Send the last version seen as minVersion, and with it the completion's position as minPosition when that version came from a completion answer. */
         get: operations["checkAccess"];
         put?: never;
         post?: never;
@@ -1270,6 +1270,11 @@ export interface components {
              * @default 0
              */
             minVersion: number;
+            /**
+             * Minposition
+             * @default null
+             */
+            minPosition: number | null;
         };
         /**
          * ProgressOut
@@ -1315,7 +1320,8 @@ export interface components {
         /**
          * ReviewQuery
          * @example {
-         *       "minVersion": 4
+         *       "minVersion": 4,
+         *       "minPosition": 23854112
          *     }
          */
         ReviewQuery: {
@@ -1324,6 +1330,11 @@ export interface components {
              * @default 0
              */
             minVersion: number;
+            /**
+             * Minposition
+             * @default null
+             */
+            minPosition: number | null;
         };
         /**
          * ReviewOut
@@ -1388,7 +1399,8 @@ export interface components {
          *       "version": 4,
          *       "path": "verified",
          *       "xpEarned": 10,
-         *       "xpTotal": 30
+         *       "xpTotal": 30,
+         *       "position": 23854112
          *     }
          */
         CompletionOut: {
@@ -1409,11 +1421,14 @@ export interface components {
             xpEarned: number;
             /** Xptotal */
             xpTotal: number;
+            /** Position */
+            position: number | null;
         };
         /**
          * AccessQuery
          * @example {
-         *       "minVersion": 4
+         *       "minVersion": 4,
+         *       "minPosition": 23854112
          *     }
          */
         AccessQuery: {
@@ -1422,6 +1437,11 @@ export interface components {
              * @default 0
              */
             minVersion: number;
+            /**
+             * Minposition
+             * @default null
+             */
+            minPosition: number | null;
         };
         /**
          * AccessOut
@@ -2177,6 +2197,7 @@ export interface operations {
         parameters: {
             query?: {
                 minVersion?: number;
+                minPosition?: number | null;
             };
             header?: never;
             path?: never;
@@ -2244,6 +2265,7 @@ export interface operations {
         parameters: {
             query?: {
                 minVersion?: number;
+                minPosition?: number | null;
             };
             header?: never;
             path?: never;
@@ -2399,6 +2421,7 @@ export interface operations {
         parameters: {
             query?: {
                 minVersion?: number;
+                minPosition?: number | null;
             };
             header?: never;
             path: {

@@ -65,6 +65,9 @@ declare class ProgressClient {
   readonly learnerId: string | null;
   /** The highest progress version any tab of this learner saw: sent as minVersion. */
   readonly version: number;
+  /** The WAL position the completion answer that made `version` gave (sent as minPosition);
+   * null when `version` came from another answer, or the service knows none. */
+  readonly position: number | null;
   /** The path ("legacy" | "verified") that served the last answer (X-Progress-Path). */
   readonly lastPath: ProgressClient.PathName | null;
   onLockScreen?: (lock: ProgressClient.LockScreen) => void;

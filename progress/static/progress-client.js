@@ -12,13 +12,16 @@
 //
 // Read-your-writes across reloads and tabs: the highest progress version seen is kept per
 // learner in localStorage and followed through the `storage` event, so every tab and every
-// reload sends it back as minVersion.
+// reload sends it back as minVersion. When that version came from a completion answer, its
+// `position` is kept beside it and sent as minPosition: the service then reads a replica
+// only if it has replayed that far, and the primary at once otherwise, instead of waiting.
 (function (global) {
   "use strict";
 
   const RETRY_DELAY_MS = 1000; // the seed's LessonRunner: one retry, one second later
   const TIMEOUT_MS = 10000; // a request that hangs longer counts as failed
   const VERSION_KEY = "progress.version."; // + the learner's id (the token's sub)
+  const POSITION_KEY = "progress.position."; // + the learner's id: "version:position"
 
   // Every failure is a ProgressError: status 0 when no answer came (code "network_error",
   // or "timeout" after timeoutMs), else the HTTP status and the API's error code
@@ -40,6 +43,14 @@
   const asVersion = (value) => {
     const version = Number(value);
     return Number.isSafeInteger(version) && version >= 0 ? version : 0;
+  };
+  // A completion's position, only if a JavaScript number holds it exactly; else none is sent.
+  const asPosition = (value) =>
+    Number.isSafeInteger(value) && value >= 0 ? value : null;
+  // "version:position" as kept in storage -> {version, position}
+  const asPair = (value) => {
+    const [version, position] = String(value || "").split(":");
+    return { version: asVersion(version), position: position ? asPosition(Number(position)) : null };
   };
 
   // The token's subject: the learner whose versions we keep. Not verified here (the
@@ -81,13 +92,16 @@
       this.learnerId = learnerOf(token);
       this.storage = storage === undefined ? defaultStorage() : storage;
       this.storageKey = this.learnerId && this.storage ? VERSION_KEY + this.learnerId : null;
+      this.positionKey = this.storageKey ? POSITION_KEY + this.learnerId : null;
       this.seen = 0; // the highest version this client saw itself
+      this.seenPosition = null; // the position its completion answer gave with it, if any
       this.receipts = new Map(); // "module/lesson" -> the lockReceipt of its last locked answer
       this.onStorage = (event) => {
         if (event.key !== this.storageKey || event.newValue === null) return;
         const version = asVersion(event.newValue);
         if (version > this.seen) {
           this.seen = version;
+          this.seenPosition = null; // the other tab's position is read from storage
           if (this.onVersionChange) this.onVersionChange(version);
         }
       };
@@ -99,6 +113,16 @@
       return Math.max(this.seen, this.stored());
     }
 
+    // The position of the completion that made `version`, if this client or another tab
+    // kept one for it: sent as minPosition with minVersion. null: none known.
+    get position() {
+      const version = this.version;
+      if (version === 0) return null;
+      if (this.seen === version && this.seenPosition !== null) return this.seenPosition;
+      const kept = this.storedPosition();
+      return kept.version === version ? kept.position : null;
+    }
+
     stored() {
       if (!this.storageKey) return 0;
       try {
@@ -108,16 +132,37 @@
       }
     }
 
-    // Versions only grow; keep the highest one any answer carried, here and for other tabs.
-    remember(version) {
-      if (!Number.isSafeInteger(version) || version <= this.version) return;
+    storedPosition() {
+      if (!this.positionKey) return asPair(null);
+      try {
+        return asPair(this.storage.getItem(this.positionKey));
+      } catch (error) {
+        return asPair(null);
+      }
+    }
+
+    // Versions only grow; keep the highest one any answer carried, here and for other tabs,
+    // and the position a completion answer gave with it (a newer version from any other
+    // answer comes without one: its position is unknown).
+    remember(version, position) {
+      if (!Number.isSafeInteger(version)) return;
+      const known = asPosition(position);
+      if (version < this.version || (version === this.version && (known === null || this.position !== null))) return;
       this.seen = version;
+      this.seenPosition = known;
       if (!this.storageKey) return;
       try {
         this.storage.setItem(this.storageKey, String(version));
+        if (known !== null) this.storage.setItem(this.positionKey, version + ":" + known);
       } catch (error) {
         // storage full or refused: this tab still sends it
       }
+    }
+
+    // The query that carries what this client holds: minVersion, and minPosition if known.
+    holding() {
+      const position = this.position;
+      return "minVersion=" + this.version + (position === null ? "" : "&minPosition=" + position);
     }
 
     // Stop following other tabs (a single-page app that signs the learner out).
@@ -172,7 +217,7 @@
         );
       }
       if (data === null) throw new ProgressError(where + " answered something other than JSON", response.status, "bad_json");
-      this.remember(data.version);
+      this.remember(data.version, data.position);
       return data;
     }
 
@@ -183,10 +228,10 @@
 
     // {version, completed: [{moduleId, lessonId, completedAt}], lessons: [{moduleId, lessonId, accessible}]}
     progress() {
-      return this.request("GET", "/progress?minVersion=" + this.version);
+      return this.request("GET", "/progress?" + this.holding());
     }
 
-    // {success, dbUpdated, cacheUpdated, version, path, xpEarned, xpTotal}. No answer or a
+    // {success, dbUpdated, cacheUpdated, version, path, xpEarned, xpTotal, position}. No answer or a
     // 5xx: one retry after 1 s (completing twice changes nothing), then a clear error. A 4xx:
     // at once. Both tries carry one Idempotency-Key, so a retry whose first answer was lost
     // still learns the XP the completion earned (a later repeat earns 0).
@@ -214,17 +259,17 @@
     // the words of every completed lesson. Sends the last version seen, as access() does, so
     // a lesson just completed (in this tab or another) is never missing from it.
     review() {
-      return this.request("GET", "/review?minVersion=" + this.version);
+      return this.request("GET", "/review?" + this.holding());
     }
 
     // The navigation guard: {accessible, source, cacheAgeMs, version, path, lockReceipt}.
-    // Sends the last version seen, so the answer never comes from a copy older than our
+    // Sends the last version seen (and its completion's position), so the answer never comes from a copy older than our
     // own completion (or another tab's). A "locked" answer carries lockReceipt: send it
     // with the lock-screen report.
     async access(moduleId, lessonId) {
       const answer = await this.request(
         "GET",
-        lessonPath(moduleId, lessonId) + "/access?minVersion=" + this.version
+        lessonPath(moduleId, lessonId) + "/access?" + this.holding()
       );
       const key = moduleId + "/" + lessonId;
       if (answer.accessible) this.receipts.delete(key);

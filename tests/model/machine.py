@@ -1,8 +1,12 @@
 """The rules and the invariants of the interleaving model.
 
-Every rule is one thing that can happen in production: a request on any worker, a cache
-update that finishes late or never, an announcement delivered late, out of order or never,
-a replica catching up, a listener reconnecting, a breaker tripping or cooling down. After
+Every rule is one thing that can happen in production: a request on any worker (its client
+sending the version it holds, with the completion's position, without it, or with a
+position from an older completion), a cache update that finishes late or never, an
+announcement delivered late, out of order or never (with the position its listener read
+after it, or none), a replica catching up, the replica reporting how far it has replayed (an
+honest position, maybe an old one, or none), a listener reconnecting, a breaker tripping or
+cooling down. After
 every step the answers given in it are checked against the primary, the ground truth:
 
 - false_lock: an access check (or a completion refused as locked) never says "locked" for a
@@ -106,6 +110,8 @@ class Learner:
     email: str
     headers: dict[str, str]
     version: int = 0  # the highest version its client has seen (the reference client's)
+    position: int | None = None  # the position its completion answer gave with `version`
+    positions: dict[int, int] = field(default_factory=dict)  # version -> its completion's
     acknowledged: set[int] = field(default_factory=set)  # lesson ids answered 200
     history: dict[int, Completed] = field(default_factory=lambda: {0: {}})  # the primary's
     replica_version: int = 0
@@ -133,6 +139,7 @@ def step(function: Callable[..., None]) -> Callable[..., None]:
 WORKERS = st.integers(0, 2)
 LEARNERS = st.integers(0, 1)  # two learners: one's traffic must never move the other's answers
 CHOICE = st.integers(0, 7)  # which parked update (0: the oldest)
+POSITIONS = st.sampled_from(["paired", "none", "older"])  # what the client sends beside minVersion
 
 
 class ProgressModel(RuleBasedStateMachine):
@@ -150,6 +157,8 @@ class ProgressModel(RuleBasedStateMachine):
         self.learners = [new_learner(), new_learner()]
         # worker index, learner index -> the newest version the worker knows is committed
         self.known: dict[tuple[int, int], int] = {}
+        # every commit with a position, in commit order: (learner index, version, position)
+        self.commits: list[tuple[int, int, int]] = []
         self.trace: list[tuple[str, tuple]] = []
         self.said: list[str] = []
         # the primary as read after the last step: nothing writes it between steps
@@ -198,8 +207,27 @@ class ProgressModel(RuleBasedStateMachine):
         body = response.get_json()
         if "path" in body:
             assert body["path"] == self.path, f"served by {body['path']}, not {self.path}"
-        self.learners[learner].version = max(self.learners[learner].version, body["version"])
+        who = self.learners[learner]
+        position = body.get("position")  # completion answers carry one
+        if body["version"] > who.version or (body["version"] == who.version and position):
+            who.version, who.position = body["version"], position
         return body
+
+    def _holding(self, learner: int, send_version: bool, position: str) -> tuple[int | None, str]:
+        """What the client sends: (minVersion or None, the query string). `position`:
+        "paired", the position its completion answer gave with that version; "none"; or
+        "older", one from an earlier completion (a client that kept the wrong one)."""
+        who = self.learners[learner]
+        if not send_version:
+            return None, ""
+        sent = who.position
+        if position == "none":
+            sent = None
+        elif position == "older":
+            older = [p for v, p in who.positions.items() if v < who.version]
+            sent = max(older) if older else sent
+        query = f"?minVersion={who.version}"
+        return who.version, query + ("" if sent is None else f"&minPosition={sent}")
 
     def _check_version(
         self, worker: int, learner: int, sent: int | None, version: int, what: str
@@ -257,6 +285,9 @@ class ProgressModel(RuleBasedStateMachine):
             f"{body['version']}, cacheUpdated={body['cacheUpdated']}"
         )
         who.acknowledged.add(lesson.id)
+        if body["position"] is not None and after.version > before.version:
+            who.positions[body["version"]] = body["position"]
+            self.commits.append((learner, body["version"], body["position"]))
         self.known[worker, learner] = max(self.known.get((worker, learner), 0), body["version"])
         self._committed(learner, before, after)
         if lesson.id not in after.completed:
@@ -267,20 +298,21 @@ class ProgressModel(RuleBasedStateMachine):
         learner=LEARNERS,
         offset=st.sampled_from([0, 1, -1, 2]),
         send_version=st.booleans(),
+        position=POSITIONS,
     )
     @step
-    def check_access(self, worker: int, learner: int, offset: int, send_version: bool) -> None:
+    def check_access(
+        self, worker: int, learner: int, offset: int, send_version: bool, position: str = "paired"
+    ) -> None:
         """The navigation guard: is this lesson open? With or without the client's version."""
         w, who = self.world.workers[worker], self.learners[learner]
         before = after = self.truth[learner]  # an access check writes nothing
         lesson = self._lesson(before, offset)
-        sent = who.version if send_version else None
+        sent, query = self._holding(learner, send_version, position)
         url = ACCESS.format(lesson.module_slug, lesson.slug)
-        response = w.client.get(
-            url + ("" if sent is None else f"?minVersion={sent}"), headers=who.headers
-        )
+        response = w.client.get(url + query, headers=who.headers)
         body = self._answered(worker, learner, response)
-        what = f"{w.name}: access {self._name(lesson)} minVersion={sent}"
+        what = f"{w.name}: access {self._name(lesson)} {query or 'minVersion=None'}"
         self._say(
             f"{what} -> {'accessible' if body['accessible'] else 'LOCKED'} at version "
             f"{body['version']} from {body['source']} (primary: version {before.version})"
@@ -295,15 +327,15 @@ class ProgressModel(RuleBasedStateMachine):
             self._fail(FalseUnlock, f"{what} answered accessible; the primary says locked")
         self._check_version(worker, learner, sent, body["version"], what)
 
-    @rule(worker=WORKERS, learner=LEARNERS, send_version=st.booleans())
+    @rule(worker=WORKERS, learner=LEARNERS, send_version=st.booleans(), position=POSITIONS)
     @step
-    def read_progress(self, worker: int, learner: int, send_version: bool) -> None:
+    def read_progress(
+        self, worker: int, learner: int, send_version: bool, position: str = "paired"
+    ) -> None:
         """A page (re)load: the learner's completions and which lessons are open."""
         w, who = self.world.workers[worker], self.learners[learner]
-        sent = who.version if send_version else None
-        response = w.client.get(
-            PROGRESS + ("" if sent is None else f"?minVersion={sent}"), headers=who.headers
-        )
+        sent, query = self._holding(learner, send_version, position)
+        response = w.client.get(PROGRESS + query, headers=who.headers)
         body = self._answered(worker, learner, response)
         after = self.truth[learner]  # a progress read writes nothing
         by_key = {(lesson.module_slug, lesson.slug): lesson.id for lesson in self.lessons}
@@ -311,7 +343,7 @@ class ProgressModel(RuleBasedStateMachine):
         open_ids = {
             by_key[x["moduleId"], x["lessonId"]] for x in body["lessons"] if x["accessible"]
         }
-        what = f"{w.name}: progress minVersion={sent}"
+        what = f"{w.name}: progress {query or 'minVersion=None'}"
         self._say(f"{what} -> version {body['version']}, {len(completed)} completed")
         if not completed <= set(after.completed):
             self._fail(FalseUnlock, f"{what} lists completions the primary doesn't hold")
@@ -322,20 +354,20 @@ class ProgressModel(RuleBasedStateMachine):
         if missing:
             self._fail(StaleRead, f"{what} claims version {body['version']} without {missing}")
 
-    @rule(worker=WORKERS, learner=LEARNERS, send_version=st.booleans())
+    @rule(worker=WORKERS, learner=LEARNERS, send_version=st.booleans(), position=POSITIONS)
     @step
-    def read_review(self, worker: int, learner: int, send_version: bool) -> None:
+    def read_review(
+        self, worker: int, learner: int, send_version: bool, position: str = "paired"
+    ) -> None:
         """The learner opens review: the words of every completed lesson."""
         w, who = self.world.workers[worker], self.learners[learner]
-        sent = who.version if send_version else None
-        response = w.client.get(
-            REVIEW + ("" if sent is None else f"?minVersion={sent}"), headers=who.headers
-        )
+        sent, query = self._holding(learner, send_version, position)
+        response = w.client.get(REVIEW + query, headers=who.headers)
         body = self._answered(worker, learner, response)
         before = after = self.truth[learner]  # a review writes nothing
         by_key = {(lesson.module_slug, lesson.slug): lesson for lesson in self.lessons}
         listed = {by_key[x["moduleId"], x["lessonId"]].id for x in body["words"]}
-        what = f"{w.name}: review minVersion={sent}"
+        what = f"{w.name}: review {query or 'minVersion=None'}"
         self._say(
             f"{what} -> version {body['version']}, words of {len(listed)} lessons from "
             f"{body['source']} (primary: version {before.version})"
@@ -392,17 +424,22 @@ class ProgressModel(RuleBasedStateMachine):
         return any(worker.inbox for worker in self.world.workers)
 
     @precondition(_has_announcements)
-    @rule(worker=WORKERS, newest=st.booleans())
+    @rule(worker=WORKERS, newest=st.booleans(), stamped=st.booleans())
     @step
-    def announcement_delivered(self, worker: int, newest: bool) -> None:
+    def announcement_delivered(self, worker: int, newest: bool, stamped: bool = False) -> None:
         """The worker's oldest received announcement reaches it, or the newest, overtaking
-        the others (out of order); the rest stay delayed."""
+        the others (out of order); the rest stay delayed. Stamped: with the primary's
+        insert position its listener read after it arrived; else before that read."""
         payload = self._announcement(worker, newest)
         if payload is None:
             return
         learner_id, _, version = payload.partition(":")
-        self._say(f"{self.world.workers[worker].name} learns version {version}")
-        self.world.workers[worker].listener.apply(payload)
+        position = self.world.insert_position() if stamped else None
+        self._say(
+            f"{self.world.workers[worker].name} learns version {version}"
+            + (f" at position {position}" if stamped else "")
+        )
+        self.world.workers[worker].listener.apply(payload, position)
         for index, learner in enumerate(self.learners):
             if str(learner.id) == learner_id:
                 key = (worker, index)
@@ -432,19 +469,38 @@ class ProgressModel(RuleBasedStateMachine):
 
     # -- the replica -----------------------------------------------------------------------
 
-    @rule(learner=LEARNERS, everything=st.booleans())
+    @rule(
+        learner=LEARNERS,
+        everything=st.booleans(),
+        reports=st.sampled_from(["newest", "older", "none"]),
+    )
     @step
-    def replica_catches_up(self, learner: int, everything: bool) -> None:
+    def replica_catches_up(self, learner: int, everything: bool, reports: str = "newest") -> None:
         """The replica applies the next committed version (or all of them); until it
-        does, it lags."""
+        does, it lags. From then on it reports (pg_last_wal_replay_lsn) the newest position
+        it has replayed, an older one, or none (it can't say); its next read tells a worker."""
         who = self.learners[learner]
         latest = max(who.history)
-        if who.replica_version >= latest:
-            return
-        target = latest if everything else who.replica_version + 1
-        self._say(f"the replica reaches version {target}")
-        self.world.replicate(who.id, who.email, PrimaryState(target, who.history[target]))
-        who.replica_version = target
+        if who.replica_version < latest:
+            target = latest if everything else who.replica_version + 1
+            self._say(f"the replica reaches version {target}")
+            self.world.replicate(who.id, who.email, PrimaryState(target, who.history[target]))
+            who.replica_version = target
+        honest = self._replayed_positions()
+        position = None if reports == "none" else honest[-2 if reports == "older" else -1]
+        self._say(f"the replica reports replay position {position} (newest: {honest[-1]})")
+        self.world.report_replay_position(position)
+
+    def _replayed_positions(self) -> list[int]:
+        """The positions the replica may honestly report: each commit's, up to the first
+        commit it has not applied (a replica replays in commit order); 0 twice, so that
+        there is always an older one."""
+        honest = [0, 0]
+        for learner, version, position in self.commits:
+            if self.learners[learner].replica_version < version:
+                break
+            honest.append(position)
+        return honest
 
     # -- the breaker -----------------------------------------------------------------------
 

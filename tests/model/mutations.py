@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import pytest
 
 from progress import faults
-from progress.cache import ProgressCache, ProgressSnapshot
-from progress.paths.verified import VerifiedPath
+from progress.cache import UNKNOWN, Known, ProgressCache, ProgressSnapshot
+from progress.paths.verified import Read, VerifiedPath
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,7 @@ def _no_double_check(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _no_floor(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ProgressCache, "floor", lambda self, learner_id: 0)
+    monkeypatch.setattr(ProgressCache, "known", lambda self, learner_id: UNKNOWN)
 
 
 def _no_min_version(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -44,10 +45,21 @@ def _no_min_version(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
         VerifiedPath,
         "check_access",
-        lambda self, learner, lesson, _: check_access(self, learner, lesson, 0),
+        lambda self, learner, lesson, *_: check_access(self, learner, lesson, 0),
     )
     monkeypatch.setattr(
-        VerifiedPath, "read_progress", lambda self, learner, _: read_progress(self, learner, 0)
+        VerifiedPath, "read_progress", lambda self, learner, *_: read_progress(self, learner, 0)
+    )
+
+
+def _trust_the_position(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A replica said to have replayed the position is believed, whatever version it holds."""
+    monkeypatch.setattr(
+        VerifiedPath,
+        "_read_replayed",
+        lambda self, learner_id, needed, reason: Read(
+            self._load_replica(learner_id, reason), "db", from_primary=False
+        ),
     )
 
 
@@ -69,9 +81,11 @@ def _no_version_rule(monkeypatch: pytest.MonkeyPatch) -> None:
             self._entries[learner_id] = change(current)
             return self._entries[learner_id]
 
-    def raise_floor(self: ProgressCache, learner_id: uuid.UUID, version: int) -> None:
+    def raise_floor(
+        self: ProgressCache, learner_id: uuid.UUID, version: int, position: int | None = None
+    ) -> None:
         with self._lock:
-            self._floors[learner_id] = version
+            self._floors[learner_id] = Known(version, position)
 
     monkeypatch.setattr(ProgressCache, "put", put)
     monkeypatch.setattr(ProgressCache, "apply", apply)
@@ -107,6 +121,13 @@ MUTATIONS = [
         "verified",
         "floor_state",
         _no_version_rule,
+    ),
+    Mutation(
+        "trust_the_position",
+        "verified, a replica said to have replayed the position believed below the version",
+        "verified",
+        "read_your_writes",
+        _trust_the_position,
     ),
     Mutation(
         "legacy_review",

@@ -4,7 +4,10 @@
   model's ground truth, read by the model on its own connection.
 - The replica is a second real database with the same schema and course. Nothing writes it
   but the model, which applies the primary's committed states to it in order, as streaming
-  replication would, only when the model says: until then it lags.
+  replication would, only when the model says: until then it lags. It reports a replay
+  position (`pg_last_wal_replay_lsn()`, tests/support/replay_position.py) that the model
+  chooses among the honest ones: none, or the position of a commit it has applied with
+  every commit before it.
 - Each worker is a Flask app of the service (its own cache, floors and breaker; its cache
   updates handed to an `UpdateScheduler`). Instance A's two workers read the replica;
   instance B's worker has none. Announcements are real NOTIFYs received on a real LISTEN
@@ -30,8 +33,10 @@ from progress.breaker import CircuitBreaker
 from progress.curriculum import LessonRef
 from progress.flags import flag_gate
 from progress.invalidation import CHANNEL, VersionListener, libpq_dsn
+from progress.replica import POSITION_KEY
 from progress.worker import WorkerState, worker_state
 
+from ..support import replay_position
 from ..support.apps import build_app, dispose, migrate_and_seed
 from .scheduler import ParkedUpdate, UpdateScheduler
 
@@ -87,6 +92,7 @@ class Worker:
     def reset(self, parked: list[ParkedUpdate]) -> None:
         """A fresh process: empty cache and floors, a closed breaker, no announcements."""
         self.state.cache.clear()
+        self.app.extensions[POSITION_KEY].forget()  # what the replica said to the last example
         self.clock = ModelClock()
         self.state.breaker = CircuitBreaker(
             threshold=BREAKER_THRESHOLD, cooldown_s=BREAKER_COOLDOWN_S, clock=self.clock
@@ -160,8 +166,17 @@ class World:
                 flag_gate().reload_now()
 
     def new_example(self, parked: list[ParkedUpdate]) -> None:
+        self.report_replay_position(None)
         for worker in self.workers:
             worker.reset(parked)
+
+    def report_replay_position(self, position: int | None) -> None:
+        """What the replica answers for `pg_last_wal_replay_lsn()` from now on."""
+        replay_position.report(self.replica, position)
+
+    def insert_position(self) -> int:
+        """The primary's WAL insert position now: past every commit made so far."""
+        return replay_position.insert_position(self.primary)
 
     # -- the primary, the model's ground truth --------------------------------------------
 
@@ -225,4 +240,5 @@ def build_world(database: str, tmp: Path) -> World:
         app = build_app(url, tmp / where, PROGRESS_LOG_LEVEL="ERROR")
         migrate_and_seed(app)
         dispose(app)
+    replay_position.install(replica_url)
     return World(primary_url, replica_url, tmp)
