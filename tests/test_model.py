@@ -21,6 +21,7 @@ from .model.profiles import (
     MUTATION_HUNT,
     PROFILES,
     SHRINK_SECONDS,
+    hunt_seed,
     model_settings,
     profile_name,
     run_seed,
@@ -68,7 +69,7 @@ def test_the_model_finds_the_hole_when_a_defence_is_off(
 ):
     """Each mutation must be caught, and by the invariant its defence exists for; the shrunk
     counterexample is printed and kept in test-artifacts/model/counterexamples/."""
-    run = run_seed()
+    run = hunt_seed()
     # hypothesis's own bound on shrinking (5 minutes), shortened for a whole suite's budget
     shrink_seconds = SHRINK_SECONDS[profile_name()]
     monkeypatch.setattr(engine, "MAX_SHRINKING_SECONDS", shrink_seconds, raising=False)

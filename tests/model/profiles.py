@@ -39,6 +39,19 @@ def run_seed() -> int:
     return int(os.environ.get("MODEL_SEED") or secrets.randbelow(2**32))
 
 
+# The suite's mutation hunts start from one seed, so that CI searches as the run before it
+# did: from fresh seeds the hardest hunts sometimes needed 885 of their 1,000 examples, and a
+# hunt that runs out fails the suite. From this one the slowest took 440 (of 1,000). make
+# prove, and MODEL_SEED, hunt from fresh seeds.
+SUITE_HUNT_SEED = 1
+
+
+def hunt_seed() -> int:
+    if os.environ.get("MODEL_SEED") or profile_name() != "ci":
+        return run_seed()
+    return SUITE_HUNT_SEED
+
+
 def model_settings(**limits: int) -> settings:
     return settings(
         **limits,
