@@ -119,7 +119,10 @@ def test_a_slow_db_times_the_cache_update_out_and_the_next_check_reads_the_db(
 def test_a_failing_cache_updater_opens_the_breaker_at_the_threshold_and_it_closes_again(
     pg_app, make_pg_app, auth, inject
 ):
-    app = make_pg_app(PROGRESS_BREAKER_THRESHOLD=3, PROGRESS_BREAKER_COOLDOWN_MS=300)
+    # The cool-down must outlast the steps from the breaker's opening to the completion it
+    # bypasses: tens of ms alone, 0.8 s seen under load (300 ms once let that completion try
+    # the cache); 3 s is a margin of over 3x.
+    app = make_pg_app(PROGRESS_BREAKER_THRESHOLD=3, PROGRESS_BREAKER_COOLDOWN_MS=3000)
     set_rollout(app, 100)
     client, learner = app.test_client(), auth.learner()
     trips = counter("progress_circuit_breaker_trips_total")
@@ -146,7 +149,7 @@ def test_a_failing_cache_updater_opens_the_breaker_at_the_threshold_and_it_close
     assert counter("progress_cache_updates_total", path="verified", result="skipped") == skipped + 1
 
     inject()  # the cache heals
-    time.sleep(0.35)  # the 300 ms cool-down passes (the fault's time, not a wait for an event)
+    time.sleep(3.05)  # the 3 s cool-down passes (the fault's time, not a wait for an event)
     done = client.post(COMPLETE.format(LESSONS[4]), headers=learner.headers).get_json()
     assert done["cacheUpdated"] is True
     with app.app_context():
