@@ -30,7 +30,7 @@ class WatchClock:
         return self.elapsed_s >= self.length_s
 
     def left(self) -> str:
-        return _hours(max(self.length_s - self.elapsed_s, 0))
+        return duration_text(max(self.length_s - self.elapsed_s, 0))
 
 
 @dataclass(frozen=True)
@@ -120,25 +120,25 @@ def _watching(checks: Sequence[Check], now: Situation) -> Verdict:
         return Verdict(
             "hold",
             f"watching at {now.percentage}% against {watch.baseline or 'no baseline'}: "
-            f"{watch.left()} of {_hours(watch.length_s)} left; {so_far}",
+            f"{watch.left()} of {duration_text(watch.length_s)} left; {so_far}",
         )
     if waiting:
         return Verdict(
             "hold",
-            f"the watch of {_hours(watch.length_s)} is over, not yet clean: "
+            f"the watch of {duration_text(watch.length_s)} is over, not yet clean: "
             + _waiting_for(waiting, [])
             + "; a person may end it (complete, with a note)",
         )
     summary = "; ".join(c.detail for c in checks)
     return Verdict(
         "complete",
-        f"the watch of {_hours(watch.length_s)} at {now.percentage}% ended clean "
+        f"the watch of {duration_text(watch.length_s)} at {now.percentage}% ended clean "
         f"({summary}): the rollout is complete and the legacy path may be retired",
     )
 
 
-def _hours(seconds: float) -> str:
-    """48 h, 90 min, 40 s."""
+def duration_text(seconds: float) -> str:
+    """48 h, 90 min, 40 s: how the watch's lengths are written."""
     if seconds >= 3 * 3600:
         return f"{seconds / 3600:.3g} h"
     if seconds >= 120:

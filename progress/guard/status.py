@@ -10,6 +10,7 @@ from typing import Any, Literal
 from flask import current_app
 
 from ..models import RolloutPlan, utcnow
+from .decision import duration_text
 from .eta import MarginCost, margin_costs
 from .evaluation import recent_evaluations
 from .own_counters import SOURCE_MARK
@@ -78,7 +79,7 @@ def watch_view(plan: RolloutPlan, latest: Any | None) -> WatchView:
     length = int(watch_length_s(plan))
     if not plan.on_last_stage or plan.stage_started_at is None or plan.updated_at is None:
         last = plan.stages[-1]
-        text = f"the watch of {_span(length)} starts when the rollout reaches {last}%"
+        text = f"the watch of {duration_text(length)} starts when the rollout reaches {last}%"
         return WatchView("not_started", length, None, None, None, None, None, None, text)
     started = plan.stage_started_at
     ends = started + timedelta(seconds=length)
@@ -96,7 +97,7 @@ def watch_view(plan: RolloutPlan, latest: Any | None) -> WatchView:
             ("the watch is over; it completes once every check passes, or when a person ends it"),
         )
     else:
-        state, text = "watching", f"watching: {_span(left)} of {_span(length)} left"
+        state, text = "watching", f"watching: {duration_text(left)} of {duration_text(length)} left"
     return WatchView(state, length, started, ends, left, plan.completed_at, baseline, current, text)
 
 
@@ -139,14 +140,6 @@ def _current_figures(latest: Any, plan: RolloutPlan) -> dict[str, Any] | None:
         "updates": updates,
         "overBudgetShare": over / updates if updates else None,
     }
-
-
-def _span(seconds: float) -> str:
-    if seconds >= 3 * 3600:
-        return f"{seconds / 3600:.3g} h"
-    if seconds >= 120:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds:.0f} s"
 
 
 class PlanView:
