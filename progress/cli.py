@@ -8,6 +8,7 @@ import logging
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -428,12 +429,21 @@ def rollout_guard(mode: str) -> None:
 @FORMAT
 def rollout_advance(reason: str, note: str | None, output: str | None) -> None:
     """Move to the next stage of the plan once the guard marked this one ready."""
+    _move_stage(guard.advance_stage, reason, note, output, "say why the stage moves on")
+
+
+def _move_stage(
+    move: Callable[[str, str, str | None], Any],
+    reason: str,
+    note: str | None,
+    output: str | None,
+    say_why: str,
+) -> None:
+    """A person's move of the plan (advance or back), with its reason and note."""
     if not reason.strip():
-        raise click.BadParameter("say why the stage moves on", param_hint="--reason")
+        raise click.BadParameter(say_why, param_hint="--reason")
     try:
-        plan = guard.advance_stage(
-            f"cli:{getpass.getuser()}", reason.strip()[:500], (note or "").strip() or None
-        )
+        plan = move(f"cli:{getpass.getuser()}", reason.strip()[:500], (note or "").strip() or None)
     except (guard.GuardBusy, guard.StageNotReady) as exc:
         raise click.ClickException(str(exc)) from None
     _echo_plan(plan, _resolve_format(output))
@@ -446,15 +456,7 @@ def rollout_advance(reason: str, note: str | None, output: str | None) -> None:
 def rollout_back(reason: str, note: str | None, output: str | None) -> None:
     """Go back to the plan's previous stage (after the watch paused, say); the plan stays
     paused until a person resumes it."""
-    if not reason.strip():
-        raise click.BadParameter("say why the rollout goes back", param_hint="--reason")
-    try:
-        plan = guard.back_stage(
-            f"cli:{getpass.getuser()}", reason.strip()[:500], (note or "").strip() or None
-        )
-    except (guard.GuardBusy, guard.StageNotReady) as exc:
-        raise click.ClickException(str(exc)) from None
-    _echo_plan(plan, _resolve_format(output))
+    _move_stage(guard.back_stage, reason, note, output, "say why the rollout goes back")
 
 
 @rollout_group.command("complete")
