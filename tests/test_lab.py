@@ -87,7 +87,9 @@ def test_the_lab_proves_zero_false_locks_on_the_verified_path(tmp_path: Path):
     # Reads are routed by the replica's replay position: verified learners send their
     # completion's position, so none waits for the replica, and the primary reads at most
     # three times per completion (its re-read, the next navigation, a true lock confirmed),
-    # besides one confirmation per review set opened (one review per completion here).
+    # besides the review opened after each completion: a second navigation that may read
+    # the primary once more while the replica lags (never a confirmation: the learners send
+    # their version).
     reads = report["paths"]["verified"]["reads"]
     assert report["db_retries"]["replica_lag"] == 0, output
     assert reads["replica"] > 0, output

@@ -252,6 +252,39 @@ def test_verified_review_with_min_version_skips_an_older_entry_without_the_doubl
     assert review_terms(answer) == course_words("basics", "greetings")
 
 
+def test_verified_review_confirms_on_the_primary_only_for_a_client_without_its_version(
+    make_pg_app, auth
+):
+    """A set read at the version the client sent holds every lesson it was told it
+    completed, so it costs no primary read; one for a client that sent no version, or from
+    an entry past the staleness fallback (here 0 ms), is confirmed there."""
+    fresh, aged = make_pg_app(), make_pg_app(PROGRESS_STALE_AFTER_MS=0)
+    set_rollout(fresh, 100)
+    with aged.app_context():
+        flag_gate().reload_now()
+
+    def confirmations() -> float:
+        return counter(
+            "progress_reads_total", path="verified", target="primary", reason="review_check"
+        )
+
+    for worker, with_version, confirmed in [
+        (fresh, True, False),
+        (fresh, False, True),
+        (aged, True, True),
+    ]:
+        learner, client = auth.learner(), worker.test_client()
+        done = client.post(COMPLETE.format("basics", "greetings"), headers=learner.headers)
+        settle_background(worker)  # the entry is patched to the completion's version
+        version = done.get_json()["version"]
+        before = confirmations()
+        query = f"?minVersion={version}" if with_version else ""
+        answer = client.get(REVIEW + query, headers=learner.headers)
+        assert review_terms(answer) == course_words("basics", "greetings")
+        assert answer.get_json()["source"] == ("db" if confirmed else "cache")
+        assert confirmations() == before + confirmed, (with_version, worker.config)
+
+
 def test_legacy_review_cache_is_cleared_in_the_background_after_a_completion(pg_app, auth, inject):
     """The old app's fire-and-forget clear: until it runs, the same worker serves the old
     set (and the audit counts it); once it ran, the words are there."""

@@ -17,8 +17,9 @@
    position is unknown (a client that sent minVersion alone) is the replica read and
    retried with backoff, then the primary answers.
 Plus the circuit breaker around the cache. The review set is derived from the same read as
-the access check (3 to 5), and a set not read from the primary is confirmed there as a
-cached "locked" is: it can never be behind a version the learner holds.
+the access check (3 to 5), so it is never behind a version the learner holds; a set for a
+client that sent no version (or from an entry past the staleness fallback) and not read
+from the primary is confirmed there as a cached "locked" is.
 """
 
 from __future__ import annotations
@@ -186,11 +187,12 @@ class VerifiedPath:
         self, learner_id: uuid.UUID, min_version: int, min_position: int | None = None
     ) -> ReviewAnswer:
         """The review set from the access check's read (at least the version known), never
-        a copy of its own. Any copy can lack a completion, so a set not read from the
-        primary is confirmed there as a cached "locked" is (the double check); one the
-        primary contradicts is counted and the primary's set is answered."""
+        a copy of its own. A set at the client's minVersion or later holds every lesson the
+        client was told it completed. Without one, any copy can lack a completion, so a set
+        not read from the primary is confirmed there as a cached "locked" is (the double
+        check); one the primary contradicts is counted and the primary's set is answered."""
         read = self._read(learner_id, self._needed(learner_id, min_version, min_position))
-        if not read.from_primary and self._needs_confirmation(read):
+        if not read.from_primary and self._review_needs_confirmation(read, min_version):
             primary = self._confirm_on_primary(learner_id, read, "review_check")
             missing = missing_review_lessons(worker_state().curriculum(), read.snapshot, primary)
             if missing:
@@ -198,14 +200,24 @@ class VerifiedPath:
             read = Read(primary, "db", from_primary=True)
         return count_review(NAME, ReviewAnswer(read.snapshot, read.source))  # type: ignore[arg-type]
 
+    def _review_needs_confirmation(self, read: Read, min_version: int) -> bool:
+        """A client that sent its version needs no confirmation of a set read at it, unless
+        the set is an entry past the staleness fallback: a completion it hasn't heard of
+        (another device's, within an announcement's delay) shows at its next review. This
+        keeps reviews off the primary (docs/design.md#the-review-set-and-xp)."""
+        if min_version and read.snapshot.version >= min_version and not self._stale(read):
+            return False
+        return self._needs_confirmation(read)
+
+    def _stale(self, read: Read) -> bool:
+        return read.source == "cache" and read.snapshot.age_ms() >= self.settings.stale_after_ms
+
     def _needs_confirmation(self, read: Read) -> bool:
         """Whether a "locked" not read from the primary is confirmed there."""
-        if read.source == "cache":
-            age = read.snapshot.age_ms()
-            if age >= self.settings.stale_after_ms:
-                return True  # the staleness fallback: an old entry's "locked" always is
-            if age < self.settings.double_check_after_ms:
-                return False
+        if self._stale(read):
+            return True  # the staleness fallback: an old entry's "locked" always is
+        if read.source == "cache" and read.snapshot.age_ms() < self.settings.double_check_after_ms:
+            return False
         return not faults.current().disable_double_check  # the double check, replicas' too
 
     def _confirm_on_primary(
