@@ -79,7 +79,8 @@ def path_reads(samples: Samples, path: str) -> dict[str, Any]:
         }
     primary, replica = sum(by_reason["primary"].values()), sum(by_reason["replica"].values())
     completions = metric(samples, "progress_completions_total", path=path, outcome="success")
-    # The review sets' confirmations apart: one per review opened, whatever the completions.
+    # The review sets' confirmations apart: one per review opened by a client without its
+    # version, whatever the completions.
     navigation = primary - by_reason["primary"]["review_check"]
     return {
         "primary": primary,

@@ -126,7 +126,7 @@ PRIMARY_READ_REASONS = (
     "no_replica",  # none configured (SQLite), or set aside after a failure
     "replica_failed",  # the replica failed this read
     "double_check",  # a "locked" not read from the primary, confirmed there
-    "review_check",  # a review set not read from the primary, confirmed there
+    "review_check",  # a review set for a client without its version, confirmed there
     "cache_update",  # the completion's re-read (layer 2)
     "audit",  # the legacy path's audit of its answers
 )
