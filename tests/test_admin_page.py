@@ -23,6 +23,7 @@ from progress.extensions import db
 from progress.models import GuardEvaluation, RolloutChange, utcnow
 from progress.paths import path_for_learner
 
+from .support.admin_page import open_admin_page
 from .support.apps import SECRET, set_rollout
 from .support.availability import unavailable
 from .support.browser import SCREENSHOTS
@@ -146,9 +147,7 @@ def test_the_admin_page_at_0_then_10_percent_then_after_a_guard_rollback(
     admin = AuthActions(SECRET).learner(admin=True)
     with two_instances(tmp_path, pg_database) as (prometheus, (x, y)):
         # -- 0%: nothing has happened yet, and the page says so --------------------------------
-        page.goto(x.url + "/admin/rollout")
-        page.get_by_label("Bearer token with the admin role").fill(admin.token)
-        page.get_by_role("button", name="Use token").click()
+        open_admin_page(page, x.url, admin.token)
         expect(page.locator("#percentage")).to_have_text("0")
         expect(page.locator("#stage-now")).to_contain_text("Stage 1 of 3 (0%)")
         expect(page.locator("#history tbody")).to_have_text(
@@ -259,9 +258,7 @@ def test_without_prometheus_the_charts_and_the_guards_bound_come_from_its_evalua
     admin = AuthActions(SECRET).learner(admin=True)
     env = service_env(pg_database, tmp_path / "metrics", PROGRESS_GUARD_INTERVAL_S="0")
     with running_service(env, tmp_path, workers=1) as service:
-        page.goto(service.url + "/admin/rollout")
-        page.get_by_label("Bearer token with the admin role").fill(admin.token)
-        page.get_by_role("button", name="Use token").click()
+        open_admin_page(page, service.url, admin.token)
         page.get_by_role("button", name="Last day").click()
         page.wait_for_selector("body[data-charts-ready='day']")
         expect(page.locator("#charts-source")).to_contain_text("rollout guard's evaluations")
@@ -438,9 +435,7 @@ def test_the_guards_estimate_status_and_margin_costs_on_the_page(
     env = service_env(pg_database, tmp_path / "metrics", PROGRESS_GUARD_INTERVAL_S="0")
     page.set_viewport_size(viewport)
     with running_service(env, tmp_path, workers=1) as service:
-        page.goto(service.url + "/admin/rollout")
-        page.get_by_label("Bearer token with the admin role").fill(admin.token)
-        page.get_by_role("button", name="Use token").click()
+        open_admin_page(page, service.url, admin.token)
         eta = page.locator("#guard-eta")
         expect(eta).to_have_text("When: " + ETA["text"])
         box = eta.bounding_box()
@@ -484,9 +479,7 @@ def test_the_watch_a_note_going_back_and_the_timeouts_on_the_page(
     admin = AuthActions(SECRET).learner(admin=True)
     env = service_env(pg_database, tmp_path / "metrics", PROGRESS_GUARD_INTERVAL_S="0")
     with running_service(env, tmp_path, workers=1) as service:
-        page.goto(service.url + "/admin/rollout")
-        page.get_by_label("Bearer token with the admin role").fill(admin.token)
-        page.get_by_role("button", name="Use token").click()
+        open_admin_page(page, service.url, admin.token)
         expect(page.locator("#watch-text")).to_contain_text("The watch is paused")
         expect(page.locator("#watch-base-rate")).to_have_text("99.5%")
         expect(page.locator("#watch-now-rate")).to_have_text("99.9%")

@@ -22,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from harness.service import RunningService
 from progress.auth import decode_token
 from progress.flags import flag_gate
+from tests.support.admin_page import open_admin_page
 from tests.support.apps import SECRET, build_app, dispose, set_rollout
 from tests.support.browser import SCREENSHOTS
 from tests.support.learner_page import (
@@ -179,9 +180,7 @@ def test_product_moves_the_rollout_on_the_admin_page_and_learners_follow(
         wait_for_path(service, inside, "legacy")
         wait_for_path(service, outside, "legacy")
 
-        page.goto(service.url + "/admin/rollout")
-        page.get_by_label("Bearer token with the admin role").fill(admin.token)
-        page.get_by_role("button", name="Use token").click()
+        open_admin_page(page, service.url, admin.token)
         expect(page.locator("#percentage")).to_have_text("0")
 
         for stage, reason in ((10, "stage 1: 10% of learners"), (100, "stage 2: everyone")):

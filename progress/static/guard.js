@@ -381,8 +381,9 @@
     }
   });
 
-  // Advancing moves learners: it asks for the change card's reason, as every change does.
-  $("guard-advance").addEventListener("click", async () => {
+  // Advancing or going back moves learners: both ask for the change card's reason, as every
+  // change does, and send its note with it.
+  async function moveStage(path, moved, failed) {
     const reason = $("reason").value.trim();
     if (!reason) {
       $("message").textContent = "Say why: the reason is kept in the history.";
@@ -391,35 +392,31 @@
     }
     const note = $("note").value.trim();
     try {
-      const p = await call("POST", "/advance", note ? { reason, note } : { reason });
-      $("note").value = "";
-      $("message").textContent = "Advanced: the verified path now serves " + p.stagePercentage + "% of learners.";
+      const p = await call("POST", path, note ? { reason, note } : { reason });
+      $("message").textContent = moved(p);
       $("reason").value = "";
+      $("note").value = "";
       document.dispatchEvent(new CustomEvent("rollout:moved"));
     } catch (e) {
-      $("message").textContent = "Not advanced: " + e.message;
+      $("message").textContent = failed + e.message;
     }
-  });
+  }
 
-  // Back a stage, with the change card's reason and note.
-  $("guard-back").addEventListener("click", async () => {
-    const reason = $("reason").value.trim();
-    if (!reason) {
-      $("message").textContent = "Say why: the reason is kept in the history.";
-      $("reason").focus();
-      return;
-    }
-    const note = $("note").value.trim();
-    try {
-      const p = await call("POST", "/back", note ? { reason, note } : { reason });
-      $("message").textContent = "Back at " + p.stagePercentage + "%; the plan stays paused until you resume it.";
-      $("reason").value = "";
-      $("note").value = "";
-      document.dispatchEvent(new CustomEvent("rollout:moved"));
-    } catch (e) {
-      $("message").textContent = "Not moved: " + e.message;
-    }
-  });
+  $("guard-advance").addEventListener("click", () =>
+    moveStage(
+      "/advance",
+      (p) => "Advanced: the verified path now serves " + p.stagePercentage + "% of learners.",
+      "Not advanced: ",
+    ),
+  );
+
+  $("guard-back").addEventListener("click", () =>
+    moveStage(
+      "/back",
+      (p) => "Back at " + p.stagePercentage + "%; the plan stays paused until you resume it.",
+      "Not moved: ",
+    ),
+  );
 
   // The end of the watch by hand, with the change card's note saying why.
   $("watch-complete").addEventListener("click", async () => {
